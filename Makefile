@@ -1,0 +1,37 @@
+# Two commands for a fresh clone: `make demo` and `make test`. Both create or refresh .venv/ first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.framefarm-installed
+# A CPU build of torch, installed before anything else so no dependency pulls a multi-GB CUDA build.
+# On a GPU box: make TORCH_SPEC="torch==2.9.1 --index-url https://download.pytorch.org/whl/cu128" ...
+TORCH_SPEC ?= torch==2.13.0
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test venv constraints clean
+
+# The venv is stale when the project's dependency files change (make compares timestamps with the stamp file)
+# or when its interpreter no longer runs (Python upgraded or moved): then it is rebuilt from scratch.
+$(STAMP): pyproject.toml requirements/constraints.txt Makefile
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys' 2>/dev/null; then rm -rf $(VENV); fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[test,s3]"
+	$(BIN)/python -c "import framefarm.cli, torch, diffusers, prefect; from framefarm.video import ffmpeg_exe, require_encoders; require_encoders('libx264'); print('framefarm ready: torch', torch.__version__, '| ffmpeg', ffmpeg_exe())"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/framefarm demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+constraints: $(STAMP)
+	$(PIP) freeze --exclude-editable | grep -viE '^(framefarm)' | sed -E 's/\+cpu//' > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) renders .pytest_cache

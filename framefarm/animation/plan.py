@@ -1,0 +1,233 @@
+"""Planning: a job becomes a :class:`RenderPlan` of chunks, each chunk a self-contained, hashable task spec.
+
+Every frame gets a **frame key**: the SHA-256 of everything that determines its pixels (renderer and its version,
+size, models, control inputs by content hash, the frame's seed, prompts, schedule values and camera). The frame key
+is what the manifest records, so a frame rendered once is never rendered again, whatever the chunk size of the next
+run. In a Deforum chain frame n is img2img of frame n−1, so its key also folds in the key of frame n−1: change frame
+10 and frames 10… are stale, frames 0–9 are not.
+
+A chunk's key is the hash of its frame keys: it is Prefect's cache key for the chunk task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from framefarm.animation.camera import cumulative_camera, motion_matrices_2d
+from framefarm.animation.prompts import prompts_for_frames
+from framefarm.animation.schedules import evaluate_job_schedules
+from framefarm.animation.seeds import frame_seeds
+from framefarm.errors import InputError
+
+# Bump when the meaning of a frame key changes, so old manifests stop matching.
+PLAN_FORMAT = 1
+
+# Fields of a job that never change a frame's pixels: leaving them out of the frame key means renaming a job or
+# changing its encode settings does not re-render anything. Prompts, motion and seeds enter per frame instead.
+_NOT_PIXEL_FIELDS = {
+    "name", "description", "frames", "fps", "output", "prompts", "positive_prompt", "negative_prompt", "motion",
+    "seeds", "seed",
+}
+
+DEFAULT_CHUNK_SIZE = 16
+
+
+def canonical_hash(payload: Any) -> str:
+    """SHA-256 of a JSON document with sorted keys and no whitespace: equal inputs, equal hash, on any machine."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One unit of render work: a contiguous frame range and every per-frame input it needs.
+
+    Attributes:
+        job: job name.
+        index: chunk number in the plan.
+        start: first frame (inclusive).
+        stop: last frame + 1 (exclusive).
+        frame_keys: the frame key of each frame in ``start … stop−1``.
+        seeds: each frame's seed.
+        prompts: each frame's positive prompt (global positive merged in).
+        negative_prompts: each frame's negative prompt.
+        values: each schedule's value per frame (``"zoom"``, ``"strength"``, …).
+        camera: each frame's cumulative 2D camera matrix, row-major, 9 floats.
+        key: hash of ``frame_keys``; the chunk task's cache key.
+    """
+
+    job: str
+    index: int
+    start: int
+    stop: int
+    frame_keys: tuple[str, ...]
+    seeds: tuple[int, ...]
+    prompts: tuple[str, ...]
+    negative_prompts: tuple[str, ...]
+    values: dict[str, tuple[float, ...]] = field(hash=False)
+    camera: tuple[tuple[float, ...], ...]
+    key: str
+
+    @property
+    def frames(self) -> range:
+        return range(self.start, self.stop)
+
+    def local(self, frame: int) -> int:
+        """Position of an absolute frame number inside this chunk's per-frame tuples."""
+        if not self.start <= frame < self.stop:
+            raise IndexError(f"frame {frame} is not in chunk {self.index} ({self.start}…{self.stop - 1})")
+        return frame - self.start
+
+    def camera_matrix(self, frame: int) -> np.ndarray:
+        return np.asarray(self.camera[self.local(frame)], dtype=np.float64).reshape(3, 3)
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """A job cut into chunks. Pure data: serialisable, hashable, identical for identical jobs."""
+
+    job: str
+    kind: str
+    renderer: str
+    width: int
+    height: int
+    fps: float
+    frames: int
+    seed: int
+    chained: bool
+    chunk_size: int
+    chunks: tuple[ChunkSpec, ...]
+
+    @property
+    def frame_keys(self) -> dict[int, str]:
+        return {frame: chunk.frame_keys[frame - chunk.start] for chunk in self.chunks for frame in chunk.frames}
+
+    def summary(self) -> dict[str, Any]:
+        """What ``framefarm plan --json`` prints: chunks with frame ranges, seeds and keys (no per-frame values)."""
+        return {
+            "job": self.job,
+            "kind": self.kind,
+            "renderer": self.renderer,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "frames": self.frames,
+            "seed": self.seed,
+            "chained": self.chained,
+            "chunk_size": self.chunk_size,
+            "chunks": [
+                {
+                    "index": chunk.index,
+                    "start": chunk.start,
+                    "stop": chunk.stop,
+                    "frames": chunk.stop - chunk.start,
+                    "seeds": list(chunk.seeds),
+                    "key": chunk.key,
+                }
+                for chunk in self.chunks
+            ],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_job(
+    job: Any,
+    *,
+    renderer: str,
+    chunk_size: int | None = None,
+    input_hashes: dict[str, str] | None = None,
+) -> RenderPlan:
+    """Cut a validated job into chunks of at most ``chunk_size`` frames.
+
+    Args:
+        job: a validated job spec (``framefarm.job``); duck-typed, so this module needs no pydantic.
+        renderer: renderer id with version (``"preview@1"``): part of every frame key.
+        chunk_size: frames per chunk; defaults to :data:`DEFAULT_CHUNK_SIZE`. Chunks are the unit of retry and
+            caching: big enough to amortise task overhead (≥ 10 s of GPU work), small enough to lose little on a crash.
+        input_hashes: content hashes of external inputs (init image, source video, model files) by field name, so
+            replacing a file's content changes the keys of the frames it feeds.
+
+    Returns:
+        The plan. Frames are identical whatever the chunk size: chunking never enters a frame key.
+    """
+    # 1. Check inputs.
+    size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+    if not isinstance(size, int) or size < 1:
+        raise InputError("chunk_size", chunk_size, "must be a whole number of frames ≥ 1", "Example: --chunk-size 16")
+    frames = job.frames
+
+    # 2. Per-frame inputs: schedules, seeds, prompts, camera.
+    values = evaluate_job_schedules(job)
+    cadence = getattr(job, "cadence", 1)
+    diffused = [i % cadence == 0 for i in range(frames)]
+    seeds = frame_seeds(
+        job.seed, frames=frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
+        seed_schedule=job.seeds.schedule, diffused=diffused,
+    )
+    prompts = prompts_for_frames(
+        job.prompts, frames=frames, positive=job.positive_prompt, negative=job.negative_prompt
+    )
+    motion = motion_matrices_2d(
+        values["zoom"], values["angle"], values["translation_x"], values["translation_y"],
+        values["transform_center_x"], values["transform_center_y"], width=job.width, height=job.height,
+    )
+    cameras = cumulative_camera(motion)
+
+    # 3. Frame keys: everything that decides a frame's pixels, hashed.
+    job_fields = job.model_dump(mode="json")
+    common = {
+        "format": PLAN_FORMAT,
+        "renderer": renderer,
+        "job": {k: v for k, v in job_fields.items() if k not in _NOT_PIXEL_FIELDS},
+        "border": job.motion.border,
+        "inputs": dict(sorted((input_hashes or {}).items())),
+    }
+    common_hash = canonical_hash(common)
+    chained = job.kind == "deforum"
+    camera_rows = [tuple(float(x) for x in cameras[i].ravel()) for i in range(frames)]
+    value_lists = {name: [float(x) for x in array] for name, array in values.items()}
+    frame_keys: list[str] = []
+    previous = None
+    for i in range(frames):
+        key = canonical_hash({
+            "common": common_hash,
+            "frame": i,
+            "seed": int(seeds[i]),
+            "prompt": prompts[i].positive,
+            "negative": prompts[i].negative,
+            "values": {name: column[i] for name, column in value_lists.items()},
+            "camera": camera_rows[i],
+            "previous": previous if chained else None,
+        })
+        frame_keys.append(key)
+        previous = key
+
+    # 4. Chunks.
+    chunks = []
+    for index, start in enumerate(range(0, frames, size)):
+        stop = min(start + size, frames)
+        keys = tuple(frame_keys[start:stop])
+        chunks.append(ChunkSpec(
+            job=job.name,
+            index=index,
+            start=start,
+            stop=stop,
+            frame_keys=keys,
+            seeds=tuple(int(s) for s in seeds[start:stop]),
+            prompts=tuple(p.positive for p in prompts[start:stop]),
+            negative_prompts=tuple(p.negative for p in prompts[start:stop]),
+            values={name: tuple(column[start:stop]) for name, column in value_lists.items()},
+            camera=tuple(camera_rows[start:stop]),
+            key=canonical_hash({"frames": keys}),
+        ))
+    return RenderPlan(
+        job=job.name, kind=job.kind, renderer=renderer, width=job.width, height=job.height, fps=job.fps,
+        frames=frames, seed=job.seed, chained=chained, chunk_size=size, chunks=tuple(chunks),
+    )

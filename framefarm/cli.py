@@ -1,0 +1,199 @@
+"""The ``framefarm`` command.
+
+Contract (other tools and later checks rely on it):
+
+* the finished video's path is the last line of stdout of ``render`` and ``demo``; progress goes to stderr;
+* exit code 0 on success, 2 on invalid input (message on stderr, no traceback), 1 on a failure during work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from framefarm.errors import FramefarmError, InputError
+
+app = typer.Typer(
+    name="framefarm",
+    help="Batch render farm for Stable Diffusion animation: Deforum keyframes, AnimateDiff, video-to-video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+DEMO_PRESET = "zoom-tunnel"
+
+JobArg = Annotated[Path, typer.Argument(help="Job file (TOML or JSON).", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set motion.zoom='0:(1.02)'.")]
+ChunkOpt = Annotated[Optional[int], typer.Option("--chunk-size", min=1, help="Frames per chunk task.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="Renderer: preview (weight-free) or diffusers.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output root: frames land in OUT/<job>/frames/.")]
+
+
+def _quiet_prefect() -> None:
+    # Prefect's per-task INFO lines would scroll the progress bar away; warnings and errors still show.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+
+def _fail(exc: BaseException) -> None:
+    if isinstance(exc, InputError):
+        err.print(f"[bold red]invalid input[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2)
+    err.print(f"[bold red]render failed[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _render(job, backend: str, out: Path, chunk_size: int | None) -> None:
+    _quiet_prefect()
+    from framefarm.flows.render import render_job
+    from framefarm.renderers import get_renderer
+    from framefarm.storage import FrameStore
+
+    try:
+        get_renderer(backend)  # an unknown backend is an input error before anything starts
+        store = FrameStore(str(out), job.name)
+    except FramefarmError as exc:
+        _fail(exc)
+    result_box: dict = {}
+
+    def run() -> None:
+        try:
+            result_box["result"] = render_job(job, backend=backend, out=str(out), chunk_size=chunk_size)
+        except BaseException as exc:  # handed to the main thread, which owns the exit code
+            result_box["error"] = exc
+
+    worker = threading.Thread(target=run, name="framefarm-render", daemon=True)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        bar = progress.add_task(f"{job.name}", total=job.frames)
+        worker.start()
+        # The manifest is the truth about finished frames, so the bar counts its records (resumed frames included).
+        while worker.is_alive():
+            worker.join(timeout=0.5)
+            progress.update(bar, completed=min(job.frames, store.count_records()))
+        progress.update(bar, completed=min(job.frames, store.count_records()))
+    if "error" in result_box:
+        _fail(result_box["error"])
+    result = result_box["result"]
+    err.print(f"{result.frames} frames ({result.rendered} rendered, {result.reused} reused) in {result.seconds:.1f} s")
+    typer.echo(result.video)
+
+
+@app.command()
+def render(
+    job_file: JobArg,
+    backend: BackendOpt = "preview",
+    out: OutOpt = Path("renders"),
+    chunk_size: ChunkOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Render a job and print the finished video's path (last line of stdout)."""
+    from framefarm.job import load_job
+
+    try:
+        job = load_job(job_file, set_ or [])
+    except FramefarmError as exc:
+        _fail(exc)
+    _render(job, backend, out, chunk_size)
+
+
+@app.command()
+def plan(
+    job_file: JobArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    backend: BackendOpt = "preview",
+    chunk_size: ChunkOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Show how a job splits into chunks (frame ranges, seeds, keys) without rendering."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.flows.tasks import input_hashes
+    from framefarm.job import load_job
+    from framefarm.renderers import get_renderer
+
+    try:
+        job = load_job(job_file, set_ or [])
+        the_plan = plan_job(job, renderer=get_renderer(backend).id, chunk_size=chunk_size,
+                            input_hashes=input_hashes(job))
+    except FramefarmError as exc:
+        _fail(exc)
+    summary = the_plan.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{job.name}: {job.kind}, {job.frames} frames, {job.width}x{job.height} @ {job.fps:g} fps")
+    for column in ("chunk", "frames", "seeds", "key"):
+        table.add_column(column)
+    for chunk in summary["chunks"]:
+        seeds = chunk["seeds"]
+        shown = ", ".join(map(str, seeds[:4])) + (" …" if len(seeds) > 4 else "")
+        table.add_row(str(chunk["index"]), f"{chunk['start']}–{chunk['stop'] - 1}", shown, chunk["key"][:12])
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    preset: Annotated[str, typer.Option("--preset", help="Preset to render.")] = DEMO_PRESET,
+    out: OutOpt = Path("renders"),
+    set_: SetOpt = None,
+) -> None:
+    """Render a built-in preset with the weight-free preview renderer; prints the video's path last."""
+    from framefarm.job import job_from_preset
+
+    try:
+        job = job_from_preset(preset, set_ or [])
+    except FramefarmError as exc:
+        _fail(exc)
+    _render(job, "preview", out, None)
+
+
+@app.command()
+def presets(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the shipped presets (use one with preset = "name" in a job file)."""
+    from framefarm.presets import preset_names, preset_summary
+
+    rows = [preset_summary(name) for name in preset_names()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="framefarm presets")
+    for column in ("name", "kind", "size", "fps", "frames", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["kind"], row["size"], f"{row['fps']:g}", str(row["frames"]), row["description"])
+    Console().print(table)
+
+
+@app.command()
+def validate(job_file: JobArg, set_: SetOpt = None) -> None:
+    """Check a job file and print the resolved job (preset and overrides applied) as JSON."""
+    from framefarm.job import load_job
+
+    try:
+        job = load_job(job_file, set_ or [])
+    except FramefarmError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(job.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: finished frames are kept; run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Prefect tasks of a render: each sits at a retry, cache or resource line (rule 9 of STYLE.md).
+
+* ``prepare_sources`` — decode the source video once into the store (video-to-video); a rerun skips it.
+* ``render_chunk``   — the GPU work: cached across runs by the chunk's key, retried on failure, and resumable
+  inside itself (frames already in the manifest are skipped, each new frame is committed the moment it exists).
+* ``verify_frames``  — the manifest is the truth: every planned frame present with its key and an intact file.
+* ``encode_video``   — ffmpeg, CPU work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from framefarm.animation.plan import ChunkSpec, RenderPlan
+from framefarm.errors import InputError
+from framefarm.images import decode_png, encode_png, fit_cover, load_image
+from framefarm.renderers import get_renderer
+from framefarm.renderers.base import RenderContext
+from framefarm.renderers.testcard import source_testcard
+from framefarm.storage import FrameStore, file_digest
+from framefarm.storage.atomic import atomic_write_bytes
+from framefarm.video import decode_frames, encode_frames, output_name
+
+SOURCE_DIR = "source"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one chunk task did: frames it rendered now and frames it found already done."""
+
+    index: int
+    rendered: tuple[int, ...]
+    reused: tuple[int, ...]
+    seconds: float
+
+
+def _chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    # The chunk key covers every input of its frames; the store location is added because a cached result says
+    # "these frames exist in *that* store". The flow still checks the manifest after every run (verify_frames).
+    where = hashlib.sha256(f"{parameters['store_root']}|{parameters['chunk'].job}".encode()).hexdigest()[:16]
+    return f"framefarm-chunk-{parameters['chunk'].key}-{where}"
+
+
+def _source_reader(store: FrameStore):
+    def read(index: int):
+        return decode_png(store.fs.cat_file(store.path(SOURCE_DIR, f"{index:06d}.png")))
+
+    return read
+
+
+def _previous_reader(store: FrameStore):
+    def read(index: int):
+        return decode_png(store.read_frame_bytes(index))
+
+    return read
+
+
+@task(
+    name="render-chunk",
+    task_run_name="render-chunk-{chunk.index}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_key_fn=_chunk_cache_key,
+    persist_result=True,
+)
+def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> ChunkResult:
+    """Render the frames of ``chunk`` that the manifest does not already hold, committing each as it finishes."""
+    started = time.perf_counter()
+    store = FrameStore(store_root, job.name)
+    renderer = get_renderer(backend)
+    expected = dict(zip(chunk.frames, chunk.frame_keys))
+    done = store.done_frames(expected)
+    todo = [frame for frame in chunk.frames if frame not in done]
+    context = RenderContext(job=job, source_frame=_source_reader(store), previous_frame=_previous_reader(store))
+    rendered = []
+    for frame, image in renderer.render(chunk, todo, context):
+        i = chunk.local(frame)
+        store.commit_frame(frame, encode_png(image), key=chunk.frame_keys[i], seed=chunk.seeds[i],
+                           width=image.shape[1], height=image.shape[0])
+        rendered.append(frame)
+    return ChunkResult(index=chunk.index, rendered=tuple(rendered), reused=tuple(sorted(done)),
+                       seconds=time.perf_counter() - started)
+
+
+@task(name="prepare-sources", retries=1)
+def prepare_sources(job: Any, store_root: str) -> int:
+    """Decode ``job.source`` into ``<job>/source/NNNNNN.png`` at the job's size and fps (skipped when done).
+
+    Returns the number of source frames available (at least ``job.frames``).
+    """
+    store = FrameStore(store_root, job.name)
+    signature = {"source": job.source.model_dump(mode="json"), "width": job.width, "height": job.height,
+                 "fps": job.fps, "frames": job.frames, "digest": source_digest(job)}
+    marker = f"{SOURCE_DIR}/prepared.json"
+    if store.fs.exists(store.path(marker)) and store.read_json(marker) == signature:
+        return job.frames
+    if job.source.video == "testcard":
+        frames = (source_testcard(i + job.source.start_frame, job.width, job.height, job.fps)
+                  for i in range(job.frames))
+    elif Path(job.source.video).is_dir():
+        # A frame folder is taken frame for frame, in name order (no fps resampling: it has no clock).
+        files = sorted(p for p in Path(job.source.video).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        frames = (fit_cover(load_image(p, field="source.video"), job.width, job.height)
+                  for p in files[job.source.start_frame:])
+    else:
+        frames = decode_frames(job.source.video, width=job.width, height=job.height, fps=job.fps,
+                               start_frame=job.source.start_frame)
+    count = 0
+    for index, image in enumerate(frames):
+        if index >= job.frames:
+            break
+        atomic_write_bytes(store.fs, store.path(SOURCE_DIR, f"{index:06d}.png"), encode_png(image))
+        count += 1
+    if count < job.frames:
+        raise InputError("source.video", job.source.video,
+                         f"has only {count} frame(s) at {job.fps} fps from frame {job.source.start_frame}, "
+                         f"the job needs {job.frames}", f"Set frames = {count} or use a longer source")
+    store.write_json(marker, signature)
+    return count
+
+
+def source_digest(job: Any) -> str | None:
+    """Content hash of the job's source video (``None`` for the built-in test card)."""
+    source = getattr(job, "source", None)
+    if source is None or source.video == "testcard":
+        return None
+    path = Path(source.video)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(path.iterdir()):
+            if child.is_file():
+                digest.update(child.name.encode() + file_digest(child).encode())
+        return digest.hexdigest()
+    if not path.is_file():
+        raise InputError("source.video", source.video, "no such file or folder",
+                         'Give a video file, a folder of frames, or "testcard"')
+    return file_digest(path)
+
+
+def input_hashes(job: Any) -> dict[str, str]:
+    """Content hashes of the files a job reads, by field, for the frame keys."""
+    hashes = {}
+    if job.init_image:
+        if not Path(job.init_image).is_file():
+            raise InputError("init_image", job.init_image, "no such image file", "Give the path of a PNG or JPEG")
+        hashes["init_image"] = file_digest(job.init_image)
+    digest = source_digest(job)
+    if digest is not None:
+        hashes["source.video"] = digest
+    return hashes
+
+
+@task(name="verify-frames")
+def verify_frames(plan: RenderPlan, store_root: str) -> list[int]:
+    """Frames of the plan that are missing, stale or damaged (empty when the render is complete)."""
+    return FrameStore(store_root, plan.job).verify_frames(plan.frame_keys)
+
+
+@task(name="encode-video", retries=1)
+def encode_video(plan: RenderPlan, job: Any, store_root: str) -> str:
+    """Encode the job's frames, in plan order, to an H.264 MP4 beside them. Returns the video's path or URL."""
+    store = FrameStore(store_root, plan.job)
+    name = output_name(plan.job, width=plan.width, height=plan.height, fps=plan.fps, frames=plan.frames)
+    frames = (decode_png(store.read_frame_bytes(i)) for i in range(plan.frames))
+    local = store.local_path(name)
+    if local is not None:
+        encode_frames(frames, local, width=plan.width, height=plan.height, fps=plan.fps, crf=job.output.crf,
+                      preset=job.output.encoder_preset)
+        return os.path.abspath(local)
+    # Remote store: encode to a local temp file, then upload (an object PUT is atomic).
+    with tempfile.TemporaryDirectory() as folder:
+        path = encode_frames(frames, Path(folder) / name, width=plan.width, height=plan.height, fps=plan.fps,
+                             crf=job.output.crf, preset=job.output.encoder_preset)
+        store.fs.put_file(str(path), store.path(name))
+    return f"{store.fs.unstrip_protocol(store.path(name))}"

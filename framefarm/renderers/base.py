@@ -1,0 +1,45 @@
+"""The renderer protocol: what every backend (preview, diffusers, …) implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from framefarm.animation.plan import ChunkSpec
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What a renderer may read besides its chunk.
+
+    Attributes:
+        job: the validated job spec.
+        source_frame: ``source_frame(i)`` returns source frame ``i`` (video-to-video), prepared in the store.
+        previous_frame: ``previous_frame(i)`` returns the stored output frame ``i`` (a Deforum chain resumes
+            from it).
+    """
+
+    job: Any
+    source_frame: Callable[[int], np.ndarray] | None = None
+    previous_frame: Callable[[int], np.ndarray] | None = None
+
+
+class Renderer(Protocol):
+    """A backend. ``name@version`` enters every frame key, so bump ``version`` when output pixels change."""
+
+    name: str
+    version: str
+
+    @property
+    def id(self) -> str: ...
+
+    def render(self, chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(frame number, RGB uint8 array)`` for each requested frame of the chunk, in order.
+
+        ``frames`` is the subset of ``chunk.frames`` still to render (the rest are done); yielding frame by frame
+        lets the caller commit each one as soon as it exists, so a crash loses at most the frame in hand.
+        """
+        ...

@@ -1,0 +1,75 @@
+"""The whole render through the Prefect flow (a temporary Prefect server, the real ffmpeg)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from framefarm.flows.render import render_job
+from framefarm.job import job_from_preset
+from framefarm.presets import preset_names
+from framefarm.video import probe_video
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def frame_hashes(root: Path, job: str) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / job / "frames").glob("*.png"))}
+
+
+def test_render_writes_frames_manifest_and_an_exact_video(tmp_path):
+    job = job_from_preset("zoom-tunnel", ["frames=12", "width=128", "height=96"])
+    result = render_job(job, backend="preview", out=str(tmp_path), chunk_size=5)
+    assert result.frames == 12 and result.rendered == 12 and result.reused == 0
+    assert sorted(frame_hashes(tmp_path, "zoom-tunnel")) == [f"{i:06d}.png" for i in range(12)]
+    info = probe_video(result.video)
+    assert (info.frames, info.width, info.height, info.fps) == (12, 128, 96, 24.0)
+    manifest = (tmp_path / "zoom-tunnel" / "manifest.json").read_text()
+    assert '"index": 11' in manifest
+
+
+def test_same_frames_twice_and_across_chunk_sizes(tmp_path):
+    job = job_from_preset("zoom-tunnel", ["frames=10", "width=96", "height=96"])
+    render_job(job, backend="preview", out=str(tmp_path / "a"), chunk_size=3)
+    render_job(job, backend="preview", out=str(tmp_path / "b"), chunk_size=3)
+    render_job(job, backend="preview", out=str(tmp_path / "c"), chunk_size=10)
+    a = frame_hashes(tmp_path / "a", job.name)
+    assert len(a) == 10
+    assert a == frame_hashes(tmp_path / "b", job.name) == frame_hashes(tmp_path / "c", job.name)
+
+
+def test_rerun_reuses_finished_frames_and_redoes_only_lost_ones(tmp_path):
+    job = job_from_preset("zoom-tunnel", ["frames=8", "width=64", "height=64"])
+    first = render_job(job, backend="preview", out=str(tmp_path), chunk_size=4)
+    original = frame_hashes(tmp_path, job.name)
+    again = render_job(job, backend="preview", out=str(tmp_path), chunk_size=4)
+    assert (again.rendered, again.reused) == (0, 8)
+    # Lose one frame (and damage another): the cached chunk results no longer agree with the manifest.
+    (tmp_path / job.name / "frames" / "000005.png").unlink()
+    (tmp_path / job.name / "frames" / "000002.png").write_bytes(b"corrupted")
+    repaired = render_job(job, backend="preview", out=str(tmp_path), chunk_size=4)
+    assert repaired.rendered == 2
+    assert frame_hashes(tmp_path, job.name) == original
+    assert first.video == repaired.video
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_renders_with_the_preview(tmp_path, name):
+    job = job_from_preset(name, ["frames=6", "width=96", "height=64"])
+    result = render_job(job, backend="preview", out=str(tmp_path))
+    assert probe_video(result.video).frames == 6
+
+
+def test_video2video_reads_a_real_video_file(tmp_path):
+    from framefarm.video import encode_frames
+    from framefarm.renderers.testcard import source_testcard
+
+    source = encode_frames((source_testcard(i, 160, 120, 30) for i in range(60)), tmp_path / "src.mp4",
+                           width=160, height=120, fps=30)
+    job = job_from_preset("video-restyle", [f"source.video={str(source)!r}".replace("'", '"'), "frames=15",
+                                            "fps=15", "width=96", "height=64"])
+    result = render_job(job, backend="preview", out=str(tmp_path / "out"))
+    assert probe_video(result.video).frames == 15
+    assert len(list((tmp_path / "out" / job.name / "source").glob("*.png"))) == 15
