@@ -13,10 +13,11 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -43,13 +44,16 @@ def _quiet_prefect() -> None:
     # Prefect's per-task INFO lines would scroll the progress bar away; warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # The ephemeral server would try to send telemetry; render boxes are often offline, and it is noise.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def _fail(exc: BaseException) -> None:
+def fail(exc: BaseException) -> NoReturn:
+    """Report an error the CLI way and exit: 2 for invalid input, 1 for a failure during work."""
     if isinstance(exc, InputError):
-        err.print(f"[bold red]invalid input[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]invalid input[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2)
-    err.print(f"[bold red]render failed[/] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]render failed[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -63,7 +67,7 @@ def _render(job, backend: str, out: Path, chunk_size: int | None) -> None:
         get_renderer(backend)  # an unknown backend is an input error before anything starts
         store = FrameStore(str(out), job.name)
     except FramefarmError as exc:
-        _fail(exc)
+        fail(exc)
     result_box: dict = {}
 
     def run() -> None:
@@ -84,7 +88,7 @@ def _render(job, backend: str, out: Path, chunk_size: int | None) -> None:
             progress.update(bar, completed=min(job.frames, store.count_records()))
         progress.update(bar, completed=min(job.frames, store.count_records()))
     if "error" in result_box:
-        _fail(result_box["error"])
+        fail(result_box["error"])
     result = result_box["result"]
     err.print(f"{result.frames} frames ({result.rendered} rendered, {result.reused} reused) in {result.seconds:.1f} s")
     typer.echo(result.video)
@@ -104,7 +108,7 @@ def render(
     try:
         job = load_job(job_file, set_ or [])
     except FramefarmError as exc:
-        _fail(exc)
+        fail(exc)
     _render(job, backend, out, chunk_size)
 
 
@@ -127,7 +131,7 @@ def plan(
         the_plan = plan_job(job, renderer=get_renderer(backend).id, chunk_size=chunk_size,
                             input_hashes=input_hashes(job))
     except FramefarmError as exc:
-        _fail(exc)
+        fail(exc)
     summary = the_plan.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -154,7 +158,7 @@ def demo(
     try:
         job = job_from_preset(preset, set_ or [])
     except FramefarmError as exc:
-        _fail(exc)
+        fail(exc)
     _render(job, "preview", out, None)
 
 
@@ -183,8 +187,17 @@ def validate(job_file: JobArg, set_: SetOpt = None) -> None:
     try:
         job = load_job(job_file, set_ or [])
     except FramefarmError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(json.dumps(job.model_dump(mode="json"), indent=2))
+
+
+def _register_extra_commands() -> None:
+    from framefarm.commands import register_all
+
+    register_all(app)
+
+
+_register_extra_commands()
 
 
 def main() -> None:

@@ -457,7 +457,7 @@ def parse_schedule(
         spans = np.repeat(keys[held] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         values[spans], known[spans] = np.repeat(constant[held], lengths), True
     t = np.arange(frames, dtype=np.float64)
-    for start, end, pair in zip(keys.tolist(), ends.tolist(), owners):
+    for start, end, pair in zip(keys.tolist(), ends.tolist(), owners, strict=True):
         if isinstance(pair.value, Expression):
             try:
                 values[start:end] = pair.value.evaluate(t=t[start:end], max_f=frames - 1, s=seed)

@@ -185,7 +185,9 @@ def _compile_node(node: ast.AST, names: frozenset[str], used: set[str], depth: i
     if isinstance(node, ast.Constant):
         # bool is an int subclass: True/False are names in user text, not numbers.
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            raise _Refused(f"contains {node.value!r}, which is not a number (strings, True/False and None are not allowed)")
+            raise _Refused(
+                f"contains {node.value!r}, which is not a number (strings, True/False and None are not allowed)"
+            )
         try:
             return _constant(float(node.value))
         except OverflowError:
@@ -206,7 +208,8 @@ def _compile_node(node: ast.AST, names: frozenset[str], used: set[str], depth: i
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPS:
         left, right = sub(node.left), sub(node.right)
         if isinstance(node.op, ast.Pow) and right[1] is not None and abs(right[1]) > MAX_CONSTANT_EXPONENT:
-            raise _Refused(f"raises to the power {right[1]:g}; exponents beyond ±{MAX_CONSTANT_EXPONENT:g} are refused")
+            limit = MAX_CONSTANT_EXPONENT
+            raise _Refused(f"raises to the power {right[1]:g}; exponents beyond ±{limit:g} are refused")
         return _fold(_BINARY_OPS[type(node.op)], [left, right])
 
     if isinstance(node, ast.Compare) and all(type(op) in _COMPARE_OPS for op in node.ops):
@@ -290,7 +293,9 @@ class Expression:
         missing = self.names_used - variables.keys()
         if missing:
             raise TypeError(f"Expression.evaluate() needs values for {sorted(missing)} to evaluate {self.text!r}")
-        env = {k: np.asarray(v, dtype=np.float64) if isinstance(v, np.ndarray) else float(v) for k, v in variables.items()}
+        env = {
+            k: np.asarray(v, dtype=np.float64) if isinstance(v, np.ndarray) else float(v) for k, v in variables.items()
+        }
         shape = np.broadcast_shapes(*(np.shape(v) for v in env.values()))
         # Intermediate inf/nan are allowed (where(t>0, 1/t, 0) is fine); only the final result is checked.
         with np.errstate(all="ignore"):

@@ -6,7 +6,7 @@ do not step it. Here the seed of diffused frame number ``k`` (counting diffused 
 * ``iter``: ``s + ceil(k / iter_n)``. That is Deforum's exact sequence: it adds 1 whenever its step counter is a
   multiple of ``seed_iter_N``, *before* counting, so ``iter_n=2`` gives s, s+1, s+1, s+2, s+2, …
 * ``fixed``: ``s``.
-* ``ladder``: s, s+2, s+1, s+3, s+2, … (+2, −1, +2, −1 …).
+* ``ladder``: s, s+2, s+1, s+3, s+2, … (+2, -1, +2, -1 …).
 * ``alternate``: s, s+1, s, s+1, …
 * ``random``: ``s`` for the first diffused frame, then a fresh random seed each diffused frame.
 * ``schedule``: ``int(seed_schedule[frame])`` (truncated toward zero), where ``-1`` means random.
@@ -58,7 +58,9 @@ def _check_inputs(seed: int, frames: int, behavior: str, iter_n: int, diffused: 
         raise InputError("seeds.behavior", behavior, "is not a known seed behaviour",
                          f"Use one of: {', '.join(SEED_BEHAVIORS)}")
     if isinstance(iter_n, bool) or not isinstance(iter_n, (int, np.integer)) or iter_n < 1:
-        raise InputError("seeds.iter_n", iter_n, "must be a whole number ≥ 1", "Example: iter_n = 1 (a new seed per frame)")
+        raise InputError(
+            "seeds.iter_n", iter_n, "must be a whole number ≥ 1", "Example: iter_n = 1 (a new seed every frame)"
+        )
     if diffused is None:
         return np.ones(frames, dtype=bool)
     mask = np.asarray(diffused)
@@ -103,7 +105,9 @@ def frame_seeds(
         text = DEFAULT_SEED_SCHEDULE if seed_schedule is None else seed_schedule
         scheduled = np.trunc(parse_schedule(text, frames=frames, field="seeds.schedule", seed=seed))
         if np.abs(scheduled).max() >= 2**62:  # keeps the int64 cast exact; no real seed is near this
-            raise InputError("seeds.schedule", text, "has a seed beyond ±2**62", f"Use seeds in 0 … {SEED_MODULUS - 1}")
+            raise InputError(
+                "seeds.schedule", text, "has a seed beyond ±2**62", f"Use seeds in 0 … {SEED_MODULUS - 1}"
+            )
         candidates = scheduled.astype(np.int64)
         random_at = candidates == -1
         if random_at.any():

@@ -175,7 +175,7 @@ class TestInterpolation:
             sched("0:(1)", interpolation="spline")  # type: ignore[arg-type]
 
     def test_interpolators_table(self):
-        assert INTERPOLATORS == {"linear": interp_linear, "quadratic": interp_quadratic, "cubic": interp_cubic}
+        assert dict(INTERPOLATORS) == {"linear": interp_linear, "quadratic": interp_quadratic, "cubic": interp_cubic}
         x, y, at = np.array([0.0, 3, 4, 9]), np.array([1.0, -2, 5, 0]), np.array([1.0, 2, 5, 8])
         for name, fn in INTERPOLATORS.items():
             out = fn(x, y, at)
@@ -338,7 +338,8 @@ TYPICAL_SCHEDULES = {
     "translation_y": "0:(0), 100:(-5), 50000:(5), max_f:(0)",
     "translation_z": "0:(1.75)",
     "rotation_3d_y": "0:(0.5*cos(t/40))",
-    "rotation_3d_x": "0:((0.11 * cos((120/ 240 * 3.141 * (t + 0) / 24))**1 + 0)*(1 * cos((120 / 1920 * 3.141 * (t + 0) / 12 ))**1 + 1))",
+    "rotation_3d_x": "0:((0.11 * cos((120/ 240 * 3.141 * (t + 0) / 24))**1 + 0)"
+                     "*(1 * cos((120 / 1920 * 3.141 * (t + 0) / 12 ))**1 + 1))",
     "strength_schedule": "0:(0.65), 25:(0.55), 'max_f/2':(0.4), max_f:(0.65)",
     "noise_schedule": "0:(0.065)",
     "cfg_scale_schedule": "0:(7)",
@@ -399,9 +400,15 @@ MOTION = {"angle", "zoom", "translation_x", "translation_y", "translation_z", "t
 KNOWN_BAD = {("03_", "rotation_3d_x")}
 
 
+CONTROLNET = re.compile(r"cn_\d+_(weight|guidance_start|guidance_end)")
+
+
 def _numeric_schedules(settings: dict) -> dict[str, str]:
-    return {k: v for k, v in settings.items() if isinstance(v, str) and k not in STRING_SCHEDULES
-            and (k.endswith("_schedule") or k in MOTION or re.fullmatch(r"cn_\d+_(weight|guidance_start|guidance_end)", k))}
+    return {
+        k: v for k, v in settings.items()
+        if isinstance(v, str) and k not in STRING_SCHEDULES
+        and (k.endswith("_schedule") or k in MOTION or CONTROLNET.fullmatch(k))
+    }
 
 
 @pytest.mark.skipif(not SAMPLE_FILES, reason="Deforum sample settings not found (set FRAMEFARM_DEFORUM_SAMPLES)")
