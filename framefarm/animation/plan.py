@@ -162,6 +162,12 @@ def plan_job(
     if not isinstance(size, int) or size < 1:
         raise InputError("chunk_size", chunk_size, "must be a whole number of frames ≥ 1", "Example: --chunk-size 16")
     frames = job.frames
+    batch = getattr(job, "batch_size", 1)
+    if size % batch:
+        # Batched matmuls are not bit-stable across batch sizes, so which frames share a GPU batch is fixed by the
+        # global frame index (batch b = frames b·B … b·B+B−1); chunks must then be whole batches, or a frame's
+        # pixels would depend on how the job was chunked.
+        size = (size + batch - 1) // batch * batch
 
     # 2. Per-frame inputs: schedules, seeds, prompts, camera.
     values = evaluate_job_schedules(job)

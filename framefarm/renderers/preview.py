@@ -55,7 +55,10 @@ class PreviewRenderer:
                 image = endless_card(job.width, job.height, np.linalg.inv(chunk.camera_matrix(frame)),
                                      hue_offset=hue_offset)
             hud = f"#{frame}  seed {chunk.seeds[i]}  zoom {chunk.values['zoom'][i]:.3f}"
-            yield frame, _draw_hud(image, hud, chunk.prompts[i])
+            prompt = chunk.prompts[i]
+            if job.positive_prompt and prompt.startswith(job.positive_prompt):  # show the frame's own words
+                prompt = prompt[len(job.positive_prompt):].lstrip(" ,")
+            yield frame, _draw_hud(image, hud, prompt)
 
 
 def _restyle(source: np.ndarray, strength: float) -> np.ndarray:

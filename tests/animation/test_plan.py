@@ -83,3 +83,10 @@ def test_cumulative_camera_composes_frame_moves():
     cams = cumulative_camera(mats)
     np.testing.assert_allclose(cams[0], np.eye(3))
     assert cams[2][0, 0] == pytest.approx(4.0)  # frame 0 unmoved, then ×2 twice
+
+
+def test_video2video_chunks_are_whole_batches():
+    job = job_from_preset("video-restyle", ["batch_size=4", "frames=20"])
+    plan = plan_job(job, renderer="preview@1", chunk_size=6)
+    assert plan.chunk_size == 8
+    assert [(c.start, c.stop) for c in plan.chunks] == [(0, 8), (8, 16), (16, 20)]
