@@ -12,6 +12,9 @@ description; no Deforum code is used). In short:
   next plain-number key. This mirrors Deforum's plain-number test exactly, quirks included.
 * Frame 0 takes the first known value and the last frame the last known value; open frames are then interpolated
   (see :data:`INTERPOLATORS`), cubic falling back to quadratic with ≤ 3 keys and quadratic to linear with ≤ 2.
+  Every known frame is a data point of the spline, expression frames included (as in Deforum, whose pandas
+  ``interpolate`` hands all non-NaN frames to SciPy). Only keys inside the job count for the fallback: a dropped
+  key "does nothing", where Deforum would still count it (and could then crash in SciPy with too few points).
 
 Where Deforum misbehaves, framefarm raises :class:`InputError` instead: unbalanced parentheses, ``0: 0: (expr)``,
 a comma that splits a value, a literal fractional key (``1.5:``), an empty schedule, a schedule with no key inside
@@ -49,12 +52,12 @@ Interpolation = Literal["linear", "quadratic", "cubic"]
 
 # Deforum's plain-number test (a regex over the value with quotes and parentheses removed): optional sign, digits,
 # optional fraction with at least one digit. "1e-3" and "5." fail it and so are expressions, as in Deforum.
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)", re.ASCII)
 # Any float literal, optionally wrapped in one pair of parentheses: the fast path for the 6 000-key schedules that
 # camera tools export ("2:(0.5635054316371679)", "3:(-1.0245596416266534e-05)"), which skips ast.parse.
 _LITERAL = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_WRAPPED_LITERAL = re.compile(rf"\(({_LITERAL})\)|({_LITERAL})")
-_BARE_NUMBER = re.compile(_LITERAL)
+_WRAPPED_LITERAL = re.compile(rf"\(({_LITERAL})\)|({_LITERAL})", re.ASCII)
+_BARE_NUMBER = re.compile(_LITERAL, re.ASCII)
 # Quotes around a whole value, inside optional parentheses: 0:("0.5") is read as 0.5, like Deforum does.
 _QUOTED_VALUE = re.compile(r"""(\(*)\s*(["'])([^"']*)\2\s*(\)*)""")
 _SPECIAL = re.compile(r"""[(),:"']""")
@@ -264,8 +267,8 @@ def _resolve_keys(pairs: tuple[_Pair, ...] | tuple[_StringPair, ...], frames: in
     return table
 
 
-def _raise(field: str, problem: _Problem) -> None:
-    raise InputError(field, problem.value, problem.problem, problem.fix) from None
+def _input_error(field: str, problem: _Problem) -> InputError:
+    return InputError(field, problem.value, problem.problem, problem.fix)
 
 
 # ----- Interpolators: one function per method, one signature ------------------------------------------------------
@@ -430,7 +433,7 @@ def parse_schedule(
     try:
         pairs = _parse_numeric(text)
     except _Problem as problem:
-        _raise(field, problem)
+        raise _input_error(field, problem) from None
 
     # 1. Which pair owns each frame: the last key at or before it (frames before the first key are open).
     table = _resolve_keys(pairs, frames, field)
@@ -456,11 +459,11 @@ def parse_schedule(
         lengths = ends[held] - keys[held]
         spans = np.repeat(keys[held] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         values[spans], known[spans] = np.repeat(constant[held], lengths), True
-    t = np.arange(frames, dtype=np.float64)
     for start, end, pair in zip(keys.tolist(), ends.tolist(), owners, strict=True):
         if isinstance(pair.value, Expression):
             try:
-                values[start:end] = pair.value.evaluate(t=t[start:end], max_f=frames - 1, s=seed)
+                t = np.arange(start, end, dtype=np.float64)
+                values[start:end] = pair.value.evaluate(t=t, max_f=frames - 1, s=seed)
             except InputError as err:
                 raise InputError(field, pair.text, f"the value {err.problem}", err.fix) from None
             known[start:end] = True
@@ -502,7 +505,7 @@ def parse_string_schedule(text: str, *, frames: int, field: str) -> list[str]:
     try:
         pairs = _parse_strings(text)
     except _Problem as problem:
-        _raise(field, problem)
+        raise _input_error(field, problem) from None
     table = _resolve_keys(pairs, frames, field)
     if not table:
         raise InputError(

@@ -22,6 +22,7 @@ import ast
 import dataclasses
 import functools
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -121,7 +122,7 @@ def _allowed_help(names: frozenset[str]) -> str:
     return (
         f"Allowed: numbers, the names {variables}, the constants pi and e, the operators + - * / % ** // "
         f"and comparisons (< <= > >= == != give 1 or 0), and the functions {', '.join(sorted(FUNCTIONS))}. "
-        "Example: 1.0025+0.002*sin(1.25*pi*t/30)"
+        f"Example: {'1.0025+0.002*sin(1.25*pi*t/30)' if 't' in names else 'max_f/2'}"
     )
 
 
@@ -142,7 +143,12 @@ def _compile_program(text: str, names: frozenset[str]) -> _Program:
     if not text.strip():
         raise _Refused("is empty")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # "1if t else 2" or "5and t" parse with a SyntaxWarning; treat those as the syntax errors they are.
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxWarning as err:
+        raise _Refused(f"is not a valid expression: {err}") from None
     except SyntaxError as err:
         detail = err.msg or "invalid syntax"
         if text.count("(") != text.count(")"):

@@ -170,6 +170,21 @@ class TestInterpolation:
         got = sched("0:0, 2:4, 4:0, 6:4", frames=7, interpolation="quadratic")
         np.testing.assert_allclose(got[[1, 3, 5]], [10 / 3, 2, 2 / 3], atol=1e-12)
 
+    @pytest.mark.parametrize(
+        ("method", "want"),
+        [
+            ("quadratic", [0.0, 0.565747563874, 0.612787566561, 0.14112000806, -0.756802495308, -0.958924274663, 2.0,
+                           2.49982762746, 0.172816872948, -1.0, -0.355117614125, 1.73104792678, 3.0, 3.25, 3.5, 3.75]),
+            ("cubic", [0.0, 0.588866123278, 0.61279117011, 0.14112000806, -0.756802495308, -0.958924274663, 2.0,
+                       2.39528403739, 0.546219165802, -1.0, -0.386933026166, 1.47884379743, 3.0, 3.25, 3.5, 3.75]),
+        ],
+    )
+    def test_pinned_against_pandas_scipy_pipeline(self, method, want):
+        # Values from the pandas/SciPy route Deforum takes (Series.interpolate → interp1d), computed once with SciPy
+        # 1.17 and pinned, so the check runs without SciPy. Expression frames 3-5 and 12-15 are spline data points.
+        got = sched("0:(0), 3:(sin(t)), 6:(2), 9:(-1), 12:(t/4)", frames=16, interpolation=method)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-11)
+
     def test_unknown_interpolation(self):
         with pytest.raises(InputError, match=r"motion\.zoom\.interpolation: is not a known interpolation.*linear"):
             sched("0:(1)", interpolation="spline")  # type: ignore[arg-type]

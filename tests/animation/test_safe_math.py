@@ -155,6 +155,7 @@ class TestRefusals:
             ("", "is empty"),
             ("   ", "is empty"),
             ("1 +", "not a valid expression"),
+            ("1if t else 2", "not a valid expression: invalid decimal literal"),
             ("sin(t", "unbalanced parentheses"),
             ("t)", "unbalanced parentheses"),
             ("1\x00", "invalid characters|not a valid expression"),
@@ -264,5 +265,5 @@ def test_no_dynamic_code_and_no_heavy_imports(module):
     assert not calls & {"eval", "exec", "compile", "__import__"}
     imported = {alias.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= {"__future__", "ast", "dataclasses", "functools", "math", "re", "collections", "typing",
-                        "numpy", "framefarm"}
+    assert imported <= {"__future__", "ast", "dataclasses", "functools", "math", "re", "warnings", "collections",
+                        "typing", "numpy", "framefarm"}
