@@ -38,3 +38,29 @@ def job_file(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(tmp_path_factory):
+    """A bucket on a real S3-compatible server (SeaweedFS), with credentials in the environment as users set them.
+
+    Yields the bucket's URL (``s3://framefarm-test``).
+    """
+    import fsspec
+
+    from tests.support.s3_server import seaweedfs_s3
+
+    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as (endpoint, _process):
+        saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "framefarm",
+                           "AWS_SECRET_ACCESS_KEY": "framefarm-secret"})
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("framefarm-test")
+        try:
+            yield "s3://framefarm-test"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

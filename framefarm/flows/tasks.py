@@ -102,7 +102,7 @@ def prepare_sources(job: Any, store_root: str) -> int:
     signature = {"source": job.source.model_dump(mode="json"), "width": job.width, "height": job.height,
                  "fps": job.fps, "frames": job.frames, "digest": source_digest(job)}
     marker = f"{SOURCE_DIR}/prepared.json"
-    if store.fs.exists(store.path(marker)) and store.read_json(marker) == signature:
+    if store.exists(marker) and store.read_json(marker) == signature:
         return job.frames
     if job.source.video == "testcard":
         frames = (source_testcard(i + job.source.start_frame, job.width, job.height, job.fps)

@@ -101,13 +101,18 @@ class FrameStore:
     def read_frame_bytes(self, index: int) -> bytes:
         return self.fs.cat_file(self.frame_path(index))
 
-    def records(self) -> dict[int, FrameRecord]:
-        """Every committed frame record, by frame number."""
+    def _record_paths(self) -> list[str]:
+        # Object-store file systems cache listings; other workers commit frames all the time, so always re-list.
+        self.fs.invalidate_cache(self.manifest_dir)
         try:
             names = self.fs.ls(self.manifest_dir, detail=False)
         except FileNotFoundError:
-            return {}
-        paths = [n for n in names if n.endswith(".json") and TEMP_MARKER not in posixpath.basename(n)]
+            return []
+        return [n for n in names if n.endswith(".json") and TEMP_MARKER not in posixpath.basename(n)]
+
+    def records(self) -> dict[int, FrameRecord]:
+        """Every committed frame record, by frame number."""
+        paths = self._record_paths()
         if not paths:
             return {}
 
@@ -124,11 +129,7 @@ class FrameStore:
 
     def count_records(self) -> int:
         """How many frame records exist (cheap: a listing, no reads). For progress bars."""
-        try:
-            names = self.fs.ls(self.manifest_dir, detail=False)
-        except FileNotFoundError:
-            return 0
-        return sum(1 for n in names if n.endswith(".json") and TEMP_MARKER not in posixpath.basename(n))
+        return len(self._record_paths())
 
     def done_frames(self, frame_keys: Mapping[int, str], records: Mapping[int, FrameRecord] | None = None) -> set[int]:
         """Frames whose record exists with the expected frame key: these need no rendering."""
@@ -157,6 +158,12 @@ class FrameStore:
         path = self.path(name)
         atomic_write_bytes(self.fs, path, json.dumps(document, indent=2, sort_keys=True).encode())
         return path
+
+    def exists(self, name: str) -> bool:
+        """Whether a file exists in the job folder (asked of the store, not of a cached listing)."""
+        path = self.path(name)
+        self.fs.invalidate_cache(posixpath.dirname(path))
+        return self.fs.exists(path)
 
     def read_json(self, name: str) -> Any:
         return json.loads(self.fs.cat_file(self.path(name)))

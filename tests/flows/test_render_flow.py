@@ -73,3 +73,26 @@ def test_video2video_reads_a_real_video_file(tmp_path):
     result = render_job(job, backend="preview", out=str(tmp_path / "out"))
     assert probe_video(result.video).frames == 15
     assert len(list((tmp_path / "out" / job.name / "source").glob("*.png"))) == 15
+
+
+@pytest.mark.slow
+def test_render_and_resume_on_s3_match_the_local_render(tmp_path, s3_bucket):
+    import fsspec
+
+    job = job_from_preset("zoom-tunnel", ["frames=8", "width=64", "height=64", "name=s3-tunnel"])
+    local = render_job(job, backend="preview", out=str(tmp_path / "local"), chunk_size=3)
+    remote = render_job(job, backend="preview", out=s3_bucket, chunk_size=3)
+    assert remote.video.startswith("s3://framefarm-test/s3-tunnel/")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    remote_frames = {
+        name.rsplit("/", 1)[-1]: hashlib.sha256(fs.cat_file(name)).hexdigest()
+        for name in fs.ls("framefarm-test/s3-tunnel/frames", detail=False)
+    }
+    assert remote_frames == frame_hashes(tmp_path / "local", "s3-tunnel")
+    fs.get(remote.video, str(tmp_path / "remote.mp4"))
+    assert probe_video(tmp_path / "remote.mp4").frames == 8
+    # Resume on S3: lose a frame, rerun, only it is rendered again.
+    fs.rm("framefarm-test/s3-tunnel/frames/000004.png")
+    again = render_job(job, backend="preview", out=s3_bucket, chunk_size=3)
+    assert (again.rendered, again.reused) == (1, 7)
+    assert local.frames == again.frames
