@@ -72,35 +72,95 @@ class ControlNetUnit(_Spec):
         return self
 
 
+class PerspectiveFlip(_Spec):
+    """Deforum's perspective flip: every frame, the image is tilted in 3D and seen through a perspective camera.
+
+    Applied on top of the camera move: in 2D after zoom, angle and translation (framefarm keeps the translation,
+    which Deforum drops when the flip is on); in 3D before the 3D move. Schedules, in degrees per frame, so a
+    constant tilt keeps turning: ``phi`` about the horizontal axis, ``gamma`` about the vertical axis, ``theta`` in
+    the image plane; ``fv`` is the viewing camera's field of view (0 < fv < 180; smaller is a stronger perspective).
+    """
+
+    enabled: bool = False
+    theta: str = "0:(0)"
+    phi: str = "0:(0)"
+    gamma: str = "0:(0)"
+    fv: str = "0:(53)"
+
+
+class AntiBlur(_Spec):
+    """Deforum's anti-blur: an unsharp mask on the warped previous frame before img2img (``amount`` 0 is off).
+
+    ``kernel`` is the Gaussian's size in pixels (truncated to a whole number, which must be odd and ≥ 1 wherever
+    ``amount`` > 0), ``sigma`` its standard deviation, and pixels whose difference from the blurred image is under
+    ``threshold`` (0–255) are left unsharpened. Defaults are Deforum's.
+    """
+
+    amount: str = "0:(0.1)"
+    kernel: str = "0:(5)"
+    sigma: str = "0:(1.0)"
+    threshold: str = "0:(0)"
+
+
 class Motion(_Spec):
     """Deforum keyframe schedules (``"0:(1.0), 60:(1.04*sin(t/8))"``), evaluated per frame.
 
-    The camera fields drive the 2D warp of every kind's preview and of the Deforum chain; strength, noise, contrast
-    and cfg drive img2img. ``interpolation`` fills frames between keyframes, as Deforum's option of that name.
+    Camera, 2D (and every kind that is not a 3D Deforum job): ``zoom``, ``angle`` (degrees), ``translation_x/y``
+    (pixels) about ``transform_center_x/y`` (fractions of the frame), with ``perspective_flip`` on top. Camera, 3D
+    Deforum jobs (``animation_mode = "3D"``), as Deforum: ``translation_x/y/z`` (Deforum units, 200 = the depth of
+    the scene's plane) and ``rotation_3d_x/y/z`` (degrees), seen through ``fov`` (degrees) with ``aspect_ratio``;
+    ``near`` and ``far`` are checked (0 < near < far) but, as in Deforum, do not change the picture. Every camera
+    value is a per-frame move, so moves accumulate. Image ops: ``strength`` (how much of the previous frame is kept,
+    0–1), ``noise`` (0–1), ``contrast``, ``anti_blur``. Model: ``cfg_scale``, ``steps``, ``clip_skip`` (``None``:
+    the ``model`` table's value); ``steps``, ``clip_skip`` and ``anti_blur.kernel`` are truncated to whole numbers,
+    as Deforum's ``int()``. ``interpolation`` fills frames between keyframes. Defaults keep the camera still.
     """
 
     zoom: str = "0:(1.0)"
     angle: str = "0:(0)"
     translation_x: str = "0:(0)"
     translation_y: str = "0:(0)"
+    translation_z: str = "0:(0)"
+    rotation_3d_x: str = "0:(0)"
+    rotation_3d_y: str = "0:(0)"
+    rotation_3d_z: str = "0:(0)"
     transform_center_x: str = "0:(0.5)"
     transform_center_y: str = "0:(0.5)"
+    fov: str = "0:(70)"
+    near: str = "0:(200)"
+    far: str = "0:(10000)"
+    aspect_ratio: str = "0:(1)"
+    perspective_flip: PerspectiveFlip = PerspectiveFlip()
     strength: str = "0:(0.65)"
     noise: str = "0:(0.02)"
     contrast: str = "0:(1.0)"
+    anti_blur: AntiBlur = AntiBlur()
     cfg_scale: str | None = None
+    steps: str | None = None
+    clip_skip: str | None = None
     border: Literal["replicate", "wrap"] = "replicate"
     interpolation: Literal["linear", "quadratic", "cubic"] = "linear"
 
     def schedules(self) -> dict[str, str]:
-        """The numeric schedules by name (cfg_scale only when set)."""
-        names = ("zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y",
-                 "strength", "noise", "contrast", "cfg_scale")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        """The numeric schedules by value name; nested ones dotted (``anti_blur.kernel``); optional ones when set."""
+        names = ("zoom", "angle", "translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
+                 "rotation_3d_z", "transform_center_x", "transform_center_y", "fov", "near", "far", "aspect_ratio",
+                 "strength", "noise", "contrast", "cfg_scale", "steps", "clip_skip")
+        out = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        out.update({f"perspective_flip.{name}": getattr(self.perspective_flip, name)
+                    for name in ("theta", "phi", "gamma", "fv")})
+        out.update({f"anti_blur.{name}": getattr(self.anti_blur, name)
+                    for name in ("amount", "kernel", "sigma", "threshold")})
+        return out
 
 
 class SeedPolicy(_Spec):
-    """How the seed moves from frame to frame (Deforum's ``seed_behavior``)."""
+    """How the seed moves from frame to frame (Deforum's ``seed_behavior``), decided at plan time.
+
+    ``iter_n`` is Deforum's ``seed_iter_N``. ``schedule`` is read only by ``behavior = "schedule"`` (like Deforum's
+    ``seed_schedule``): a numeric schedule where ``s`` is the job seed and ``-1`` a random seed drawn from the job
+    seed; unset, it is Deforum's default ``0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)``.
+    """
 
     behavior: Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"] = "iter"
     iter_n: Annotated[int, Field(ge=1)] = 1
@@ -108,12 +168,53 @@ class SeedPolicy(_Spec):
 
 
 class Output(_Spec):
-    """What the finishing stage writes."""
+    """What the finishing stage writes (``framefarm.video.finish``; docs/finishing.md has the details).
 
-    codec: Literal["h264"] = "h264"
+    ``codec`` picks the deliverable (H.264/H.265 MP4, ProRes 422 HQ/4444, HAP/HAP Q/HAP Alpha, DNxHR HQ, WebM VP9,
+    GIF, PNG sequence). A ``loop`` is closed by ``loop_close`` (``crossfade`` dissolves ``loop_frames`` tail frames
+    into the head, ``match`` cuts at the tail frame closest to frame 0) and interpolated across its wrap pair;
+    with ``bpm`` the result must be a whole number of beats (exactly ``beats`` when given), and the file name
+    carries both. ``upscale`` is ``"2"``, ``"lanczos:2"`` or an ESRGAN-family weight file; ``interpolate`` is a
+    factor (2 doubles the frame rate); ``audio`` is muxed from ``audio_offset`` seconds and cut to the frames.
+    """
+
+    codec: Literal["h264", "h265", "prores", "prores4444", "hap", "hapq", "hapalpha", "dnxhr", "webm", "gif",
+                   "png"] = "h264"
     crf: Annotated[int, Field(ge=0, le=51)] = 18
     encoder_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
     loop: bool = False
+    loop_close: Literal["none", "crossfade", "match"] = "none"
+    loop_frames: Annotated[int, Field(ge=0, le=10_000)] = 0
+    bpm: Annotated[float, Field(gt=0, le=999)] | None = None
+    beats: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    audio: str | None = None
+    audio_offset: Annotated[float, Field(ge=-86_400, le=86_400)] = 0.0
+    upscale: str | None = None
+    interpolate: Annotated[int, Field(ge=1, le=16)] = 1
+    interpolate_method: Literal["flow", "minterpolate", "rife"] = "flow"
+    interpolate_model: str | None = None
+    width: Annotated[int, Field(ge=16, le=16384)] | None = None
+    height: Annotated[int, Field(ge=16, le=16384)] | None = None
+
+    @field_validator("upscale")
+    @classmethod
+    def _upscale_spec(cls, value: str | None) -> str | None:
+        from framefarm.video.upscale import parse_upscale
+
+        parse_upscale(value, field="output.upscale", check_file=False)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Output:
+        if self.loop_close != "none" and not self.loop:
+            raise ValueError(f"loop_close = {self.loop_close!r} needs loop = true")
+        if self.beats is not None and self.bpm is None:
+            raise ValueError("beats needs bpm (e.g. bpm = 128)")
+        if self.interpolate_method == "rife" and not self.interpolate_model:
+            raise ValueError('interpolate_method = "rife" needs interpolate_model (a TorchScript export of RIFE)')
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height of the output, or neither")
+        return self
 
 
 class Source(_Spec):
@@ -145,6 +246,25 @@ class AnimateDiffSettings(_Spec):
         return self
 
 
+class FarmSettings(_Spec):
+    """How the farm treats this job's chunks when things go wrong. Never changes a frame's pixels.
+
+    Attributes:
+        chunk_retries: retries of a failed chunk (with exponential back-off: 2 s, 4 s, 8 s …).
+        error_budget: the job stops taking new chunks once this many chunks have failed for good; chunks already
+            running finish, finished frames are kept, and a rerun resumes.
+        blocklist_after: a worker (host + GPU) that failed this many chunks of this job takes none of its chunks
+            any more, as Flamenco does: a broken GPU or driver should not burn through the job's retries.
+        max_parallel_chunks: chunks in flight at once in one flow run (default: the task runner's worker count).
+    """
+
+    chunk_retries: Annotated[int, Field(ge=0, le=20)] = 2
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    error_budget: Annotated[int, Field(ge=1)] = 3
+    blocklist_after: Annotated[int, Field(ge=1)] = 3
+    max_parallel_chunks: Annotated[int, Field(ge=1, le=1024)] | None = None
+
+
 class _JobBase(_Spec):
     """Fields every kind of job has."""
 
@@ -164,6 +284,7 @@ class _JobBase(_Spec):
     motion: Motion = Motion()
     seeds: SeedPolicy = SeedPolicy()
     output: Output = Output()
+    farm: FarmSettings = FarmSettings()
 
     @field_validator("prompts")
     @classmethod
@@ -182,11 +303,136 @@ class _JobBase(_Spec):
         return self
 
 
+class DepthWarp(_Spec):
+    """Where a 3D Deforum job gets its depth (Deforum's ``use_depth_warping``, ``depth_algorithm``, ``midas_weight``).
+
+    With ``enabled`` and a depth model available to the renderer, each warp follows the depth of the previous frame;
+    otherwise (depth off, or the weight-free preview) the scene is a plane: a pure camera move. MiDaS models give
+    inverse depth (near is bright), the others metric depth; ``(old)`` algorithms use Deforum's legacy raw depth.
+    """
+
+    enabled: bool = True
+    algorithm: Literal["Midas-3-Hybrid", "Midas-3.1-BeitLarge", "AdaBins", "Zoe", "Leres", "Depth-Anything-V2-Small",
+                       "Midas+AdaBins (old)", "Zoe+AdaBins (old)"] = "Midas-3-Hybrid"
+    midas_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+
+
+class ColorCoherence(_Spec):
+    """Colour matching against drift (Deforum's ``color_coherence``): per-channel histogram matching in ``mode``'s
+    colour space, to the first frame's output, an image, or the frames of a video.
+
+    ``reference = "video"`` matches to the video frame at the last multiple of ``video_every_n``. ``legacy`` is
+    Deforum's ``legacy_colormatch``: match the warped previous frame before diffusion instead of after.
+    ``force_grayscale`` renders in grey. Deforum's "Image" and "Video Input" modes are LAB with an image or video
+    reference here; framefarm also allows them in RGB or HSV.
+    """
+
+    mode: Literal["None", "LAB", "HSV", "RGB"] = "LAB"
+    reference: Literal["first_frame", "image", "video"] = "first_frame"
+    image: str | None = None
+    video: str | None = None
+    video_every_n: Annotated[int, Field(ge=1)] = 1
+    force_grayscale: bool = False
+    legacy: bool = False
+
+    @model_validator(mode="after")
+    def _reference_consistent(self) -> ColorCoherence:
+        if self.mode == "None" and self.reference != "first_frame":
+            raise ValueError(f'reference = "{self.reference}" needs colour matching on; set mode to LAB, HSV or RGB')
+        for kind in ("image", "video"):
+            path = getattr(self, kind)
+            if self.reference == kind and not path:
+                raise ValueError(f'reference = "{kind}" needs {kind} = "path/to/the/{kind}"')
+            if path and self.reference != kind:
+                raise ValueError(f'{kind} is set but reference is "{self.reference}"; set reference = "{kind}" '
+                                 f"or remove {kind}")
+        return self
+
+
+class HybridVideo(_Spec):
+    """Deforum's hybrid video: the camera follows a video's motion and/or the video is composited into each frame.
+
+    ``motion`` warps the previous frame by the video's motion (optical flow with ``flow_method`` scaled by
+    ``flow_factor``, or a RANSAC ``Perspective``/``Affine`` fit); ``composite`` blends the video frame in with
+    ``comp_alpha``, optionally through a mask (``comp_mask_*``). Schedules are per frame. ``video`` is required
+    once either is on (Deforum takes it from ``video_init_path``).
+    """
+
+    video: str | None = None
+    motion: Literal["None", "Optical Flow", "Perspective", "Affine"] = "None"
+    motion_use_prev_img: bool = False
+    flow_method: Literal["RAFT", "DIS Medium", "DIS Fine", "Farneback"] = "RAFT"
+    flow_consistency: bool = False
+    consistency_blur: Annotated[int, Field(ge=0, le=64)] = 2
+    flow_factor: str = "0:(1)"
+    composite: Literal["None", "Normal", "Before Motion", "After Generation"] = "None"
+    comp_alpha: str = "0:(0.5)"
+    comp_mask_type: Literal["None", "Depth", "Video Depth", "Blend", "Difference"] = "None"
+    comp_mask_inverse: bool = False
+    comp_mask_equalize: Literal["None", "Before", "After", "Both"] = "None"
+    comp_mask_auto_contrast: bool = False
+    comp_mask_blend_alpha: str = "0:(0.5)"
+    comp_mask_contrast: str = "0:(1)"
+    comp_mask_auto_contrast_cutoff_high: str = "0:(100)"
+    comp_mask_auto_contrast_cutoff_low: str = "0:(0)"
+    use_first_frame_as_init_image: bool = True
+    use_init_image: bool = False
+    generate_inputframes: bool = False
+    generate_human_masks: Literal["None", "PNGs", "Video", "Both"] = "None"
+
+    @property
+    def active(self) -> bool:
+        return self.motion != "None" or self.composite != "None"
+
+    @model_validator(mode="after")
+    def _video_when_active(self) -> HybridVideo:
+        if self.active and not self.video:
+            raise ValueError(f'motion = "{self.motion}" / composite = "{self.composite}" need video = "clip.mp4"')
+        return self
+
+    def schedules(self) -> dict[str, str]:
+        names = ("flow_factor", "comp_alpha", "comp_mask_blend_alpha", "comp_mask_contrast",
+                 "comp_mask_auto_contrast_cutoff_high", "comp_mask_auto_contrast_cutoff_low")
+        return {f"hybrid.{name}": getattr(self, name) for name in names}
+
+
 class DeforumJob(_JobBase):
-    """Keyframe animation: every ``cadence``-th frame is diffused from the warped previous one."""
+    """Keyframe animation: every ``cadence``-th frame is diffused from the warped previous one (Deforum's
+    ``diffusion_cadence``); the frames between are cross-fades of the diffused frames around them, each warped by
+    its own camera move, optionally advanced along optical flow (``cadence_flow``, scaled by ``cadence_flow_factor``).
+
+    ``animation_mode`` picks Deforum's 2D or 3D camera (see :class:`Motion`). ``sampler_schedule`` and
+    ``checkpoint_schedule`` are Deforum string schedules (``0: ("Euler a"), 30: ("DPM++ 2M Karras")``, each string
+    held until the next key; unset: the ``model`` table's value). They live here rather than in ``motion`` because
+    frame keys hash motion as per-frame numbers and the rest of the job as a whole. ``noise_type`` is Deforum's:
+    ``"uniform"`` is plain Gaussian noise, ``"perlin"`` the same modulated by Perlin noise (``perlin_octaves``,
+    ``perlin_persistence``). ``padding_mode`` and ``sampling_mode`` are the 3D warp's edge handling and filter.
+    """
 
     kind: Literal["deforum"]
     cadence: Annotated[int, Field(ge=1, le=50)] = 1
+    animation_mode: Literal["2D", "3D"] = "2D"
+    cadence_flow: Literal["None", "RAFT", "DIS Medium", "DIS Fine", "Farneback"] = "None"
+    cadence_flow_factor: str = "0:(1)"
+    sampler_schedule: str | None = None
+    checkpoint_schedule: str | None = None
+    noise_type: Literal["uniform", "perlin"] = "perlin"
+    perlin_octaves: Annotated[int, Field(ge=1, le=7)] = 4
+    perlin_persistence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    padding_mode: Literal["border", "reflection", "zeros"] = "border"
+    sampling_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    depth: DepthWarp = DepthWarp()
+    color_coherence: ColorCoherence = ColorCoherence()
+    hybrid: HybridVideo = HybridVideo()
+
+    def extra_schedules(self) -> dict[str, str]:
+        """Numeric schedules outside ``motion`` (evaluated into the plan like motion's): cadence flow and hybrid."""
+        return {"cadence_flow_factor": self.cadence_flow_factor, **self.hybrid.schedules()}
+
+    def string_schedules(self) -> dict[str, str]:
+        """The string schedules that are set, by field name."""
+        names = ("sampler_schedule", "checkpoint_schedule")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 class AnimateDiffJob(_JobBase):

@@ -31,7 +31,7 @@ PLAN_FORMAT = 1
 # changing its encode settings does not re-render anything. Prompts, motion and seeds enter per frame instead.
 _NOT_PIXEL_FIELDS = {
     "name", "description", "frames", "fps", "output", "prompts", "positive_prompt", "negative_prompt", "motion",
-    "seeds", "seed",
+    "seeds", "seed", "farm",
 }
 
 DEFAULT_CHUNK_SIZE = 16

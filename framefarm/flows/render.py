@@ -14,12 +14,25 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
+from prefect.tasks import exponential_backoff
 
 from framefarm.animation.plan import plan_job
-from framefarm.errors import RenderError
-from framefarm.flows.tasks import encode_video, input_hashes, prepare_sources, render_chunk, verify_frames
+from framefarm.errors import InputError, RenderError
+from framefarm.flows.tasks import (
+    ChunkResult,
+    encode_video,
+    input_hashes,
+    prepare_sources,
+    render_chunk,
+    verify_frames,
+)
 from framefarm.renderers import get_renderer
 from framefarm.storage import FrameStore
+
+
+# Chunks in flight at once: enough to overlap PNG writes and reads with rendering on a CPU box; a GPU worker
+# renders one chunk at a time anyway (the GPU is the scarce resource), so more only adds memory.
+DEFAULT_PARALLEL_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,57 @@ class RenderResult:
     rendered: int
     reused: int
     seconds: float
+
+
+def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkResult], list[tuple[int, str]]]:
+    """Submit chunk tasks, at most ``farm.max_parallel_chunks`` at a time; collect results and failures.
+
+    A chunk whose frames are not all in the manifest bypasses Prefect's cache (``refresh_cache``): a cached result
+    says the chunk once finished, the manifest says whether its frames are still there. They must agree.
+    """
+    done = FrameStore(out, job.name).done_frames(plan.frame_keys)
+    task = render_chunk.with_options(
+        retries=job.farm.chunk_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=job.farm.retry_delay_seconds)(job.farm.chunk_retries)
+        if job.farm.chunk_retries else 0,
+    )
+    limit = job.farm.max_parallel_chunks or DEFAULT_PARALLEL_CHUNKS
+    redo = task.with_options(refresh_cache=True)
+    pending = list(chunks)
+    running: dict = {}
+    results: list[ChunkResult] = []
+    failures: list[tuple[int, str]] = []
+    progress = create_progress_artifact(0.0, description=f"{job.name}: chunks finished")
+    while pending or running:
+        while pending and len(running) < limit and len(failures) < job.farm.error_budget:
+            chunk = pending.pop(0)
+            complete = all(frame in done for frame in chunk.frames)
+            running[(task if complete else redo).submit(chunk, job, backend, out)] = chunk
+        if not running:
+            break  # budget spent and nothing left in flight
+        future = next(as_completed(list(running)))
+        chunk = running.pop(future)
+        try:
+            result = future.result()
+        except InputError:
+            raise  # the job itself is wrong: no point rendering its other chunks
+        except Exception as exc:
+            failures.append((chunk.index, f"{type(exc).__name__}: {exc}"))
+        else:
+            # A chunk served from Prefect's cache returns its first run's result: it rendered nothing now.
+            cached = future.state.name == "Cached"
+            results.append(replace(result, rendered=(), seconds=0.0) if cached else result)
+        update_progress_artifact(progress, 100.0 * (len(results) + len(failures)) / len(chunks))
+    return results, failures
+
+
+def _raise_for_failures(job, failures: list[tuple[int, str]]) -> None:
+    if not failures:
+        return
+    detail = "; ".join(f"chunk {index}: {error}" for index, error in sorted(failures)[:5])
+    spent = " (error budget spent: remaining chunks not started)" if len(failures) >= job.farm.error_budget else ""
+    raise RenderError(f"{len(failures)} chunk(s) of {job.name} failed{spent}: {detail}. Finished frames are kept; "
+                      "run the job again to resume")
 
 
 @flow(name="render-job", validate_parameters=False, flow_run_name="render-{job.name}")
@@ -56,23 +120,18 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     if job.kind == "video2video":
         prepare_sources(job, out)
 
-    # 3. Render chunks; progress in the Prefect UI as chunks finish.
-    progress = create_progress_artifact(0.0, description=f"{job.name}: chunks finished")
-    futures = [render_chunk.submit(chunk, job, backend, out) for chunk in plan.chunks]
-    results = []
-    for future in as_completed(futures):
-        result = future.result()
-        # A chunk served from Prefect's cache returns its first run's result: it rendered nothing now.
-        results.append(result if future.state.name != "Cached" else replace(result, rendered=(), seconds=0.0))
-        update_progress_artifact(progress, 100.0 * len(results) / len(futures))
+    # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
+    results, failures = _run_chunks(plan, plan.chunks, job, backend, out)
+    _raise_for_failures(job, failures)
 
-    # 4. Verify: a cached chunk whose frames were since deleted or damaged is rendered again, cache refreshed.
-    bad = set(verify_frames(plan, out))
+    # 4. Verify every planned frame against the manifest and its SHA-256; render damaged ones again.
+    bad = verify_frames(plan, out)
     if bad:
-        stale = [chunk for chunk in plan.chunks if bad.intersection(chunk.frames)]
-        FrameStore(out, job.name).remove_frames(sorted(bad))
-        retry = render_chunk.with_options(refresh_cache=True)
-        results += [retry.submit(chunk, job, backend, out).result() for chunk in stale]
+        store.remove_frames(bad)
+        stale = [chunk for chunk in plan.chunks if set(bad).intersection(chunk.frames)]
+        more, failures = _run_chunks(plan, stale, job, backend, out)
+        _raise_for_failures(job, failures)
+        results += more
         still_bad = verify_frames(plan, out)
         if still_bad:
             raise RenderError(f"{len(still_bad)} frame(s) still missing after re-rendering: {still_bad[:10]}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from framefarm.animation.plan import ChunkSpec, RenderPlan
-from framefarm.errors import InputError
+from framefarm.errors import InputError, RenderError
 from framefarm.images import decode_png, encode_png, fit_cover, load_image
 from framefarm.renderers import get_renderer
 from framefarm.renderers.base import RenderContext
@@ -65,18 +66,60 @@ def _previous_reader(store: FrameStore):
     return read
 
 
+class WorkerBlocklisted(RenderError):
+    """This worker failed the job too often (``farm.blocklist_after``) and takes none of its chunks."""
+
+
+def worker_id() -> str:
+    """Who is rendering: ``$FRAMEFARM_WORKER_ID``, else host name and GPU (``render01-gpu1``, ``laptop-cpu``)."""
+    explicit = os.environ.get("FRAMEFARM_WORKER_ID")
+    if explicit:
+        return explicit
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"{socket.gethostname()}-{'gpu' + gpus.replace(',', '+') if gpus else 'cpu'}"
+
+
+def _retry_unless_blocklisted(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except (WorkerBlocklisted, InputError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
 @task(
     name="render-chunk",
     task_run_name="render-chunk-{chunk.index}",
     retries=2,
     retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_unless_blocklisted,
     cache_key_fn=_chunk_cache_key,
     persist_result=True,
 )
 def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> ChunkResult:
-    """Render the frames of ``chunk`` that the manifest does not already hold, committing each as it finishes."""
+    """Render the frames of ``chunk`` that the manifest does not already hold, committing each as it finishes.
+
+    A failure is recorded against this worker before it propagates (for the blocklist); a worker already
+    blocklisted for this job refuses the chunk without trying, and that refusal is not retried here.
+    """
     started = time.perf_counter()
     store = FrameStore(store_root, job.name)
+    worker = worker_id()
+    if store.failure_count(worker) >= job.farm.blocklist_after:
+        raise WorkerBlocklisted(f"worker {worker} failed {job.name} {job.farm.blocklist_after}+ times and takes "
+                                "none of its chunks; fix the worker, or delete the job's failures/ folder")
+    try:
+        return _render_chunk(chunk, job, backend, store, started)
+    except InputError:
+        raise  # the job's fault, not the worker's: no blocklist entry (and no retry, see below)
+    except Exception as exc:
+        store.record_failure(worker, chunk.index, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, started: float) -> ChunkResult:
     renderer = get_renderer(backend)
     expected = dict(zip(chunk.frames, chunk.frame_keys))
     done = store.done_frames(expected)
@@ -168,18 +211,23 @@ def verify_frames(plan: RenderPlan, store_root: str) -> list[int]:
 
 @task(name="encode-video", retries=1)
 def encode_video(plan: RenderPlan, job: Any, store_root: str) -> str:
-    """Encode the job's frames, in plan order, to an H.264 MP4 beside them. Returns the video's path or URL."""
+    """Finish the job's frames, in plan order, as ``job.output`` says (codec, loop, upscale, interpolation, audio),
+    beside them; the output is decoded and checked before it is published. Returns the video's path or URL."""
+    from framefarm.video.finish import finish, output_settings
+    from framefarm.video.frames import FrameSequence
+
     store = FrameStore(store_root, plan.job)
-    name = output_name(plan.job, width=plan.width, height=plan.height, fps=plan.fps, frames=plan.frames)
-    frames = (decode_png(store.read_frame_bytes(i)) for i in range(plan.frames))
-    local = store.local_path(name)
+    frames = FrameSequence(plan.frames, lambda i: decode_png(store.read_frame_bytes(i)), name=plan.job)
+    local = store.local_path()
     if local is not None:
-        encode_frames(frames, local, width=plan.width, height=plan.height, fps=plan.fps, crf=job.output.crf,
-                      preset=job.output.encoder_preset)
-        return os.path.abspath(local)
-    # Remote store: encode to a local temp file, then upload (an object PUT is atomic).
+        result = finish(frames, local, fps=plan.fps, name=plan.job, **output_settings(job.output))
+        return os.path.abspath(result.path)
+    # Remote store: finish into a local temp folder, then upload (an object PUT is atomic).
     with tempfile.TemporaryDirectory() as folder:
-        path = encode_frames(frames, Path(folder) / name, width=plan.width, height=plan.height, fps=plan.fps,
-                             crf=job.output.crf, preset=job.output.encoder_preset)
-        store.fs.put_file(str(path), store.path(name))
-    return f"{store.fs.unstrip_protocol(store.path(name))}"
+        result = finish(frames, folder, fps=plan.fps, name=plan.job, **output_settings(job.output))
+        remote = store.path(result.path.name)
+        if result.path.is_dir():  # PNG sequence
+            store.fs.put(str(result.path), remote, recursive=True)
+        else:
+            store.fs.put_file(str(result.path), remote)
+    return f"{store.fs.unstrip_protocol(remote)}"

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import posixpath
+import time
+import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -174,6 +176,24 @@ class FrameStore:
         frames = [records[i].to_json() for i in sorted(frame_keys) if i in records and records[i].key == frame_keys[i]]
         document = {"format": MANIFEST_FORMAT, "job": self.job, "frames": frames, **(extra or {})}
         return self.write_json("manifest.json", document)
+
+    # ----- failures (for the error budget and the worker blocklist)
+
+    def record_failure(self, worker: str, chunk: int, error: str) -> None:
+        """Note that ``worker`` failed ``chunk``: one small file per failure, so workers never contend for a lock."""
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in worker)
+        path = self.path("failures", safe, f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json")
+        document = {"worker": worker, "chunk": chunk, "error": error[-2000:], "time": time.time()}
+        atomic_write_bytes(self.fs, path, json.dumps(document, sort_keys=True).encode())
+
+    def failure_count(self, worker: str) -> int:
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in worker)
+        folder = self.path("failures", safe)
+        self.fs.invalidate_cache(folder)
+        try:
+            return sum(1 for n in self.fs.ls(folder, detail=False) if TEMP_MARKER not in posixpath.basename(n))
+        except FileNotFoundError:
+            return 0
 
     def remove_frames(self, indices: Iterable[int]) -> None:
         """Forget frames (record first, so a crash in between never leaves a record without its file)."""
