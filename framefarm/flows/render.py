@@ -15,6 +15,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
 
 from framefarm.animation.plan import plan_job
 from framefarm.errors import InputError, RenderError
@@ -33,6 +34,7 @@ from framefarm.storage import FrameStore
 # Chunks in flight at once: enough to overlap PNG writes and reads with rendering on a CPU box; a GPU worker
 # renders one chunk at a time anyway (the GPU is the scarce resource), so more only adds memory.
 DEFAULT_PARALLEL_CHUNKS = 4
+PROGRESS_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,13 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
     results: list[ChunkResult] = []
     failures: list[tuple[int, str]] = []
     progress = create_progress_artifact(0.0, description=f"{job.name}: chunks finished")
+    last_update = time.monotonic()
     while pending or running:
         while pending and len(running) < limit and len(failures) < job.farm.error_budget:
             chunk = pending.pop(0)
             complete = all(frame in done for frame in chunk.frames)
-            running[(task if complete else redo).submit(chunk, job, backend, out)] = chunk
+            # quote(): Prefect would otherwise walk every per-frame value of the chunk looking for futures.
+            running[(task if complete else redo).submit(quote(chunk), quote(job), backend, out)] = chunk
         if not running:
             break  # budget spent and nothing left in flight
         future = next(as_completed(list(running)))
@@ -85,7 +89,11 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
             # A chunk served from Prefect's cache returns its first run's result: it rendered nothing now.
             cached = future.state.name == "Cached"
             results.append(replace(result, rendered=(), seconds=0.0) if cached else result)
-        update_progress_artifact(progress, 100.0 * (len(results) + len(failures)) / len(chunks))
+        finished = len(results) + len(failures)
+        # Each update is an API call (~50 ms): report every PROGRESS_INTERVAL_S at most, and at the end.
+        if finished == len(chunks) or time.monotonic() - last_update >= PROGRESS_INTERVAL_S:
+            update_progress_artifact(progress, 100.0 * finished / len(chunks))
+            last_update = time.monotonic()
     return results, failures
 
 
@@ -118,26 +126,26 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
 
     # 2. Prepare inputs every chunk reads.
     if job.kind == "video2video":
-        prepare_sources(job, out)
+        prepare_sources(quote(job), out)
 
     # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
     results, failures = _run_chunks(plan, plan.chunks, job, backend, out)
     _raise_for_failures(job, failures)
 
     # 4. Verify every planned frame against the manifest and its SHA-256; render damaged ones again.
-    bad = verify_frames(plan, out)
+    bad = verify_frames(quote(plan), out)
     if bad:
         store.remove_frames(bad)
         stale = [chunk for chunk in plan.chunks if set(bad).intersection(chunk.frames)]
         more, failures = _run_chunks(plan, stale, job, backend, out)
         _raise_for_failures(job, failures)
         results += more
-        still_bad = verify_frames(plan, out)
+        still_bad = verify_frames(quote(plan), out)
         if still_bad:
             raise RenderError(f"{len(still_bad)} frame(s) still missing after re-rendering: {still_bad[:10]}")
 
     # 5. Finish.
-    video = encode_video(plan, job, out)
+    video = encode_video(quote(plan), quote(job), out)
     store.write_manifest(plan.frame_keys, {"video": video, "renderer": plan.renderer, "fps": plan.fps,
                                            "width": plan.width, "height": plan.height})
     rendered = sum(len(r.rendered) for r in results)

@@ -133,14 +133,31 @@ class FrameStore:
         """How many frame records exist (cheap: a listing, no reads). For progress bars."""
         return len(self._record_paths())
 
+    def read_records(self, indices: Iterable[int]) -> dict[int, FrameRecord]:
+        """The records of just these frames (missing ones left out): a chunk reads its own, not the whole job's."""
+        indices = list(indices)
+
+        def read(index: int) -> FrameRecord | None:
+            try:
+                return FrameRecord(**json.loads(self.fs.cat_file(self.record_path(index))))
+            except (FileNotFoundError, ValueError, TypeError):
+                return None
+
+        if len(indices) <= 4:
+            found = [read(i) for i in indices]
+        else:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                found = list(pool.map(read, indices))
+        return {r.index: r for r in found if r is not None}
+
     def done_frames(self, frame_keys: Mapping[int, str], records: Mapping[int, FrameRecord] | None = None) -> set[int]:
         """Frames whose record exists with the expected frame key: these need no rendering."""
-        records = self.records() if records is None else records
+        records = self.read_records(frame_keys) if records is None else records
         return {i for i, key in frame_keys.items() if (r := records.get(i)) is not None and r.key == key}
 
     def verify_frames(self, frame_keys: Mapping[int, str]) -> list[int]:
         """Frames that are missing, stale, or whose file no longer matches its recorded SHA-256."""
-        records = self.records()
+        records = self.read_records(frame_keys)
         bad = []
         for index, key in sorted(frame_keys.items()):
             record = records.get(index)
