@@ -8,6 +8,7 @@ finished frames inside a chunk (the manifest); the verify step makes the two agr
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from prefect.utilities.annotations import quote
 
 from framefarm.animation.plan import plan_job
 from framefarm.errors import InputError, RenderError
+from framefarm.job import validate_job
 from framefarm.flows.tasks import (
     ChunkResult,
     encode_video,
@@ -106,17 +108,27 @@ def _raise_for_failures(job, failures: list[tuple[int, str]]) -> None:
                       "run the job again to resume")
 
 
-@flow(name="render-job", validate_parameters=False, flow_run_name="render-{job.name}")
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    job = flow_run.parameters.get("job")
+    name = job.get("name") if isinstance(job, Mapping) else getattr(job, "name", "job")
+    return f"render-{name}"
+
+
+@flow(name="render-job", validate_parameters=False, flow_run_name=_run_name)
 def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_size: int | None = None) -> RenderResult:
     """Render a validated job into ``out/<job>/frames`` and an MP4 beside them.
 
     Args:
-        job: a validated job spec (``framefarm.job.load_job``).
+        job: a validated job spec (``framefarm.job.load_job``), or its JSON dict (deployments).
         backend: renderer name (``preview`` or ``diffusers``).
         out: store root: a local folder or an fsspec URL.
         chunk_size: frames per chunk task (does not change the frames, only the unit of retry and caching).
     """
     started = time.perf_counter()
+    if isinstance(job, Mapping):  # from a deployment: parameters arrive as JSON
+        job = validate_job(job, source="deployment parameters")
     # 1. Plan (pure and cheap) and record what is about to be rendered.
     renderer = get_renderer(backend)
     plan = plan_job(job, renderer=renderer.id, chunk_size=chunk_size, input_hashes=input_hashes(job))
