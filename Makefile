@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -c requirements/constraints.txt -e ".[test,s3]"
-	$(BIN)/python -c "import framefarm.cli, torch, diffusers, prefect; from framefarm.video import ffmpeg_exe, require_encoders; require_encoders('libx264'); print('framefarm ready: torch', torch.__version__, '| ffmpeg', ffmpeg_exe())"
+	$(BIN)/python -c "import framefarm.cli, torch, diffusers, prefect; from framefarm.video import ffmpeg_exe, require_encoders; from framefarm.video.codecs import CODECS; require_encoders(*{c.encoder for c in CODECS.values()}); print('framefarm ready: torch', torch.__version__, '| ffmpeg', ffmpeg_exe())"
 	@touch $(STAMP)
 
 venv: $(STAMP)

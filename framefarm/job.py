@@ -42,7 +42,14 @@ class _Spec(BaseModel):
 
 
 class ModelRefs(_Spec):
-    """Which weights and sampler render the frames. Paths are relative to the models folder (or absolute)."""
+    """Which weights and sampler render the frames. Paths are relative to the models folder (or absolute).
+
+    ``models_dir`` is the A1111-style models folder (default: ``$FRAMEFARM_MODELS``); ``checkpoint`` a file or
+    diffusers folder in it (or a hub id already in the local Hugging Face cache); ``vae`` a named VAE override;
+    ``sampler`` an A1111 sampler name (``framefarm.renderers.samplers``); ``dtype`` the compute precision
+    (``auto``: float16 on a GPU, float32 on a CPU); ``allow_pickle`` opts in to pickle weights (``.ckpt``/``.pt``),
+    loaded with ``torch.load(weights_only=True)`` only.
+    """
 
     checkpoint: str | None = None
     vae: str | None = None
@@ -50,6 +57,16 @@ class ModelRefs(_Spec):
     steps: Annotated[int, Field(ge=1, le=500)] = 20
     cfg_scale: Annotated[float, Field(ge=0.0, le=50.0)] = 7.0
     clip_skip: Annotated[int, Field(ge=1, le=12)] = 1
+    models_dir: str | None = None
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    allow_pickle: bool = False
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        from framefarm.renderers.samplers import find_sampler  # light: no torch, no diffusers
+
+        return find_sampler(value).name
 
 
 class ControlNetUnit(_Spec):
@@ -62,6 +79,8 @@ class ControlNetUnit(_Spec):
     guidance_end: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     weight_schedule: str | None = None
     image: str | None = None
+    threshold_a: float | None = None
+    threshold_b: float | None = None
 
     @model_validator(mode="after")
     def _start_before_end(self) -> ControlNetUnit:
@@ -292,6 +311,14 @@ class _JobBase(_Spec):
         if not value:
             raise ValueError('at least one prompt is needed, e.g. prompts = { 0 = "a neon tunnel" }')
         return value
+
+    @model_validator(mode="after")
+    def _output_fits(self) -> _JobBase:
+        # A loop that is not a whole number of beats is reported now, not after a night of rendering.
+        from framefarm.video.finish import check_job_output
+
+        check_job_output(self.frames, self.fps, self.output)
+        return self
 
     @model_validator(mode="after")
     def _schedules_evaluate(self) -> _JobBase:

@@ -29,7 +29,7 @@ from framefarm.renderers.base import RenderContext
 from framefarm.renderers.testcard import source_testcard
 from framefarm.storage import FrameStore, file_digest
 from framefarm.storage.atomic import atomic_write_bytes
-from framefarm.video import decode_frames, encode_frames, output_name
+from framefarm.video import decode_frames
 
 SOURCE_DIR = "source"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}

@@ -17,6 +17,9 @@ from framefarm.video.ffmpeg import ffmpeg_exe
 _STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: .*?, (\d{2,5})x(\d{2,5})")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+# "Video: hap (Hap1 / 0x31706148), rgb0(progressive), 256x144" → codec "hap", pixel format "rgb0".
+_CODEC_PIX = re.compile(r"Video: (\w+)(?: \([^)]*\))*, (\w+)")
+_AUDIO = re.compile(r"Audio: (\w+).*?, (\d+) Hz")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class VideoInfo:
     fps: float
     duration: float
     has_audio: bool
+    codec: str = ""
+    pix_fmt: str = ""
+    audio_codec: str | None = None
+    audio_rate: int | None = None
 
 
 def _header(path: Path) -> str:
@@ -56,14 +63,33 @@ def probe_video(path: str | Path, *, count: bool = True) -> VideoInfo:
         h, m, s = duration_match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(s)
     frames = sum(1 for _ in decode_frames(path, width=width, height=height)) if count else -1
+    codec_pix = _CODEC_PIX.search(video_line)
+    audio = _AUDIO.search(header)
     return VideoInfo(frames=frames, width=width, height=height, fps=float(fps_match.group(1)) if fps_match else 0.0,
-                     duration=duration, has_audio="Audio:" in header)
+                     duration=duration, has_audio="Audio:" in header,
+                     codec=codec_pix.group(1) if codec_pix else "", pix_fmt=codec_pix.group(2) if codec_pix else "",
+                     audio_codec=audio.group(1) if audio else None, audio_rate=int(audio.group(2)) if audio else None)
+
+
+def decode_audio(path: str | Path, *, rate: int = 48000) -> np.ndarray:
+    """The first audio stream of ``path`` as mono float32 samples at ``rate`` Hz (decoder delays applied)."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+               "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RenderError(f"ffmpeg failed to decode the audio of {path} (exit {result.returncode}).\n"
+                          f"command: {' '.join(command)}\n=== stderr ===\n"
+                          f"{result.stderr.decode(errors='replace')[-3000:]}")
+    return np.frombuffer(result.stdout, np.float32)
 
 
 def decode_frames(
-    path: str | Path, *, width: int, height: int, fps: float | None = None, start_frame: int = 0
+    path: str | Path, *, width: int, height: int, fps: float | None = None, start_frame: int = 0,
+    alpha: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames of ``width``×``height`` (scaled to cover and centre-cropped), resampled to ``fps``.
+
+    With ``alpha`` the frames are RGBA (opaque where the video has no alpha channel).
 
     The ffmpeg process is killed if the caller stops iterating early.
     """
@@ -76,8 +102,9 @@ def decode_frames(
         filters.append(f"select=gte(n\\,{start_frame})")
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
                "-map", "0:v:0", "-vf", ",".join(filters), "-fps_mode", "passthrough",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    size = width * height * 3
+               "-f", "rawvideo", "-pix_fmt", "rgba" if alpha else "rgb24", "-"]
+    channels = 4 if alpha else 3
+    size = width * height * channels
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
         try:
@@ -85,7 +112,7 @@ def decode_frames(
                 data = process.stdout.read(size)
                 if len(data) < size:
                     break
-                yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+                yield np.frombuffer(data, np.uint8).reshape(height, width, channels)
             code = process.wait()
             if code != 0:
                 stderr.seek(0)

@@ -1,0 +1,107 @@
+"""Checking a finished output against its plan: decode it and compare frame count, size, fps, duration, format.
+
+Runs on the partial file before it is renamed into place, so a video that would not play (or has a frame too few)
+is never published under its final name. Frames are counted by decoding every one of them (``-f null``: no pixel
+conversion, no pipe), not read from the container's header, which can disagree with what a player shows.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from framefarm.errors import RenderError
+from framefarm.video.codecs import Codec
+from framefarm.video.decode import probe_video
+from framefarm.video.ffmpeg import ffmpeg_exe
+from framefarm.video.frames import list_frame_files
+
+_FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
+
+
+def decoded_frame_count(path: Path) -> int:
+    """Frames ffmpeg decodes from the first video stream of ``path``."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", str(path),
+               "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "null", "-progress", "pipe:1", "-"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    counts = _FRAME.findall(result.stdout)
+    if result.returncode != 0 or not counts:
+        raise RenderError(f"ffmpeg could not decode {path} (exit {result.returncode}).\ncommand: {' '.join(command)}\n"
+                          f"=== stderr ===\n{result.stderr[-3000:]}")
+    return int(counts[-1])
+
+
+def gif_fps(fps: float) -> float:
+    """The rate a GIF really plays at: frame delays are whole centiseconds (24 fps → 4 cs → 25 fps)."""
+    return 100.0 / max(2, round(100.0 / fps))
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What the output holds, next to what was planned; ``problems`` is empty when they agree."""
+
+    path: Path
+    frames: int
+    width: int
+    height: int
+    fps: float
+    duration: float
+    pix_fmt: str
+    has_audio: bool
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_output(path: str | Path, *, codec: Codec, frames: int, width: int, height: int, fps: float,
+                  alpha: bool = False, audio: bool = False) -> Verification:
+    """Decode ``path`` and compare it with the plan (see the module docstring); never raises for a mismatch."""
+    path = Path(path)
+    expected_pix = codec.decoded_pix_fmt[1] if alpha and codec.decoded_pix_fmt[1] else codec.decoded_pix_fmt[0]
+    if codec.is_sequence:
+        files = list_frame_files(path, field="output")
+        first = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+        if first is None:
+            raise RenderError(f"{files[0]} is not a readable image")
+        channels = first.shape[2] if first.ndim == 3 else 1
+        found = Verification(path=path, frames=len(files), width=first.shape[1], height=first.shape[0], fps=fps,
+                             duration=len(files) / fps, pix_fmt={4: "rgba", 3: "rgb24"}.get(channels, "gray"),
+                             has_audio=False, problems=())
+    else:
+        info = probe_video(path, count=False)
+        found = Verification(path=path, frames=decoded_frame_count(path), width=info.width, height=info.height,
+                             fps=info.fps, duration=info.duration, pix_fmt=info.pix_fmt, has_audio=info.has_audio,
+                             problems=())
+    plan_fps = gif_fps(fps) if codec.name == "gif" else fps
+    plan_duration = frames / plan_fps
+    problems = []
+    if found.frames != frames:
+        problems.append(f"{found.frames} frames decoded, {frames} planned")
+    if (found.width, found.height) != (width, height):
+        problems.append(f"size {found.width}x{found.height}, planned {width}x{height}")
+    if not codec.is_sequence:
+        if not math.isclose(found.fps, plan_fps, rel_tol=2e-3):
+            problems.append(f"{found.fps:g} fps, planned {plan_fps:g}")
+        # The header rounds the duration to 10 ms; AAC pads its last packet: allow one frame plus that.
+        if abs(found.duration - plan_duration) > 1.0 / plan_fps + 0.011:
+            problems.append(f"duration {found.duration:.3f} s, planned {plan_duration:.3f} s")
+    if found.pix_fmt != expected_pix:
+        problems.append(f"pixel format {found.pix_fmt}, expected {expected_pix}")
+    if audio and not found.has_audio:
+        problems.append("no audio stream, one was muxed in")
+    return Verification(**{**found.__dict__, "problems": tuple(problems)})
+
+
+def check_output(path: str | Path, **plan) -> Verification:
+    """:func:`verify_output`, raising a :class:`RenderError` listing every mismatch."""
+    result = verify_output(path, **plan)
+    if not result.ok:
+        raise RenderError(f"{Path(path).name} does not match its plan: " + "; ".join(result.problems))
+    return result
