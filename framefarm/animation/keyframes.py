@@ -44,6 +44,7 @@ __all__ = [
     "interp_cubic",
     "interp_linear",
     "interp_quadratic",
+    "is_string_schedule",
     "parse_schedule",
     "parse_string_schedule",
 ]
@@ -58,6 +59,11 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)", re.ASCII)
 _LITERAL = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _WRAPPED_LITERAL = re.compile(rf"\(({_LITERAL})\)|({_LITERAL})", re.ASCII)
 _BARE_NUMBER = re.compile(_LITERAL, re.ASCII)
+# The whole-schedule shape camera tools export, "0:(0),1:(0),2:(0.56),3:(-1.02e-05),…" with thousands of pairs: a
+# whole frame number and a literal, bare or in one pair of parentheses with no inner spaces. One small regex match
+# per pair; each pair means exactly what the general path makes of it (see _fast_pairs).
+_FAST_PAIR_TEXT = rf"\s*(\d+)\s*:\s*(?:\(({_LITERAL})\)|({_LITERAL}))\s*"
+_FAST_PAIR = re.compile(_FAST_PAIR_TEXT, re.ASCII)
 # Quotes around a whole value, inside optional parentheses: 0:("0.5") is read as 0.5, like Deforum does.
 _QUOTED_VALUE = re.compile(r"""(\(*)\s*(["'])([^"']*)\2\s*(\)*)""")
 _SPECIAL = re.compile(r"""[(),:"']""")
@@ -233,10 +239,34 @@ def _parse_numeric(text: str) -> tuple[_Pair, ...]:
         if not math.isfinite(number):
             raise _Problem(text, "is a number too large for a 64-bit float")
         return (_Pair(text, 0, number, True),)
+    fast = _fast_pairs(text)
+    if fast is not None:
+        return fast
     pairs = []
     for pair, key, value in _checked_pairs(text):
         number_or_expr, interpolate = _parse_value(value, pair)
         pairs.append(_Pair(pair, _parse_key(key, pair), number_or_expr, interpolate))
+    return tuple(pairs)
+
+
+def _fast_pairs(text: str) -> tuple[_Pair, ...] | None:
+    """Pairs of a schedule made only of ``frame:(literal)`` pairs, or None to take the general path.
+
+    Same meaning as the general path: a whole-number key, the literal's value, interpolated when it passes the
+    plain-number test (so ``1e-05`` holds, as there). A non-finite literal goes to the general path for its error.
+    """
+    pairs = []
+    for piece in text.split(","):  # literals hold no comma, so every piece must be one whole pair
+        match = _FAST_PAIR.fullmatch(piece)
+        if match is None:
+            return None
+        literal = match.group(2) or match.group(3)
+        number = float(literal)
+        if not math.isfinite(number):
+            return None
+        # Deforum's plain-number test on a literal: no exponent and no trailing dot.
+        plain = "e" not in literal and "E" not in literal and not literal.endswith(".")
+        pairs.append(_Pair(piece.strip(), int(match.group(1)), number, plain))
     return tuple(pairs)
 
 
@@ -517,6 +547,28 @@ def parse_string_schedule(text: str, *, frames: int, field: str) -> list[str]:
         end = keys[index + 1] if index + 1 < len(keys) else frames
         out.extend([pairs[table[key]].value] * (end - (0 if index == 0 else key)))
     return out
+
+
+def is_string_schedule(text: object) -> bool:
+    """Whether a schedule is a string schedule: every value a quoted string that is not a number.
+
+    ``0: ("Euler a"), 30: ("DPM++ 2M Karras")`` is; ``0:(1.5)``, ``0:(sin(t))`` and ``0:("0.5")`` (a quoted
+    plain number, which Deforum reads as a number) are not. Malformed text is not either (the numeric parser then
+    reports what is wrong with it).
+    """
+    if not isinstance(text, str):
+        return False
+    try:
+        pairs = _checked_pairs(text)
+    except _Problem:
+        return False
+    for _, _, value in pairs:
+        inner = value[1:-1].strip() if value.startswith("(") and value.endswith(")") else value
+        if len(inner) < 2 or inner[0] not in "\"'" or inner[-1] != inner[0]:
+            return False
+        if _PLAIN_NUMBER.fullmatch(inner[1:-1].strip().replace("(", "").replace(")", "")):
+            return False
+    return True
 
 
 def evaluate_schedules(

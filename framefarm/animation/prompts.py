@@ -69,7 +69,7 @@ class _Template:
         return "".join(out)
 
 
-def _template(text: str, field: str) -> _Template:
+def _template(text: str, field: str, names: frozenset[str] = _MATH_NAMES) -> _Template:
     parts = text.split("`")
     if len(parts) % 2 == 0:
         raise InputError(field, text, "has an unclosed backtick (`)", "Write math as `0.5+0.5*sin(t/3)`, in pairs")
@@ -80,7 +80,7 @@ def _template(text: str, field: str) -> _Template:
         elif not part.strip():
             raise InputError(field, text, "has an empty `` math block", "Write math as `0.5+0.5*sin(t/3)`")
         else:
-            pieces.append(compile_expression(part, field=field, names=_MATH_NAMES))
+            pieces.append(compile_expression(part, field=field, names=names))
     return _Template(tuple(pieces))
 
 
@@ -110,6 +110,7 @@ def prompts_for_frames(
     positive: str = "",
     negative: str = "",
     field: str = "prompts",
+    seed: int | None = None,
 ) -> list[FramePrompt]:
     """The positive and negative prompt of every frame.
 
@@ -120,6 +121,8 @@ def prompts_for_frames(
         positive (`str`, *optional*): job-wide positive prompt, put before each frame's prompt.
         negative (`str`, *optional*): job-wide negative prompt, put after each frame's negative part.
         field (`str`, *optional*, defaults to ``"prompts"``): the field name for errors.
+        seed (`int`, *optional*): when given, backtick math may also use ``s`` (the seed), as schedules do (a
+            framefarm extension; Deforum's prompt math knows only ``t`` and ``max_f``).
 
     Returns:
         One :class:`FramePrompt` per frame (frames without backtick math share one instance per key).
@@ -158,6 +161,7 @@ def prompts_for_frames(
 
     # 3. Per key: merge the job-wide prompts, split at --neg, render backtick math over the frames the key covers.
     starts = sorted(table)
+    names, extra = (_MATH_NAMES, {}) if seed is None else (_MATH_NAMES | {"s"}, {"s": seed})
     out: list[FramePrompt] = []
     for index, start in enumerate(starts):
         first = 0 if index == 0 else start  # frames before the first key use the first prompt
@@ -165,15 +169,15 @@ def prompts_for_frames(
         key = table[start]
         key_field = f"{field}[{key!r}]"
         own_positive, *own_negatives = prompts[key].split(NEG_MARKER)
-        pos = _template(_joined(positive, own_positive), key_field)
-        neg = _template(_joined(*own_negatives, global_negative), key_field)
+        pos = _template(_joined(positive, own_positive), key_field, names)
+        neg = _template(_joined(*own_negatives, global_negative), key_field, names)
         if pos.is_static and neg.is_static:
             shared = FramePrompt(pos.pieces[0], neg.pieces[0])  # type: ignore[arg-type]
             out.extend([shared] * (end - first))
             continue
         t = np.arange(first, end, dtype=np.float64)
         pos_values, neg_values = (
-            [p.evaluate(t=t, max_f=frames - 1).tolist() for p in tpl.pieces if isinstance(p, Expression)]
+            [p.evaluate(t=t, max_f=frames - 1, **extra).tolist() for p in tpl.pieces if isinstance(p, Expression)]
             for tpl in (pos, neg)
         )
         out.extend(
