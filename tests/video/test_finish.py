@@ -92,6 +92,6 @@ def test_a_jobs_output_can_be_checked_before_rendering():
 
     job = job_from_preset("vj-4beat-loop", ["output.interpolate=2", "output.bpm=120"])
     assert check_job_output(job.frames, job.fps, job.output) == (120, 60.0, 4)
-    short = job_from_preset("vj-4beat-loop", ["frames=50", "output.bpm=120"])
+    # The job validator runs the same check, so a loop that isn't whole beats never reaches a GPU.
     with pytest.raises(InputError, match="is 3.33 beats at 120 BPM and 30 fps"):
-        check_job_output(short.frames, short.fps, short.output)
+        job_from_preset("vj-4beat-loop", ["frames=50", "output.bpm=120"])
