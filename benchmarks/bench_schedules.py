@@ -1,5 +1,8 @@
 """Benchmark: evaluate ~20 typical Deforum schedules for a 100 000-frame job, vectorised vs a per-frame loop.
 
+Also a whole 3D Deforum job of that length: every schedule the job spec carries (about 30, checked as at job load)
+and the per-frame 3D camera matrices the preview draws with. Throughput is reported as frames × schedules per second.
+
 The baseline is what a straightforward port of Deforum does: walk the frames one by one, evaluate the active
 expression for that single frame (with the same safe evaluator, compiled once, so only the looping differs), then
 fill the open frames by linear interpolation in Python. It runs over ``--baseline-frames`` frames (a job of that
@@ -29,8 +32,11 @@ try:
 except ImportError:  # run from a checkout without installing: python benchmarks/bench_schedules.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from framefarm.animation.camera import camera_motion, cumulative_camera
 from framefarm.animation.keyframes import evaluate_schedules
+from framefarm.animation.schedules import evaluate_job_schedules
 from framefarm.animation.safe_math import compile_expression
+from framefarm.job import validate_job
 
 # Twenty schedules as they appear in real settings files: constants, the default zoom wobble, multi-key
 # tweens, quoted max_f keys, long cos() products (from a published container's test settings) and where().
@@ -90,6 +96,28 @@ def naive_schedule(text: str, frames: int, seed: int) -> list[float]:
     return series  # type: ignore[return-value]
 
 
+def bench_job(frames: int, seed: int) -> tuple[object, float, float]:
+    """A 3D Deforum job using the typical schedules above: (job, schedule evaluation s, camera matrices s)."""
+    job = validate_job({
+        "kind": "deforum", "name": "bench", "frames": 2, "seed": seed, "animation_mode": "3D",
+        "motion": {
+            "translation_x": SCHEDULES["translation_x"], "translation_y": SCHEDULES["translation_y"],
+            "translation_z": SCHEDULES["translation_z"], "rotation_3d_x": SCHEDULES["rotation_3d_x"],
+            "rotation_3d_y": SCHEDULES["rotation_3d_y"], "rotation_3d_z": SCHEDULES["rotation_3d_z"],
+            "strength": SCHEDULES["strength_schedule"], "noise": SCHEDULES["noise_schedule"],
+            "cfg_scale": SCHEDULES["cfg_scale_schedule"], "steps": SCHEDULES["steps_schedule"],
+            "fov": SCHEDULES["fov_schedule"], "near": SCHEDULES["near_schedule"], "far": SCHEDULES["far_schedule"],
+        },
+    }).model_copy(update={"frames": frames})  # validated small, then lengthened: the timing covers one evaluation
+    evaluate_job_schedules(job)  # parse cache warm, as for a job that was validated at load
+    started = time.perf_counter()
+    values = evaluate_job_schedules(job)
+    evaluated = time.perf_counter() - started
+    started = time.perf_counter()
+    cumulative_camera(camera_motion(values, width=512, height=512, mode="3D"))
+    return job, evaluated, time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000)
@@ -116,7 +144,11 @@ def main() -> int:
     baseline_s = time.perf_counter() - started
     baseline_full_s = baseline_s * args.frames / args.baseline_frames
 
-    # 3. Both paths must agree on the baseline-length job.
+    # 3. A whole 3D Deforum job: all its schedules, checked, then its camera (what planning does before hashing).
+    job, job_s, camera_s = bench_job(args.frames, args.seed)
+    job_schedules = len(evaluate_job_schedules(job))
+
+    # 4. Both paths must agree on the baseline-length job.
     vectorised = evaluate_schedules(SCHEDULES, frames=args.baseline_frames, seed=args.seed)
     worst = max(float(np.max(np.abs(vectorised[k] - np.array(naive[k])))) for k in SCHEDULES)
     if worst > 1e-9:
@@ -134,6 +166,12 @@ def main() -> int:
         "baseline_extrapolated_s": round(baseline_full_s, 3),
         "speedup_warm": round(baseline_full_s / warm_s, 1),
         "speedup_cold": round(baseline_full_s / cold_s, 1),
+        "throughput_warm_frame_schedules_per_s": round(len(SCHEDULES) * args.frames / warm_s),
+        "throughput_cold_frame_schedules_per_s": round(len(SCHEDULES) * args.frames / cold_s),
+        "job_3d_schedules": job_schedules,
+        "job_3d_evaluate_s": round(job_s, 6),
+        "job_3d_camera_s": round(camera_s, 6),
+        "job_3d_throughput_frame_schedules_per_s": round(job_schedules * args.frames / job_s),
         "max_abs_difference": worst,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -145,6 +183,9 @@ def main() -> int:
           f"({cold_s * 1e3:.1f} ms cold); per-frame loop {baseline_full_s:.1f} s (extrapolated from "
           f"{args.baseline_frames} frames, {baseline_s:.2f} s); ratio {baseline_full_s / warm_s:.0f}x warm, "
           f"{baseline_full_s / cold_s:.0f}x cold")
+    print(f"whole 3D job: {job_schedules} schedules x {args.frames} frames evaluated and checked in "
+          f"{job_s * 1e3:.1f} ms ({job_schedules * args.frames / job_s / 1e6:.1f} M frame-schedules/s); "
+          f"3D camera matrices {camera_s * 1e3:.1f} ms")
     print(f"wrote {args.out}")
     return 0
 
