@@ -118,9 +118,10 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     backend: BackendOpt = "preview",
     chunk_size: ChunkOpt = None,
+    frames: Annotated[Optional[str], typer.Option("--frames", help="Also list per-frame values for frames A:B.")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Show how a job splits into chunks (frame ranges, seeds, keys) without rendering."""
+    """Show how a job splits into chunks (frame ranges, seeds, keys) without rendering; --frames A:B adds values."""
     from framefarm.animation.plan import plan_job
     from framefarm.flows.tasks import input_hashes
     from framefarm.job import load_job
@@ -133,8 +134,9 @@ def plan(
     except FramefarmError as exc:
         fail(exc)
     summary = the_plan.summary()
+    rows = _frame_rows(job, frames) if frames else None
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps({**summary, "frame_values": rows} if rows is not None else summary, indent=2))
         return
     table = Table(title=f"{job.name}: {job.kind}, {job.frames} frames, {job.width}x{job.height} @ {job.fps:g} fps")
     for column in ("chunk", "frames", "seeds", "key"):
@@ -143,6 +145,38 @@ def plan(
         seeds = chunk["seeds"]
         shown = ", ".join(map(str, seeds[:4])) + (" …" if len(seeds) > 4 else "")
         table.add_row(str(chunk["index"]), f"{chunk['start']}–{chunk['stop'] - 1}", shown, chunk["key"][:12])
+    Console().print(table)
+    if rows:
+        _print_frame_rows(job, rows)
+
+
+def _frame_rows(job, span: str) -> list[dict]:
+    from framefarm.animation.schedules import frame_table
+
+    try:
+        start_text, _, stop_text = span.partition(":")
+        start = int(start_text or 0)
+        stop = min(job.frames, int(stop_text) if stop_text else job.frames)
+        if not 0 <= start < stop:
+            raise ValueError
+    except ValueError:
+        fail(InputError("--frames", span, "is not a frame range inside the job",
+                        f"Use A:B with 0 <= A < B <= {job.frames}, e.g. 0:24"))
+    return frame_table(job, range(start, stop))
+
+
+def _print_frame_rows(job, rows: list[dict]) -> None:
+    # The columns a reader checks first: camera for the job's mode, then what drives the diffusion.
+    camera = ["zoom", "angle", "translation_x", "translation_y"]
+    if getattr(job, "animation_mode", "2D") == "3D":
+        camera = ["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z"]
+    columns = ["frame", "seed", *camera, "strength", "cfg_scale", "steps", "prompt"]
+    columns = [c for c in columns if c in rows[0]]
+    table = Table(title=f"{job.name}: per-frame values")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     Console().print(table)
 
 

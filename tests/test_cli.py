@@ -63,3 +63,13 @@ def test_demo_renders_the_default_preset(tmp_path):
                     cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert probe_video(run.stdout.strip().splitlines()[-1]).frames == 8
+
+
+def test_plan_lists_per_frame_values(tmp_path, job_file):
+    run = framefarm("plan", str(job_file('preset = "zoom-tunnel"\n')), "--json", "--frames", "47:49", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)["frame_values"]
+    assert [row["frame"] for row in rows] == [47, 48]
+    assert rows[0]["zoom"] == 1.04 and "blossoming flowers" in rows[1]["prompt"]
+    bad = framefarm("plan", str(job_file('preset = "zoom-tunnel"\n')), "--frames", "90:9", cwd=tmp_path)
+    assert bad.returncode == 2 and "--frames: is not a frame range" in bad.stderr

@@ -25,7 +25,7 @@ from framefarm.animation.seeds import frame_seeds
 from framefarm.errors import InputError
 
 # Bump when the meaning of a frame key changes, so old manifests stop matching.
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 # Fields of a job that never change a frame's pixels: leaving them out of the frame key means renaming a job or
 # changing its encode settings does not re-render anything. Prompts, motion and seeds enter per frame instead.
@@ -189,7 +189,7 @@ def plan_job(
         seed_schedule=job.seeds.schedule, diffused=diffused,
     )
     prompts = prompts_for_frames(
-        job.prompts, frames=frames, positive=job.positive_prompt, negative=job.negative_prompt
+        job.prompts, frames=frames, positive=job.positive_prompt, negative=job.negative_prompt, seed=job.seed
     )
     # 2D warps (+ perspective flip), or a 3D Deforum job's camera over a plane: one 3x3 matrix per frame either way.
     motion = camera_motion(
