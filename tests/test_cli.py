@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,10 @@ def test_plan_lists_per_frame_values(tmp_path, job_file):
     assert run.returncode == 0, run.stderr
     rows = json.loads(run.stdout)["frame_values"]
     assert [row["frame"] for row in rows] == [47, 48]
-    assert rows[0]["zoom"] == 1.04 and "blossoming flowers" in rows[1]["prompt"]
+    # Frame 48 is an expression key: 1.02 + 0.02·sin(48/8); frame 47 lies on the line from 1.04 (frame 0) to it.
+    at_48 = 1.02 + 0.02 * math.sin(6)
+    assert rows[1]["zoom"] == pytest.approx(at_48, abs=1e-12)
+    assert rows[0]["zoom"] == pytest.approx(1.04 + (at_48 - 1.04) * 47 / 48, abs=1e-12)
+    assert "blossoming flowers" in rows[1]["prompt"] and "blossoming" not in rows[0]["prompt"]
     bad = framefarm("plan", str(job_file('preset = "zoom-tunnel"\n')), "--frames", "90:9", cwd=tmp_path)
     assert bad.returncode == 2 and "--frames: is not a frame range" in bad.stderr
