@@ -86,7 +86,7 @@ def submit(job: Any, *, out: str, backend: str = "preview", chunk_size: int | No
         scheduled_time=after,
         timeout=0,  # queue it and return; a worker runs it
         work_queue_name=queue,
-        tags=["framefarm", f"job:{job.name}", f"priority:{priority}"],
+        tags=["framefarm", f"job:{job.name}", f"priority:{priority}", f"pool:{pool}"],
         as_subflow=False,
     )
     return str(run.id)

@@ -15,6 +15,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
+from prefect.states import Cancelled
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
@@ -29,6 +30,7 @@ from framefarm.flows.tasks import (
     render_chunk,
     verify_frames,
 )
+from framefarm.flows.window import RenderPaused, pool_paused_check
 from framefarm.renderers import get_renderer
 from framefarm.storage import FrameStore
 
@@ -71,8 +73,12 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
     failures: list[tuple[int, str]] = []
     progress = create_progress_artifact(0.0, description=f"{job.name}: chunks finished")
     last_update = time.monotonic()
+    pool_paused = pool_paused_check()
+    stopped = False
     while pending or running:
-        while pending and len(running) < limit and len(failures) < job.farm.error_budget:
+        if pending and pool_paused is not None and not stopped and pool_paused():
+            stopped = True  # outside the render window: finish the chunks in hand, start no new ones
+        while pending and not stopped and len(running) < limit and len(failures) < job.farm.error_budget:
             chunk = pending.pop(0)
             complete = all(frame in done for frame in chunk.frames)
             # quote(): Prefect would otherwise walk every per-frame value of the chunk looking for futures.
@@ -96,7 +102,20 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
         if finished == len(chunks) or time.monotonic() - last_update >= PROGRESS_INTERVAL_S:
             update_progress_artifact(progress, 100.0 * finished / len(chunks))
             last_update = time.monotonic()
+    if stopped and pending:
+        _requeue_for_later(job, len(pending))
     return results, failures
+
+
+def _requeue_for_later(job, chunks_left: int) -> None:
+    """Queue this run's job again (it waits in the paused pool until the window reopens) and end this run."""
+    from prefect.runtime import flow_run
+
+    from framefarm.flows.farm import requeue
+
+    new_run = requeue(str(flow_run.id))
+    raise RenderPaused(f"{job.name}: the work pool was paused (outside its render window) with {chunks_left} "
+                       f"chunk(s) to go; finished frames are kept and run {new_run} resumes the job when it reopens")
 
 
 def _raise_for_failures(job, failures: list[tuple[int, str]]) -> None:
@@ -141,7 +160,10 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         prepare_sources(quote(job), out)
 
     # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
-    results, failures = _run_chunks(plan, plan.chunks, job, backend, out)
+    try:
+        results, failures = _run_chunks(plan, plan.chunks, job, backend, out)
+    except RenderPaused as paused:
+        return Cancelled(message=str(paused))  # not a failure: the job waits for its window in a new run
     _raise_for_failures(job, failures)
 
     # 4. Verify every planned frame against the manifest and its SHA-256; render damaged ones again.

@@ -3,6 +3,7 @@ through the `framefarm` CLI, run by the worker in priority order, with correct o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -40,7 +41,8 @@ def stop(process: subprocess.Popen) -> None:
 def test_two_jobs_run_in_priority_order_on_a_real_server_and_worker(tmp_path):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_LOGGING_LEVEL": "WARNING"}
+           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_LOGGING_LEVEL": "WARNING",
+           "FRAMEFARM_POOL_CHECK_S": "0.5"}
     env.pop("PREFECT_LOCAL_STORAGE_PATH", None)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -64,6 +66,11 @@ def test_two_jobs_run_in_priority_order_on_a_real_server_and_worker(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, (logs / "server.log").read_text()[-2000:]
                 time.sleep(0.5)
+
+        def queue() -> dict:
+            listing = subprocess.run([sys.executable, "-m", "framefarm", "queue", "--json"], env=env, cwd=tmp_path,
+                                     capture_output=True, text=True, timeout=120)
+            return {job["run_id"]: job for job in json.loads(listing.stdout)}
 
         framefarm("farm-setup")
         for name in ("low", "high"):
@@ -95,6 +102,38 @@ def test_two_jobs_run_in_priority_order_on_a_real_server_and_worker(tmp_path):
         for name in ("low", "high"):
             assert jobs[low if name == "low" else high]["done"] == 6
             assert probe_video(tmp_path / "renders" / name / f"{name}_64x64_24fps_6f.mp4").frames == 6
+
+        # Overnight window: close the pool while a long job runs. It stops at a chunk boundary, its run ends
+        # Cancelled, a new run waits in the paused pool, and reopening the window finishes the job.
+        (tmp_path / "night.toml").write_text('preset = "zoom-tunnel"\nname = "night"\nframes = 240\nwidth = 320\n'
+                                             'height = 320\n[farm]\nmax_parallel_chunks = 1\n')
+        night = framefarm("submit", "night.toml", "--chunk-size", "8", "--out", str(tmp_path / "renders"))
+        now = dt.datetime.now().astimezone()
+        hhmm = lambda moment: moment.strftime("%H:%M")  # noqa: E731
+        deadline = time.monotonic() + 180
+        while queue()[night]["done"] < 8:
+            assert time.monotonic() < deadline, (logs / "worker.log").read_text()[-3000:]
+            time.sleep(0.5)
+        closed = framefarm("farm-window", "--once", "--start", hhmm(now + dt.timedelta(hours=2)),
+                           "--end", hhmm(now + dt.timedelta(hours=3)))
+        assert closed == "closed"
+        deadline = time.monotonic() + 180
+        while (state := queue()[night])["state"] != "Cancelled":
+            assert time.monotonic() < deadline, f"{state}\n" + (logs / "worker.log").read_text()[-3000:]
+            time.sleep(1)
+        jobs = queue()
+        stopped_at = jobs[night]["done"]
+        assert 8 <= stopped_at < 240
+        waiting = [j for j in jobs.values() if j["job"] == "night" and j["run_id"] != night]
+        assert len(waiting) == 1 and waiting[0]["state"] == "Scheduled"
+        opened = framefarm("farm-window", "--once", "--start", hhmm(now - dt.timedelta(hours=1)),
+                           "--end", hhmm(now + dt.timedelta(hours=1)))
+        assert opened == "open"
+        deadline = time.monotonic() + 240
+        while queue()[waiting[0]["run_id"]]["state"] != "Completed":
+            assert time.monotonic() < deadline, (logs / "worker.log").read_text()[-3000:]
+            time.sleep(2)
+        assert probe_video(tmp_path / "renders" / "night" / "night_320x320_24fps_240f.mp4").frames == 240
     finally:
         if worker is not None:
             stop(worker)
