@@ -57,7 +57,7 @@ def fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _render(job, backend: str, out: Path, chunk_size: int | None) -> None:
+def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None) -> None:
     _quiet_prefect()
     from framefarm.flows.render import render_job
     from framefarm.renderers import get_renderer
@@ -66,13 +66,18 @@ def _render(job, backend: str, out: Path, chunk_size: int | None) -> None:
     try:
         get_renderer(backend)  # an unknown backend is an input error before anything starts
         store = FrameStore(str(out), job.name)
+        flow = render_job
+        if gpus:
+            from framefarm.flows.gpu_runner import gpu_task_runner
+
+            flow = render_job.with_options(task_runner=gpu_task_runner(gpus.split(",")))
     except FramefarmError as exc:
         fail(exc)
     result_box: dict = {}
 
     def run() -> None:
         try:
-            result_box["result"] = render_job(job, backend=backend, out=str(out), chunk_size=chunk_size)
+            result_box["result"] = flow(job, backend=backend, out=str(out), chunk_size=chunk_size)
         except BaseException as exc:  # handed to the main thread, which owns the exit code
             result_box["error"] = exc
 
@@ -100,6 +105,7 @@ def render(
     backend: BackendOpt = "preview",
     out: OutOpt = Path("renders"),
     chunk_size: ChunkOpt = None,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="One process per GPU id, e.g. 0,1,2,3.")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Render a job and print the finished video's path (last line of stdout)."""
@@ -109,7 +115,7 @@ def render(
         job = load_job(job_file, set_ or [])
     except FramefarmError as exc:
         fail(exc)
-    _render(job, backend, out, chunk_size)
+    _render(job, backend, out, chunk_size, gpus)
 
 
 @app.command()

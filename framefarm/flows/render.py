@@ -51,6 +51,7 @@ class RenderResult:
     rendered: int
     reused: int
     seconds: float
+    chunks: tuple[ChunkResult, ...] = ()
 
 
 def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkResult], list[tuple[int, str]]]:
@@ -182,6 +183,11 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     video = encode_video(quote(plan), quote(job), out)
     store.write_manifest(plan.frame_keys, {"video": video, "renderer": plan.renderer, "fps": plan.fps,
                                            "width": plan.width, "height": plan.height})
+    # Per-chunk timings and workers, for the report and for spotting a slow GPU.
+    store.write_json("chunks.json", [
+        {"index": r.index, "rendered": len(r.rendered), "reused": len(r.reused), "seconds": round(r.seconds, 3),
+         "worker": r.worker} for r in sorted(results, key=lambda r: r.index)
+    ])
     rendered = sum(len(r.rendered) for r in results)
     reused = plan.frames - rendered
     create_markdown_artifact(
@@ -190,4 +196,4 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         description=f"render of {job.name}",
     )
     return RenderResult(job=job.name, video=video, frames=plan.frames, rendered=rendered, reused=reused,
-                        seconds=time.perf_counter() - started)
+                        seconds=time.perf_counter() - started, chunks=tuple(sorted(results, key=lambda r: r.index)))

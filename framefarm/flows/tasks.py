@@ -43,6 +43,7 @@ class ChunkResult:
     rendered: tuple[int, ...]
     reused: tuple[int, ...]
     seconds: float
+    worker: str = ""
 
 
 def _chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -132,7 +133,7 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
                            width=image.shape[1], height=image.shape[0])
         rendered.append(frame)
     return ChunkResult(index=chunk.index, rendered=tuple(rendered), reused=tuple(sorted(done)),
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, worker=worker_id())
 
 
 @task(name="prepare-sources", retries=1)
