@@ -9,7 +9,7 @@ STAMP := $(VENV)/.framefarm-installed
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test venv constraints clean
+.PHONY: demo test venv constraints clean browser
 
 # The venv is stale when the project's dependency files change (make compares timestamps with the stamp file)
 # or when its interpreter no longer runs (Python upgraded or moved): then it is rebuilt from scratch.
@@ -26,8 +26,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/framefarm demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the job-report test (Debian's package; the test skips, saying why, where it can't install).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+		echo "chromium not installed: the report's browser test will be skipped"
 
 constraints: $(STAMP)
 	$(PIP) freeze --exclude-editable | grep -viE '^(framefarm)' | sed -E 's/\+cpu//' > requirements/constraints.txt.new
