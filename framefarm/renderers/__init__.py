@@ -15,11 +15,19 @@ def get_renderer(backend: str) -> Renderer:
 
         return PreviewRenderer()
     if backend == "diffusers":
-        # The diffusers backend is built by the model-library work (offline SD1.5/SDXL loading). Until it lands,
-        # say so plainly instead of rendering something that only looks like a result.
-        raise InputError("--backend", backend, "is not available in this build yet",
-                         "Use --backend preview (weight-free camera-motion preview)")
-    raise InputError("--backend", backend, "is not a renderer", f"Use one of: {', '.join(BACKENDS)}")
+        # SD1.5/SDXL from the user's own model files, offline (framefarm/renderers/diffusers_image.py). Importing it
+        # imports neither torch nor diffusers: models load on the first render.
+        from framefarm.renderers.diffusers_image import DiffusersRenderer
+
+        return DiffusersRenderer()
+    # A studio's package may register more backends under the framefarm.renderers entry-point group.
+    from framefarm.renderers.models.plugins import find_renderer, renderer_names
+
+    plugin = find_renderer(backend)
+    if plugin is not None:
+        return plugin
+    names = sorted(set(BACKENDS) | set(renderer_names()))
+    raise InputError("--backend", backend, "is not a renderer", f"Use one of: {', '.join(names)}")
 
 
 __all__ = ["BACKENDS", "RenderContext", "Renderer", "get_renderer"]

@@ -1,0 +1,369 @@
+"""The diffusers image renderer: SD1.5 / SDXL txt2img and img2img with ControlNet, LoRA, embeddings, offline.
+
+What each job kind gets:
+
+* ``video2video``: every source frame is img2img'd at the frame's ``strength`` (the denoising strength: 0 keeps
+  the source, 1 repaints it — the same meaning the preview renderer gives it), guided by 0…N ControlNet units whose
+  control images come from the unit's preprocessor applied to that source frame (or the unit's fixed ``image``).
+* ``deforum`` / ``animatediff``: txt2img of each frame from its own seed and prompt, as a stand-in until the Deforum
+  chain (issue 5) and AnimateDiff (issue 6) renderers land: frames are independent, there is no camera motion.
+  ControlNet units need a fixed ``image`` there.
+
+Seed lock and batching (why frames are byte-identical across chunkings and workers):
+
+1. Each frame's noise comes from its own CPU generator, ``torch.Generator("cpu").manual_seed(seed)``, fresh per
+   frame; diffusers draws each batch item's noise (and img2img's VAE sample, and ancestral samplers' step noise)
+   from that item's generator.
+2. Batched matmuls are not bit-identical across batch sizes, so which frames share a batch is fixed by the global
+   frame index: batch ``b`` is frames ``b·B … b·B+B−1`` (``B`` = ``job.batch_size``). A chunk always renders its
+   batches whole — also when only some of their frames are still missing — and yields only the requested frames.
+3. Within a batch, frames whose per-frame settings differ (strength, CFG, ControlNet weights, LoRA tags) are run as
+   separate groups — again fixed by the batch's frames alone. Prompts are encoded one by one and the VAE decodes one
+   frame at a time, so only the UNet/ControlNet see the batch.
+
+Numerical safety: a frame that decodes to NaN or to all black (the fp16 VAE overflow of SDXL) is decoded again with
+the VAE in float32; if that fails too the render stops with an error rather than storing a broken frame.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framefarm.animation.plan import ChunkSpec
+from framefarm.errors import InputError, RenderError
+from framefarm.renderers.base import RenderContext
+
+RENDERER_VERSION = "1"
+
+
+def _renderer_version() -> str:
+    # The library versions are part of the renderer's version (and so of every frame key): a diffusers or torch
+    # upgrade can change pixels, and a resumed render must not mix frames from two versions.
+    parts = [RENDERER_VERSION]
+    for package in ("diffusers", "torch"):
+        try:
+            parts.append(f"{package}={package_version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package}=?")
+    return ";".join(parts)
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """What a frame's pixels depend on besides its seed, source and prompt text. Frames with equal settings in a
+    batch are rendered by one pipeline call."""
+
+    strength: float
+    cfg: float
+    control_weights: tuple[float, ...]
+    loras: tuple[tuple[str, float, float], ...]
+
+
+@dataclass
+class _Setup:
+    """The loaded models for one chunk (all from the process caches)."""
+
+    library: Any
+    base: Any
+    vae: Any
+    units: list[tuple[int, Any, Any]]  # (unit index, ControlNetUnit, ControlNetModel), inactive units left out
+    annotators: Path | None
+
+
+class DiffusersRenderer:
+    """Stable Diffusion 1.5 / SDXL through diffusers, from the user's own model files, never the hub."""
+
+    name = "diffusers"
+    version = _renderer_version()
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def render(self, chunk: ChunkSpec, frames: Sequence[int], context: RenderContext
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        job = context.job
+        wanted = sorted(set(frames))
+        if not wanted:
+            return
+        setup = _setup(job)
+        if job.kind == "video2video":
+            if context.source_frame is None:
+                raise RenderError("video2video needs the prepared source frames")
+            size = job.batch_size
+            for batch in sorted({f // size for f in wanted}):
+                members = list(range(batch * size, min((batch + 1) * size, job.frames)))
+                outside = [f for f in members if not chunk.start <= f < chunk.stop]
+                if outside:
+                    raise RenderError(f"chunk {chunk.index} ({chunk.start}…{chunk.stop - 1}) does not hold all of "
+                                      f"batch {batch} (frames {members[0]}…{members[-1]}); chunks must be whole "
+                                      f"batches of {size}")
+                images = _render_batch(setup, job, chunk, members, context)
+                for frame in members:
+                    if frame in wanted:
+                        yield frame, images[frame]
+        else:
+            for frame in wanted:  # no batch size on these kinds: one frame per call
+                yield frame, _render_batch(setup, job, chunk, [frame], context)[frame]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Setup: models for the job, from the process caches
+
+
+def _setup(job) -> _Setup:
+    from framefarm.renderers.models.library import entry_for_path, open_library, require_usable
+    from framefarm.renderers.models.loader import load_base, load_controlnet, load_vae
+    from framefarm.renderers.preprocessors import annotator_folder, get_preprocessor
+
+    refs = job.model
+    if not refs.checkpoint:
+        raise InputError("model.checkpoint", problem="is not set",
+                         fix="Name an SD1.5 or SDXL checkpoint of the models folder (framefarm models lists them)")
+    library = _library(refs)
+    base = None
+    if library is not None:
+        try:
+            entry = library.find("checkpoint", refs.checkpoint, field="model.checkpoint")
+        except InputError:
+            if not _looks_like_hub_id(refs.checkpoint):
+                raise
+        else:
+            base = load_base(entry, dtype_name=refs.dtype, allow_pickle=refs.allow_pickle)
+    if base is None:
+        if _looks_like_hub_id(refs.checkpoint):
+            base = load_base(refs.checkpoint, dtype_name=refs.dtype)  # local Hugging Face cache only
+        elif Path(refs.checkpoint).is_absolute() and Path(refs.checkpoint).exists():
+            entry = entry_for_path(Path(refs.checkpoint), "checkpoint", allow_pickle=refs.allow_pickle)
+            base = load_base(require_usable(entry, "model.checkpoint"),
+                             dtype_name=refs.dtype, allow_pickle=refs.allow_pickle)
+        else:
+            open_library(refs.models_dir)  # raises: no models folder is set
+    vae = base.vae
+    if refs.vae:
+        if library is None:
+            raise InputError("model.vae", refs.vae, "needs a models folder", "Set model.models_dir")
+        vae = load_vae(library.find("vae", refs.vae, field="model.vae"), base, allow_pickle=refs.allow_pickle)
+    units = []
+    for index, unit in enumerate(job.controlnet):
+        get_preprocessor(unit.preprocessor, field=f"controlnet.{index}.preprocessor")  # fail before rendering
+        if unit.guidance_start >= unit.guidance_end:
+            continue  # an empty guidance window: the unit never acts
+        if library is None:
+            raise InputError(f"controlnet.{index}.model", unit.model, "needs a models folder", "Set model.models_dir")
+        entry = library.find("controlnet", unit.model, field=f"controlnet.{index}.model")
+        units.append((index, unit, load_controlnet(entry, base, allow_pickle=refs.allow_pickle)))
+    return _Setup(library=library, base=base, vae=vae, units=units, annotators=annotator_folder(refs.models_dir))
+
+
+def _library(refs):
+    from framefarm.renderers.models.library import models_root, open_library
+
+    if models_root(refs.models_dir, required=False) is None:
+        return None
+    return open_library(refs.models_dir, allow_pickle=refs.allow_pickle)
+
+
+def _looks_like_hub_id(ref: str) -> bool:
+    """``org/name`` with no weights suffix, and not a path on disk."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", ref) or Path(ref).suffix in (".safetensors", ".ckpt"):
+        return False
+    return not Path(ref).exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One batch
+
+
+def _frame_settings(job, chunk: ChunkSpec, frame: int) -> tuple[FrameSettings, str, str]:
+    from framefarm.renderers.prompt_weights import extract_extra_networks
+
+    i = chunk.local(frame)
+    positive, networks = extract_extra_networks(chunk.prompts[i], field="prompts")
+    negative, negative_networks = extract_extra_networks(chunk.negative_prompts[i], field="negative_prompt")
+    loras: list[tuple[str, float, float]] = []
+    for network in networks + negative_networks:
+        if network.kind == "hypernet":
+            raise InputError("prompts", f"<hypernet:{network.name}>", "hypernetworks are not supported yet",
+                             "Remove the tag (or convert the hypernetwork's effect to a LoRA)")
+        loras.append((network.name, network.te_weight, network.unet_weight))
+    weights = []
+    for index, unit in enumerate(job.controlnet):
+        schedule = chunk.values.get(f"controlnet.{index}.weight")
+        weights.append(float(schedule[i]) if schedule is not None else float(unit.weight))
+    cfg_values = chunk.values.get("cfg_scale")
+    cfg = float(cfg_values[i]) if cfg_values is not None else float(job.model.cfg_scale)
+    strength = float(chunk.values["strength"][i]) if job.kind == "video2video" else 1.0
+    return FrameSettings(strength, cfg, tuple(weights), tuple(loras)), positive, negative
+
+
+def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], context: RenderContext
+                  ) -> dict[int, np.ndarray]:
+    """Render the frames of one batch; frames with equal settings share a pipeline call."""
+    groups: dict[FrameSettings, list[tuple[int, str, str]]] = {}
+    for frame in members:
+        settings, positive, negative = _frame_settings(job, chunk, frame)
+        groups.setdefault(settings, []).append((frame, positive, negative))
+    images: dict[int, np.ndarray] = {}
+    for settings, items in groups.items():
+        images.update(_render_group(setup, job, chunk, settings, items, context))
+    return images
+
+
+def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
+                  items: list[tuple[int, str, str]], context: RenderContext) -> dict[int, np.ndarray]:
+    import torch
+
+    from framefarm.renderers import sd15_image, sdxl_image
+    from framefarm.renderers.models.detect import SDXL
+    from framefarm.renderers.models.lora import LoraRequest, apply_loras
+    from framefarm.renderers.prompt_encode import PromptEncoder
+    from framefarm.renderers.samplers import make_scheduler
+
+    base, refs = setup.base, job.model
+    frames = [frame for frame, _, _ in items]
+    img2img = job.kind == "video2video"
+
+    # 1. Inputs that need no model: source frames, control images, seeds.
+    sources = {f: context.source_frame(f) for f in frames} if img2img else {}
+    if img2img and int(refs.steps * settings.strength) < 1:
+        return dict(sources)  # no denoising step at this strength: the frame is its source
+    active = [(i, unit, model) for i, unit, model in setup.units if settings.control_weights[i] > 0]
+    controls = [_control_batch(setup, job, chunk, index, unit, frames, sources) for index, unit, _ in active]
+    generators = [torch.Generator("cpu").manual_seed(chunk.seeds[chunk.local(f)]) for f in frames]
+    family = sdxl_image if base.family == SDXL else sd15_image
+
+    with base.lock:
+        # 2. LoRAs fused into the shared weights (restored exactly when the next group asks for others).
+        requests = tuple(LoraRequest(setup.library.find("lora", name, field="prompts <lora:…>"), te, unet)
+                         for name, te, unet in settings.loras) if settings.loras else ()
+        apply_loras(base, requests, allow_pickle=refs.allow_pickle)
+
+        # 3. Prompts → conditioning (A1111 weights, chunks, embeddings, clip skip).
+        texts = [p for _, p, _ in items] + [n for _, _, n in items]
+        encoder = PromptEncoder(base, _embeddings_for(setup, refs, texts), clip_skip=refs.clip_skip)
+        conditioning = encoder.encode_many(texts)
+        kwargs = family.conditioning_kwargs(conditioning[: len(items)], conditioning[len(items):])
+
+        # 4. The pipeline call, latents out.
+        pipe = family.build_pipeline(base, img2img=img2img, controlnets=[m for _, _, m in active], vae=setup.vae,
+                                     scheduler=make_scheduler(refs.sampler, base.scheduler_config))
+        call: dict[str, Any] = dict(num_inference_steps=refs.steps, guidance_scale=settings.cfg,
+                                    generator=generators, output_type="latent", **kwargs)
+        if active:
+            call.update(controlnet_conditioning_scale=[settings.control_weights[i] for i, _, _ in active],
+                        control_guidance_start=[u.guidance_start for _, u, _ in active],
+                        control_guidance_end=[u.guidance_end for _, u, _ in active],
+                        height=job.height, width=job.width)
+        if img2img:
+            call.update(image=_to_tensor([sources[f] for f in frames]), strength=settings.strength)
+            if active:
+                call["control_image"] = controls
+        else:
+            call.update(height=job.height, width=job.width)
+            if active:
+                call["image"] = controls
+        with torch.inference_mode():
+            latents = pipe(**call).images
+
+        # 5. Decode frame by frame, with the NaN / black-frame guard.
+        return {frame: decode_latents(setup.vae, latents[k:k + 1], frame=frame) for k, frame in enumerate(frames)}
+
+
+def _to_tensor(images: list[np.ndarray]):
+    """RGB uint8 frames → a float ``[B, 3, H, W]`` tensor in 0…1 (what diffusers' image processors take as is)."""
+    import torch
+
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+
+
+def _control_batch(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frames: list[int],
+                   sources: dict[int, np.ndarray]):
+    from framefarm.images import fit_cover, load_image
+    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+
+    settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
+                                  annotators=setup.annotators)
+    if unit.image:
+        fixed = fit_cover(load_image(unit.image, field=f"controlnet.{index}.image"), job.width, job.height)
+        images = [preprocess(unit.preprocessor, fixed, seed=chunk.seeds[chunk.local(f)], settings=settings,
+                             field=f"controlnet.{index}.preprocessor") for f in frames]
+    elif sources:
+        images = [preprocess(unit.preprocessor, sources[f], seed=chunk.seeds[chunk.local(f)], settings=settings,
+                             field=f"controlnet.{index}.preprocessor") for f in frames]
+    else:
+        raise InputError(f"controlnet.{index}.image", problem=f"is needed: a {job.kind} job has no source video to "
+                                                              "make control images from",
+                         fix="Set the unit's image to a control image file")
+    return _to_tensor(images)
+
+
+def _embeddings_for(setup: _Setup, refs, texts: list[str]) -> dict[str, Any]:
+    """The embeddings whose names appear in these prompts, loaded (a refused one used in a prompt is an error)."""
+    from framefarm.renderers.models.embeddings import load_embedding
+
+    if setup.library is None:
+        return {}
+    joined = "\n".join(texts)
+    found = {}
+    for entry in setup.library.of_kind("embedding"):
+        if not re.search(r"(?<![\w])" + re.escape(entry.stem) + r"(?![\w])", joined, re.IGNORECASE):
+            continue
+        if not entry.usable:
+            raise InputError("prompts", entry.stem, f"names the embedding {entry.name}, which is {entry.status}: "
+                                                    f"{entry.reason}")
+        found[entry.stem] = load_embedding(entry, allow_pickle=refs.allow_pickle)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_latents(vae, latents, *, frame: int) -> np.ndarray:
+    """Latents ``[1, C, h, w]`` → an RGB uint8 frame; NaN or all-black → decoded again in float32."""
+    import torch
+
+    image = _decode(vae, latents)
+    if _broken(image) and vae.dtype != torch.float32:
+        original = vae.dtype
+        try:
+            vae.to(dtype=torch.float32)
+            image = _decode(vae, latents.float())
+        finally:
+            vae.to(dtype=original)
+    if not bool(torch.isfinite(image).all()):
+        raise RenderError(f"frame {frame} decoded to NaN even with the VAE in float32: the latents are broken "
+                          "(try another sampler, fewer steps, a lower CFG, or float32)")
+    pixels = (image[0].permute(1, 2, 0).float() * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return np.ascontiguousarray(pixels)
+
+
+def _decode(vae, latents):
+    import torch
+
+    config = vae.config
+    z = latents.to(device=vae.device, dtype=vae.dtype)
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is not None and std is not None:
+        shape = (1, -1, 1, 1)
+        z = z * torch.tensor(std, device=z.device, dtype=z.dtype).view(shape) / config.scaling_factor + torch.tensor(
+            mean, device=z.device, dtype=z.dtype).view(shape)
+    else:
+        z = z / config.scaling_factor
+    with torch.inference_mode():
+        image = vae.decode(z, return_dict=False)[0]
+    return (image / 2 + 0.5).clamp(0, 1) if bool(torch.isfinite(image).all()) else image
+
+
+def _broken(image) -> bool:
+    import torch
+
+    return not bool(torch.isfinite(image).all()) or float(image.max()) <= 0.0

@@ -1,0 +1,61 @@
+"""Content hashes of the model files a job uses, for frame keys and manifests.
+
+``model_input_hashes(job)`` returns ``{field: sha256}`` for the checkpoint, the VAE override, every ControlNet
+model and fixed control image, and the LoRAs and embeddings its prompts name — so replacing a model file's content
+(same name, new weights) changes the keys of the frames it feeds, and re-renders them. ``model_short_hashes`` gives
+the same files' A1111 short hashes for a manifest. Hashes are cached by (path, size, mtime), so a rerun costs
+nothing. A job without a models folder or checkpoint (the preview backend) gets ``{}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from framefarm.errors import InputError
+from framefarm.renderers.models.hashing import SHORT_HASH_LENGTH, sha256_of
+
+
+def _files(job: Any) -> dict[str, str]:
+    """Field → path of every model file the job reads (resolved through its models folder)."""
+    from framefarm.renderers.models.library import models_root, open_library
+    from framefarm.renderers.prompt_weights import extract_extra_networks
+
+    refs = getattr(job, "model", None)
+    if refs is None or not refs.checkpoint or models_root(refs.models_dir, required=False) is None:
+        return {}
+    library = open_library(refs.models_dir, allow_pickle=refs.allow_pickle)
+    files: dict[str, str] = {}
+    try:
+        files["model.checkpoint"] = library.find("checkpoint", refs.checkpoint, field="model.checkpoint").path
+    except InputError:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", refs.checkpoint):
+            raise
+        # A hub id: its snapshot folder is hashed when loaded; the id itself is already in the frame key.
+    if refs.vae:
+        files["model.vae"] = library.find("vae", refs.vae, field="model.vae").path
+    for index, unit in enumerate(getattr(job, "controlnet", ())):
+        files[f"controlnet.{index}.model"] = library.find("controlnet", unit.model,
+                                                          field=f"controlnet.{index}.model").path
+        if unit.image:
+            files[f"controlnet.{index}.image"] = unit.image
+    texts = list(job.prompts.values()) + [job.positive_prompt, job.negative_prompt]
+    for text in texts:
+        for network in extract_extra_networks(text)[1]:
+            if network.kind == "lora":
+                files[f"lora.{network.name}"] = library.find("lora", network.name, field="prompts").path
+    joined = "\n".join(texts)
+    for entry in library.of_kind("embedding"):
+        if entry.usable and re.search(r"(?<![\w])" + re.escape(entry.stem) + r"(?![\w])", joined, re.IGNORECASE):
+            files[f"embedding.{entry.stem}"] = entry.path
+    return files
+
+
+def model_input_hashes(job: Any) -> dict[str, str]:
+    """``{field: full SHA-256}`` of the model files the job uses (see the module docstring)."""
+    return {field: sha256_of(path) for field, path in _files(job).items()}
+
+
+def model_short_hashes(job: Any) -> dict[str, str]:
+    """The same files' A1111 short hashes (10 hex digits), for a manifest a person reads."""
+    return {field: digest[:SHORT_HASH_LENGTH] for field, digest in model_input_hashes(job).items()}

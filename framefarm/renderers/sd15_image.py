@@ -1,0 +1,39 @@
+"""SD1.5 txt2img / img2img (with or without ControlNet) through diffusers' pipelines, one call per frame group.
+
+The pipeline objects are assembled per call from the cached components (cheap: no weights move), with a fresh
+scheduler, and run with ``output_type="latent"``: decoding is framefarm's (NaN / black-frame guard,
+:func:`framefarm.renderers.diffusers_image.decode_latents`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_pipeline(base, *, img2img: bool, controlnets: list[Any], vae, scheduler):
+    """The diffusers pipeline for this call: img2img or txt2img, with a MultiControlNet when units are given."""
+    from diffusers import (
+        MultiControlNetModel, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline,
+        StableDiffusionImg2ImgPipeline, StableDiffusionPipeline,
+    )
+
+    parts = dict(vae=vae, text_encoder=base.components["text_encoder"], tokenizer=base.components["tokenizer"],
+                 unet=base.unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                 requires_safety_checker=False)
+    if controlnets:
+        cls = StableDiffusionControlNetImg2ImgPipeline if img2img else StableDiffusionControlNetPipeline
+        pipe = cls(controlnet=MultiControlNetModel(controlnets), **parts)
+    else:
+        pipe = (StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline)(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def conditioning_kwargs(positives: list[Any], negatives: list[Any]) -> dict[str, Any]:
+    """Prompt embeddings as the pipeline takes them (batch along dim 0)."""
+    import torch
+
+    return {
+        "prompt_embeds": torch.cat([c.embeds for c in positives]),
+        "negative_prompt_embeds": torch.cat([c.embeds for c in negatives]),
+    }
