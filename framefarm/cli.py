@@ -46,6 +46,10 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     # The ephemeral server would try to send telemetry; render boxes are often offline, and it is noise.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its ephemeral server 20 s to come up; a 2-core render box that is already decoding or
+    # encoding often needs longer (measured: 23 s under a parallel test run), and the render would fail
+    # before its first frame. A long wait costs nothing when the server is quick.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def fail(exc: BaseException) -> NoReturn:
@@ -136,7 +140,7 @@ def plan(
     try:
         job = load_job(job_file, set_ or [])
         the_plan = plan_job(job, renderer=get_renderer(backend).id, chunk_size=chunk_size,
-                            input_hashes=input_hashes(job))
+                            input_hashes=input_hashes(job, backend))
     except FramefarmError as exc:
         fail(exc)
     summary = the_plan.summary()

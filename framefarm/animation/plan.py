@@ -200,6 +200,10 @@ def plan_job(
 
     # 3. Frame keys: everything that decides a frame's pixels, hashed.
     job_fields = job.model_dump(mode="json")
+    # Where the models folder lies is not what the frames depend on: the model files' content hashes are (they come
+    # in through input_hashes), so moving the folder or mounting it elsewhere on another worker re-renders nothing.
+    if isinstance(job_fields.get("model"), dict):
+        job_fields["model"].pop("models_dir", None)
     common = {
         "format": PLAN_FORMAT,
         "renderer": renderer,

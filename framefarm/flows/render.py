@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.states import Cancelled
@@ -136,6 +136,18 @@ def _run_name() -> str:
     return f"render-{name}"
 
 
+def _write_report(out: str, job_name: str, results: list[ChunkResult]) -> str | None:
+    """Write report.html beside the video. A report is a view of finished work: if it fails, the render has still
+    succeeded, so the failure is logged and the video is kept."""
+    from framefarm.report import write_report
+
+    try:
+        return write_report(out, job_name, chunk_timings=results)
+    except Exception as exc:  # noqa: BLE001 - any failure of the view must not fail the render
+        get_run_logger().warning("report.html not written: %s", exc)
+        return None
+
+
 @flow(name="render-job", validate_parameters=False, flow_run_name=_run_name)
 def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_size: int | None = None) -> RenderResult:
     """Render a validated job into ``out/<job>/frames`` and an MP4 beside them.
@@ -151,7 +163,7 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         job = validate_job(job, source="deployment parameters")
     # 1. Plan (pure and cheap) and record what is about to be rendered.
     renderer = get_renderer(backend)
-    plan = plan_job(job, renderer=renderer.id, chunk_size=chunk_size, input_hashes=input_hashes(job))
+    plan = plan_job(job, renderer=renderer.id, chunk_size=chunk_size, input_hashes=input_hashes(job, backend))
     store = FrameStore(out, job.name)
     store.write_json("job.json", job.model_dump(mode="json"))
     store.write_json("plan.json", plan.summary())
@@ -181,18 +193,25 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
 
     # 5. Finish.
     video = encode_video(quote(plan), quote(job), out)
-    store.write_manifest(plan.frame_keys, {"video": video, "renderer": plan.renderer, "fps": plan.fps,
-                                           "width": plan.width, "height": plan.height})
+    extra = {"video": video, "renderer": plan.renderer, "fps": plan.fps, "width": plan.width, "height": plan.height}
+    if backend != "preview":
+        from framefarm.renderers.models.keys import model_short_hashes
+
+        # A1111 short hashes of every model file the frames came from: what a person compares across renders.
+        extra["models"] = model_short_hashes(job)
+    store.write_manifest(plan.frame_keys, extra)
     # Per-chunk timings and workers, for the report and for spotting a slow GPU.
     store.write_json("chunks.json", [
         {"index": r.index, "rendered": len(r.rendered), "reused": len(r.reused), "seconds": round(r.seconds, 3),
-         "worker": r.worker} for r in sorted(results, key=lambda r: r.index)
+         "worker": r.worker, "gpu": r.gpu, "started": r.started} for r in sorted(results, key=lambda r: r.index)
     ])
     rendered = sum(len(r.rendered) for r in results)
     reused = plan.frames - rendered
+    report = _write_report(out, job.name, results)
     create_markdown_artifact(
         f"**{job.name}** ({job.kind}, {plan.renderer}): {plan.frames} frames at {plan.width}×{plan.height}, "
-        f"{plan.fps:g} fps; rendered {rendered}, reused {reused}.\n\nVideo: `{video}`",
+        f"{plan.fps:g} fps; rendered {rendered}, reused {reused}.\n\nVideo: `{video}`"
+        + (f"\n\nReport: [{report}]({report})" if report else ""),
         description=f"render of {job.name}",
     )
     return RenderResult(job=job.name, video=video, frames=plan.frames, rendered=rendered, reused=reused,

@@ -15,6 +15,7 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ class ChunkResult:
     reused: tuple[int, ...]
     seconds: float
     worker: str = ""
+    gpu: str = ""  # CUDA_VISIBLE_DEVICES of the process that rendered it ("" on a CPU box)
+    started: str = ""  # ISO-8601 UTC, for the report's timeline
 
 
 def _chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -106,13 +109,14 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
     blocklisted for this job refuses the chunk without trying, and that refusal is not retried here.
     """
     started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     store = FrameStore(store_root, job.name)
     worker = worker_id()
     if store.failure_count(worker) >= job.farm.blocklist_after:
         raise WorkerBlocklisted(f"worker {worker} failed {job.name} {job.farm.blocklist_after}+ times and takes "
                                 "none of its chunks; fix the worker, or delete the job's failures/ folder")
     try:
-        return _render_chunk(chunk, job, backend, store, started)
+        return _render_chunk(chunk, job, backend, store, started, started_at)
     except InputError:
         raise  # the job's fault, not the worker's: no blocklist entry (and no retry, see below)
     except Exception as exc:
@@ -120,7 +124,8 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
         raise
 
 
-def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, started: float) -> ChunkResult:
+def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, started: float,
+                  started_at: str) -> ChunkResult:
     renderer = get_renderer(backend)
     expected = dict(zip(chunk.frames, chunk.frame_keys))
     done = store.done_frames(expected)
@@ -133,7 +138,8 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
                            width=image.shape[1], height=image.shape[0])
         rendered.append(frame)
     return ChunkResult(index=chunk.index, rendered=tuple(rendered), reused=tuple(sorted(done)),
-                       seconds=time.perf_counter() - started, worker=worker_id())
+                       seconds=time.perf_counter() - started, worker=worker_id(),
+                       gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
 
 
 @task(name="prepare-sources", retries=1)
@@ -191,9 +197,14 @@ def source_digest(job: Any) -> str | None:
     return file_digest(path)
 
 
-def input_hashes(job: Any) -> dict[str, str]:
-    """Content hashes of the files a job reads, by field, for the frame keys."""
+def input_hashes(job: Any, backend: str = "preview") -> dict[str, str]:
+    """Content hashes of the files a job reads, by field, for the frame keys. Model files count only for a backend
+    that loads them: a preview never reads the checkpoint, so it should not hash gigabytes of it."""
     hashes = {}
+    if backend != "preview":
+        from framefarm.renderers.models.keys import model_input_hashes
+
+        hashes.update(model_input_hashes(job))
     if job.init_image:
         if not Path(job.init_image).is_file():
             raise InputError("init_image", job.init_image, "no such image file", "Give the path of a PNG or JPEG")
