@@ -64,6 +64,7 @@ class FrameSettings:
     cfg: float
     control_weights: tuple[float, ...]
     loras: tuple[tuple[str, float, float], ...]
+    hypernets: tuple[tuple[str, float], ...] = ()  # (name, strength) of <hypernet:…> tags, in prompt order
 
 
 @dataclass
@@ -189,11 +190,12 @@ def _frame_settings(job, chunk: ChunkSpec, frame: int) -> tuple[FrameSettings, s
     positive, networks = extract_extra_networks(chunk.prompts[i], field="prompts")
     negative, negative_networks = extract_extra_networks(chunk.negative_prompts[i], field="negative_prompt")
     loras: list[tuple[str, float, float]] = []
+    hypernets: list[tuple[str, float]] = []
     for network in networks + negative_networks:
         if network.kind == "hypernet":
-            raise InputError("prompts", f"<hypernet:{network.name}>", "hypernetworks are not supported yet",
-                             "Remove the tag (or convert the hypernetwork's effect to a LoRA)")
-        loras.append((network.name, network.te_weight, network.unet_weight))
+            hypernets.append((network.name, network.unet_weight))
+        else:
+            loras.append((network.name, network.te_weight, network.unet_weight))
     weights = []
     for index, unit in enumerate(job.controlnet):
         schedule = chunk.values.get(f"controlnet.{index}.weight")
@@ -201,7 +203,7 @@ def _frame_settings(job, chunk: ChunkSpec, frame: int) -> tuple[FrameSettings, s
     cfg_values = chunk.values.get("cfg_scale")
     cfg = float(cfg_values[i]) if cfg_values is not None else float(job.model.cfg_scale)
     strength = float(chunk.values["strength"][i]) if job.kind == "video2video" else 1.0
-    return FrameSettings(strength, cfg, tuple(weights), tuple(loras)), positive, negative
+    return FrameSettings(strength, cfg, tuple(weights), tuple(loras), tuple(hypernets)), positive, negative
 
 
 def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], context: RenderContext
@@ -223,6 +225,7 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
 
     from framefarm.renderers import sd15_image, sdxl_image
     from framefarm.renderers.models.detect import SDXL
+    from framefarm.renderers.models.hypernetwork import HypernetworkRequest, apply_hypernetworks
     from framefarm.renderers.models.lora import LoraRequest, apply_loras
     from framefarm.renderers.prompt_encode import PromptEncoder
     from framefarm.renderers.samplers import make_scheduler
@@ -245,6 +248,10 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         requests = tuple(LoraRequest(setup.library.find("lora", name, field="prompts <lora:…>"), te, unet)
                          for name, te, unet in settings.loras) if settings.loras else ()
         apply_loras(base, requests, allow_pickle=refs.allow_pickle)
+        hypernets = tuple(HypernetworkRequest(setup.library.find("hypernetwork", name, field="prompts <hypernet:…>"),
+                                              strength) for name, strength in settings.hypernets
+                          ) if settings.hypernets else ()
+        apply_hypernetworks(base, hypernets, allow_pickle=refs.allow_pickle)
 
         # 3. Prompts → conditioning (A1111 weights, chunks, embeddings, clip skip).
         texts = [p for _, p, _ in items] + [n for _, _, n in items]

@@ -44,6 +44,9 @@ def _files(job: Any) -> dict[str, str]:
         for network in extract_extra_networks(text)[1]:
             if network.kind == "lora":
                 files[f"lora.{network.name}"] = library.find("lora", network.name, field="prompts").path
+            else:
+                files[f"hypernetwork.{network.name}"] = library.find("hypernetwork", network.name,
+                                                                     field="prompts").path
     joined = "\n".join(texts)
     for entry in library.of_kind("embedding"):
         if entry.usable and re.search(r"(?<![\w])" + re.escape(entry.stem) + r"(?![\w])", joined, re.IGNORECASE):
