@@ -61,7 +61,7 @@ def test_lora_changes_pixels_and_is_restored_exactly(models_dir):
 def test_unknown_lora_and_hypernetwork_tags_are_input_errors(models_dir):
     with pytest.raises(InputError, match="is not a lora"):
         render(v2v_job(models_dir, 'prompts.0="a cat <lora:missing:1>"', frames=4))
-    with pytest.raises(InputError, match="hypernetworks are not supported yet"):
+    with pytest.raises(InputError, match="is not a hypernetwork"):
         render(v2v_job(models_dir, 'prompts.0="a cat <hypernet:h:1>"', frames=4))
 
 
