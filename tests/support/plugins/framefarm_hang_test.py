@@ -1,0 +1,25 @@
+"""A renderer plug-in that really hangs: the preview renderer, except that it blocks forever the first time it
+reaches frame ``$FRAMEFARM_HANG_FRAME``. A marker file in ``$FRAMEFARM_HANG_MARKERS`` (holding the hung process's
+pid) makes the retry render normally, so a job with it completes once the watchdog has killed the hung process.
+Found through the ``framefarm.renderers`` entry-point group of the dist-info folder beside this file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from framefarm.renderers.preview import PreviewRenderer
+
+
+class HangOnceRenderer(PreviewRenderer):
+    name = "hang-test"
+
+    def render(self, chunk, frames, context):
+        hang_at = int(os.environ["FRAMEFARM_HANG_FRAME"])
+        marker = Path(os.environ["FRAMEFARM_HANG_MARKERS"]) / f"hung-at-{hang_at}"
+        for frame, image in super().render(chunk, frames, context):
+            if frame == hang_at and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                threading.Event().wait()  # blocks forever: no timeout, no exception, no progress
+            yield frame, image
