@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=64, help="frame side in pixels (small: measure overhead)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/orchestration.json"))
+    parser.add_argument("--profile", type=Path, help="also write a cProfile of the flow run here (pstats file)")
     args = parser.parse_args()
 
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ff-bench-prefect-"))
@@ -69,9 +70,18 @@ def main() -> None:
         render_job(job_from_preset("zoom-tunnel", ["frames=1", "width=64", "height=64", "name=warmup"]),
                    backend="preview", out=str(Path(folder) / "warmup"))
         baseline = direct(job, str(Path(folder) / "direct"))
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         started = time.perf_counter()
         result = render_job(job, backend="preview", out=str(Path(folder) / "flow"))
         flow_total = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(args.profile))
         started = time.perf_counter()
         rerun = render_job(job, backend="preview", out=str(Path(folder) / "flow"))
         rerun_total = time.perf_counter() - started
