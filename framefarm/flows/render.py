@@ -30,6 +30,7 @@ from framefarm.flows.tasks import (
     render_chunk,
     verify_frames,
 )
+from framefarm.flows.summary import summary_markdown
 from framefarm.flows.window import RenderPaused, pool_paused_check
 from framefarm.renderers import get_renderer
 from framefarm.storage import FrameStore
@@ -219,9 +220,8 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     reused = plan.frames - rendered
     report = _write_report(out, job.name, results)
     create_markdown_artifact(
-        f"**{job.name}** ({job.kind}, {plan.renderer}): {plan.frames} frames at {plan.width}×{plan.height}, "
-        f"{plan.fps:g} fps; rendered {rendered}, reused {reused}.\n\nVideo: `{video}`"
-        + (f"\n\nReport: [{report}]({report})" if report else ""),
+        summary_markdown(plan, job, results, video=video, store_dir=store.fs.unstrip_protocol(store.job_dir),
+                         report=report, models=extra.get("models"), seconds=time.perf_counter() - started),
         description=f"render of {job.name}",
     )
     return RenderResult(job=job.name, video=video, frames=plan.frames, rendered=rendered, reused=reused,
