@@ -33,6 +33,9 @@ from framefarm.storage.hashing import sha256_bytes
 
 FRAME_DIGITS = 6
 MANIFEST_FORMAT = 1
+# Asked for more records than this, the store lists the manifest folder once and reads only records that exist: on a
+# fresh or half-done job most reads would miss, and on an object store every miss is a request.
+LIST_FIRST_ABOVE = 512
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,13 @@ class FrameStore:
     def read_records(self, indices: Iterable[int]) -> dict[int, FrameRecord]:
         """The records of just these frames (missing ones left out): a chunk reads its own, not the whole job's."""
         indices = list(indices)
+        if len(indices) > LIST_FIRST_ABOVE:
+            present = set()
+            for path in self._record_paths():
+                stem = posixpath.basename(path)[:-len(".json")]
+                if stem.isdigit():
+                    present.add(int(stem))
+            indices = [i for i in indices if i in present]
 
         def read(index: int) -> FrameRecord | None:
             try:
