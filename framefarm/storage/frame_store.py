@@ -127,9 +127,7 @@ class FrameStore:
             except (FileNotFoundError, ValueError, TypeError):
                 return None  # a record being replaced right now, or damaged: treated as not done
 
-        # Object stores answer many small reads faster in parallel; local reads don't mind.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            found = [r for r in pool.map(read, paths) if r is not None]
+        found = [r for r in self._map(read, paths) if r is not None]
         return {record.index: record for record in found}
 
     def count_records(self) -> int:
@@ -153,12 +151,15 @@ class FrameStore:
             except (FileNotFoundError, ValueError, TypeError):
                 return None
 
-        if len(indices) <= 4:
-            found = [read(i) for i in indices]
-        else:
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                found = list(pool.map(read, indices))
-        return {r.index: r for r in found if r is not None}
+        return {r.index: r for r in self._map(read, indices) if r is not None}
+
+    def _map(self, function, items: list) -> list:
+        # An object store answers many small reads faster in parallel (each is a round trip). A local disk answers
+        # in microseconds, and there a thread hand-off per record cost more than the read (profiled: ~0.2 ms each).
+        if len(items) <= 4 or isinstance(self.fs, LocalFileSystem):
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(function, items))
 
     def done_frames(self, frame_keys: Mapping[int, str], records: Mapping[int, FrameRecord] | None = None) -> set[int]:
         """Frames whose record exists with the expected frame key: these need no rendering."""
