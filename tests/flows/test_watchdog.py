@@ -5,7 +5,6 @@ the same frames as a render that never hung."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from framefarm.flows.tasks import worker_id
 from framefarm.job import job_from_preset
 from framefarm.storage import FrameStore
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
 PLUGINS = Path(__file__).resolve().parents[1] / "support" / "plugins"
 
 
@@ -24,6 +22,7 @@ def frame_bytes(root: Path, job: str) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((root / job / "frames").glob("*.png"))}
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_a_hung_chunk_is_killed_retried_and_counted_against_the_worker(tmp_path, monkeypatch):
     # The plug-in is found through its entry point, here and in the render processes (which inherit PYTHONPATH).
     monkeypatch.syspath_prepend(str(PLUGINS))
@@ -55,3 +54,21 @@ def test_chunk_timeout_must_be_positive():
     with pytest.raises(InputError, match="chunk_timeout"):
         job_from_preset("zoom-tunnel", ["name=t", "farm.chunk_timeout=0"])
     assert job_from_preset("zoom-tunnel", ["name=t"]).farm.chunk_timeout == 600
+
+
+def test_errors_cross_the_process_boundary_with_their_type_and_message():
+    from framefarm.errors import RenderError
+    from framefarm.flows.render_process import _pack_error, _unpack_error
+
+    original = InputError("motion.zoom", "1.0*(", "does not parse", "Close the bracket")
+    crossed = _unpack_error(_pack_error(original))
+    # Still an InputError, so the task neither retries it nor blocklists the worker.
+    assert type(crossed) is InputError and str(crossed) == str(original) and crossed.field == "motion.zoom"
+    assert type(_unpack_error(_pack_error(RenderError("source frame 5 is damaged")))) is RenderError
+
+    class Unpicklable(Exception):
+        def __reduce__(self):
+            raise TypeError("no")
+
+    text = _unpack_error(_pack_error(Unpicklable("cuda error 700")))
+    assert type(text) is RenderError and str(text) == "Unpicklable: cuda error 700"
