@@ -3,9 +3,9 @@
 Both sides plan the job, render every frame with the preview renderer, commit it to the frame store (PNG + manifest
 record) and encode the video. The difference is what framefarm's orchestration costs: Prefect flow and task runs,
 progress artifacts, the cache and the verify pass (which re-reads and hashes every frame). Reported as seconds per
-1 000 frames and as a fraction of a GPU render's time (SD1.5 512², 20 steps: ~0.17 s/frame on an H200 at batch 8,
-see issue #9's figures), with the chunk size chosen automatically. The flow runs one chunk at a time so that it does
-the same serial work as the loop: with chunks in parallel it beats the loop on a multi-core box and hides its cost.
+1 000 frames and as a fraction of a GPU render's time (plain diffusers SD1.5 512², 25 steps, CFG: ~0.17 s/frame on
+an H200 at batch 8, see issue #9's figures), with the chunk size chosen automatically. The flow runs one chunk at a
+time so that it does the same serial work as the loop: with chunks in parallel it beats the loop on a multi-core box and hides its cost.
 The loop runs in a fresh process; both sides are also measured in CPU seconds (this process and every process it
 starts), which the load of a shared machine disturbs far less than wall time.
 
