@@ -4,6 +4,8 @@ here): the frames are byte-identical to the default runner's, and both Dask work
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
@@ -12,13 +14,14 @@ from framefarm.flows.dask_runner import dask_task_runner
 from framefarm.flows.render import render_job
 from framefarm.job import job_from_preset
 
-pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
 def hashes(root, job):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / job / "frames").glob("*.png"))}
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
 def test_a_local_dask_cluster_renders_the_same_frames(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed", reason="prefect-dask is not installed (the dask extra)")
     monkeypatch.delenv("FRAMEFARM_WORKER_ID", raising=False)
@@ -39,3 +42,11 @@ def test_a_local_dask_cluster_renders_the_same_frames(tmp_path, monkeypatch):
 def test_a_bad_scheduler_address_is_an_input_error(address):
     with pytest.raises(InputError, match="--dask: is not a Dask scheduler address.*Example: --dask tcp://"):
         dask_task_runner(address)
+
+
+def test_render_refuses_dask_with_gpus(job_file):
+    path = job_file('preset = "zoom-tunnel"\nname = "d"\nframes = 2\nwidth = 64\nheight = 64\n')
+    run = subprocess.run([sys.executable, "-m", "framefarm", "render", str(path), "--gpus", "0,1",
+                          "--dask", "tcp://head:8786"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "--dask: cannot be combined with --gpus" in " ".join(run.stderr.split())
