@@ -61,7 +61,8 @@ def fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None) -> None:
+def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None,
+            dask: str | None = None) -> None:
     _quiet_prefect()
     from framefarm.flows.render import render_job
     from framefarm.renderers import get_renderer
@@ -75,6 +76,13 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
             from framefarm.flows.gpu_runner import gpu_task_runner
 
             flow = render_job.with_options(task_runner=gpu_task_runner(gpus.split(",")))
+        if dask:
+            from framefarm.flows.dask_runner import dask_task_runner
+
+            if gpus:
+                raise InputError("--dask", dask, "cannot be combined with --gpus",
+                                 "Run one Dask worker per GPU instead (see docs/farm.md)")
+            flow = render_job.with_options(task_runner=dask_task_runner(dask))
     except FramefarmError as exc:
         fail(exc)
     result_box: dict = {}
@@ -110,6 +118,8 @@ def render(
     out: OutOpt = Path("renders"),
     chunk_size: ChunkOpt = None,
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="One process per GPU id, e.g. 0,1,2,3.")] = None,
+    dask: Annotated[Optional[str], typer.Option(
+        "--dask", help="Run chunks on an existing Dask cluster, e.g. tcp://render-head:8786.")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Render a job and print the finished video's path (last line of stdout)."""
@@ -119,7 +129,7 @@ def render(
         job = load_job(job_file, set_ or [])
     except FramefarmError as exc:
         fail(exc)
-    _render(job, backend, out, chunk_size, gpus)
+    _render(job, backend, out, chunk_size, gpus, dask)
 
 
 @app.command()

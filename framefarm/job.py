@@ -275,6 +275,12 @@ class FarmSettings(_Spec):
         blocklist_after: a worker (host + GPU) that failed this many chunks of this job takes none of its chunks
             any more, as Flamenco does: a broken GPU or driver should not burn through the job's retries.
         max_parallel_chunks: chunks in flight at once in one flow run (default: the task runner's worker count).
+        chunk_timeout: seconds a chunk may go without committing a frame before it counts as hung: its render
+            process is killed (a thread could not be stopped), the failure counts against the worker for the
+            blocklist, and the chunk is retried. The clock restarts at every committed frame and includes model
+            loading at the start of a chunk, so the default (600 s) leaves room for loading SDXL from a slow disk
+            and for an AnimateDiff window, whose frames arrive together. ``None`` renders in the task's thread
+            with no watchdog (debugging only).
     """
 
     chunk_retries: Annotated[int, Field(ge=0, le=20)] = 2
@@ -282,6 +288,7 @@ class FarmSettings(_Spec):
     error_budget: Annotated[int, Field(ge=1)] = 3
     blocklist_after: Annotated[int, Field(ge=1)] = 3
     max_parallel_chunks: Annotated[int, Field(ge=1, le=1024)] | None = None
+    chunk_timeout: Annotated[float, Field(gt=0, le=86_400)] | None = 600.0
 
 
 class _JobBase(_Spec):

@@ -30,6 +30,7 @@ from framefarm.flows.tasks import (
     render_chunk,
     verify_frames,
 )
+from framefarm.flows.summary import summary_markdown
 from framefarm.flows.window import RenderPaused, pool_paused_check
 from framefarm.renderers import get_renderer
 from framefarm.storage import FrameStore
@@ -76,14 +77,16 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
     last_update = time.monotonic()
     pool_paused = pool_paused_check()
     stopped = False
+    # quote(): Prefect would otherwise walk every per-frame value of the chunk looking for futures. Dask, though,
+    # takes the quote for a plain tuple (it is a namedtuple) and hands the task a tuple: there values go unquoted.
+    wrap = quote if not _on_dask() else (lambda value: value)
     while pending or running:
         if pending and pool_paused is not None and not stopped and pool_paused():
             stopped = True  # outside the render window: finish the chunks in hand, start no new ones
         while pending and not stopped and len(running) < limit and len(failures) < job.farm.error_budget:
             chunk = pending.pop(0)
             complete = all(frame in done for frame in chunk.frames)
-            # quote(): Prefect would otherwise walk every per-frame value of the chunk looking for futures.
-            running[(task if complete else redo).submit(quote(chunk), quote(job), backend, out)] = chunk
+            running[(task if complete else redo).submit(wrap(chunk), wrap(job), backend, out)] = chunk
         if not running:
             break  # budget spent and nothing left in flight
         future = next(as_completed(list(running)))
@@ -106,6 +109,14 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
     if stopped and pending:
         _requeue_for_later(job, len(pending))
     return results, failures
+
+
+def _on_dask() -> bool:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    runner = context.task_runner if context is not None else None
+    return type(runner).__module__.startswith("prefect_dask")
 
 
 def _requeue_for_later(job, chunks_left: int) -> None:
@@ -209,9 +220,8 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     reused = plan.frames - rendered
     report = _write_report(out, job.name, results)
     create_markdown_artifact(
-        f"**{job.name}** ({job.kind}, {plan.renderer}): {plan.frames} frames at {plan.width}×{plan.height}, "
-        f"{plan.fps:g} fps; rendered {rendered}, reused {reused}.\n\nVideo: `{video}`"
-        + (f"\n\nReport: [{report}]({report})" if report else ""),
+        summary_markdown(plan, job, results, video=video, store_dir=store.fs.unstrip_protocol(store.job_dir),
+                         report=report, models=extra.get("models"), seconds=time.perf_counter() - started),
         description=f"render of {job.name}",
     )
     return RenderResult(job=job.name, video=video, frames=plan.frames, rendered=rendered, reused=reused,

@@ -24,15 +24,14 @@ from prefect.context import TaskRunContext
 
 from framefarm.animation.plan import ChunkSpec, RenderPlan
 from framefarm.errors import InputError, RenderError
+from framefarm.flows.chunk_work import SOURCE_DIR, render_chunk_frames
+from framefarm.flows.render_process import render_in_process
 from framefarm.images import decode_png, encode_png, fit_cover, load_image
-from framefarm.renderers import get_renderer
-from framefarm.renderers.base import RenderContext
 from framefarm.renderers.testcard import source_testcard
 from framefarm.storage import FrameStore, file_digest
 from framefarm.storage.atomic import atomic_write_bytes
 from framefarm.video import decode_frames
 
-SOURCE_DIR = "source"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 
@@ -54,20 +53,6 @@ def _chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     # "these frames exist in *that* store". The flow still checks the manifest after every run (verify_frames).
     where = hashlib.sha256(f"{parameters['store_root']}|{parameters['chunk'].job}".encode()).hexdigest()[:16]
     return f"framefarm-chunk-{parameters['chunk'].key}-{where}"
-
-
-def _source_reader(store: FrameStore):
-    def read(index: int):
-        return decode_png(store.fs.cat_file(store.path(SOURCE_DIR, f"{index:06d}.png")))
-
-    return read
-
-
-def _previous_reader(store: FrameStore):
-    def read(index: int):
-        return decode_png(store.read_frame_bytes(index))
-
-    return read
 
 
 class WorkerBlocklisted(RenderError):
@@ -126,18 +111,15 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
 
 def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, started: float,
                   started_at: str) -> ChunkResult:
-    renderer = get_renderer(backend)
-    expected = dict(zip(chunk.frames, chunk.frame_keys))
-    done = store.done_frames(expected)
-    todo = [frame for frame in chunk.frames if frame not in done]
-    context = RenderContext(job=job, source_frame=_source_reader(store), previous_frame=_previous_reader(store))
-    rendered = []
-    for frame, image in renderer.render(chunk, todo, context):
-        i = chunk.local(frame)
-        store.commit_frame(frame, encode_png(image), key=chunk.frame_keys[i], seed=chunk.seeds[i],
-                           width=image.shape[1], height=image.shape[0])
-        rendered.append(frame)
-    return ChunkResult(index=chunk.index, rendered=tuple(rendered), reused=tuple(sorted(done)),
+    timeout = job.farm.chunk_timeout
+    if timeout is None:  # watchdog off: render in this thread (a hang then hangs the task)
+        rendered, reused = render_chunk_frames(chunk, job, backend, store)
+    else:
+        # In a render process the watchdog can kill (framefarm/flows/render_process.py). A backend that loads
+        # models gets one process at a time, so a GPU holds one copy of the model, as it did in-process.
+        rendered, reused = render_in_process(chunk, job, backend, store.root, timeout=timeout,
+                                             max_processes=None if backend == "preview" else 1)
+    return ChunkResult(index=chunk.index, rendered=rendered, reused=reused,
                        seconds=time.perf_counter() - started, worker=worker_id(),
                        gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
 

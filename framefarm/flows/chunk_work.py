@@ -1,0 +1,54 @@
+"""The work of one chunk, without Prefect: render the frames the manifest lacks and commit each as it exists.
+
+Kept free of Prefect (and of torch until a renderer loads it) because it runs in two places: in the task's own
+thread when the watchdog is off, and in a render process (``framefarm.flows.render_process``) that starts fast and
+can be killed when it hangs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from framefarm.animation.plan import ChunkSpec
+from framefarm.images import decode_png, encode_png
+from framefarm.renderers import get_renderer
+from framefarm.renderers.base import RenderContext
+from framefarm.storage import FrameStore
+
+SOURCE_DIR = "source"
+
+
+def source_reader(store: FrameStore) -> Callable[[int], Any]:
+    def read(index: int):
+        return decode_png(store.fs.cat_file(store.path(SOURCE_DIR, f"{index:06d}.png")))
+
+    return read
+
+
+def previous_reader(store: FrameStore) -> Callable[[int], Any]:
+    def read(index: int):
+        return decode_png(store.read_frame_bytes(index))
+
+    return read
+
+
+def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore,
+                        on_frame: Callable[[int], None] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Render the frames of ``chunk`` not yet in the manifest. Returns ``(rendered, reused)`` frame numbers.
+
+    ``on_frame(frame)`` is called after each frame is committed: the watchdog's heartbeat.
+    """
+    renderer = get_renderer(backend)
+    done = store.done_frames(dict(zip(chunk.frames, chunk.frame_keys)))
+    todo = [frame for frame in chunk.frames if frame not in done]
+    context = RenderContext(job=job, source_frame=source_reader(store), previous_frame=previous_reader(store))
+    rendered = []
+    for frame, image in renderer.render(chunk, todo, context):
+        i = chunk.local(frame)
+        store.commit_frame(frame, encode_png(image), key=chunk.frame_keys[i], seed=chunk.seeds[i],
+                           width=image.shape[1], height=image.shape[0])
+        rendered.append(frame)
+        if on_frame is not None:
+            on_frame(frame)
+    return tuple(rendered), tuple(sorted(done))
