@@ -12,7 +12,7 @@ import pytest
 
 # Hypothesis' own budget per test; the CI default keeps all fuzz tests together well under a minute. The full run
 # (benchmarks/faults.py) raises it with FRAMEFARM_FUZZ_EXAMPLES.
-EXAMPLES = int(os.environ.get("FRAMEFARM_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("FRAMEFARM_FUZZ_EXAMPLES", "80"))
 CALL_LIMIT_S = 5.0  # no parser needs more than milliseconds; 5 s is a hang on any machine
 
 
