@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -32,6 +33,8 @@ from framefarm.storage import FrameStore, file_digest
 from framefarm.storage.atomic import atomic_write_bytes
 from framefarm.video import decode_frames
 
+# A full disk or quota on the store (local folder or mounted share): errors of the store, not of a worker.
+STORE_FULL = {errno.ENOSPC, errno.EDQUOT}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 
@@ -104,6 +107,13 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
         return _render_chunk(chunk, job, backend, store, started, started_at)
     except InputError:
         raise  # the job's fault, not the worker's: no blocklist entry (and no retry, see below)
+    except OSError as exc:
+        if exc.errno in STORE_FULL:
+            # The store is full: not the worker's fault, and writing a failure record there would fail as well
+            # and hide this error behind a second one. Raised as it is; a retry after the back-off may find room.
+            raise
+        store.record_failure(worker, chunk.index, f"{type(exc).__name__}: {exc}")
+        raise
     except Exception as exc:
         store.record_failure(worker, chunk.index, f"{type(exc).__name__}: {exc}")
         raise

@@ -39,6 +39,7 @@ import numpy as np
 from framefarm.animation.plan import ChunkSpec
 from framefarm.errors import InputError, RenderError
 from framefarm.renderers.base import RenderContext
+from framefarm.renderers.oom import render_halving_on_oom
 
 RENDERER_VERSION = "1"
 
@@ -215,7 +216,10 @@ def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], cont
         groups.setdefault(settings, []).append((frame, positive, negative))
     images: dict[int, np.ndarray] = {}
     for settings, items in groups.items():
-        images.update(_render_group(setup, job, chunk, settings, items, context))
+        # Out of GPU memory: the group is rendered again in halves (framefarm/renderers/oom.py says what that
+        # keeps deterministic and what it may change by a level or so).
+        images.update(render_halving_on_oom(
+            lambda part, settings=settings: _render_group(setup, job, chunk, settings, part, context), items))
     return images
 
 

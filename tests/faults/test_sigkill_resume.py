@@ -4,7 +4,6 @@ frame that was finished before a kill rendered again."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -17,13 +16,14 @@ from pathlib import Path
 import pytest
 
 from framefarm.storage import FrameStore
+from tests.faults.conftest import fault_trials, frame_hashes as hashes_in
 
 pytestmark = pytest.mark.slow
 
-FRAMES = 40
+KILLS = fault_trials(3)
+FRAMES = max(40, 5 * KILLS)  # the full version (20 kills) needs room for every kill to land on a new frame
 JOB = ["--set", f"frames={FRAMES}", "--set", "width=320", "--set", "height=320", "--set", "name=killme",
        "--chunk-size", "6"]
-KILLS = int(os.environ.get("FRAMEFARM_KILL_TRIALS", "3"))
 
 
 def start(out: Path, cwd: Path) -> subprocess.Popen:
@@ -33,11 +33,10 @@ def start(out: Path, cwd: Path) -> subprocess.Popen:
 
 
 def frame_hashes(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((out / "killme" / "frames").glob("[0-9]*.png"))}
+    return hashes_in(out / "killme" / "frames")
 
 
-def test_sigkill_at_random_points_then_resume_gives_identical_frames(tmp_path):
+def test_sigkill_at_random_points_then_resume_gives_identical_frames(tmp_path, fault_log):
     (tmp_path / "job.toml").write_text('preset = "zoom-tunnel"\n')
     clean = start(tmp_path / "clean", tmp_path)
     out, err = clean.communicate(timeout=300)
@@ -48,11 +47,14 @@ def test_sigkill_at_random_points_then_resume_gives_identical_frames(tmp_path):
     store = FrameStore(str(tmp_path / "killed"), "killme")
     rng = random.Random(20261128)
     kills = 0
-    for _ in range(KILLS):
+    trials: list[dict] = []
+    for k in range(KILLS):
         done_before = store.count_records()
         if done_before >= FRAMES - 2:
             break
-        target = rng.randint(done_before + 1, FRAMES - 2)
+        # Spread the kills over what is left, so that every one of them lands mid-job.
+        step = max(1, (FRAMES - 2 - done_before) // (KILLS - k))
+        target = rng.randint(done_before + 1, min(FRAMES - 2, done_before + step))
         process = start(tmp_path / "killed", tmp_path)
         deadline = time.monotonic() + 300
         while store.count_records() < target and process.poll() is None and time.monotonic() < deadline:
@@ -66,6 +68,8 @@ def test_sigkill_at_random_points_then_resume_gives_identical_frames(tmp_path):
         finished = set(store.records())
         # Every frame the manifest calls finished is intact and identical to the clean render.
         current = frame_hashes(tmp_path / "killed")
+        lost = sum(current.get(f"{i:06d}.png") != expected[f"{i:06d}.png"] for i in finished)
+        trials.append({"frames_lost": lost, "at_frame": target, "finished": len(finished)})
         assert all(current[f"{i:06d}.png"] == expected[f"{i:06d}.png"] for i in finished)
     assert kills >= 1
 
@@ -77,3 +81,6 @@ def test_sigkill_at_random_points_then_resume_gives_identical_frames(tmp_path):
     assert rendered == missing  # nothing finished before a kill was rendered again
     assert frame_hashes(tmp_path / "killed") == expected  # none missing, none extra, all identical
     assert sorted(store.records()) == list(range(FRAMES))
+    for trial in trials:  # logged once the resume has shown the job completes identically
+        fault_log.trial("SIGKILL of the render process", survived=trial["frames_lost"] == 0,
+                        outcome="resumed, frames identical", **trial)

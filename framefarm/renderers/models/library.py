@@ -258,6 +258,15 @@ class ModelLibrary:
         direct = Path(wanted).expanduser()
         if not direct.is_absolute():
             direct = self.root / wanted
+            # A relative reference names a file of this library: "../" must not reach the rest of the disk.
+            if not direct.resolve().is_relative_to(self.root):
+                raise InputError(field, ref, f"points outside the models folder {self.root}",
+                                 "Name a model inside the models folder (framefarm models lists them)")
+        elif field.startswith("prompts") and not direct.resolve().is_relative_to(self.root):
+            # Prompt tags (<lora:…>) come with prompts, often pasted from the internet: an absolute path there
+            # would let a prompt load any file on the machine. Absolute paths are for job fields only.
+            raise InputError(field, ref, "is an absolute path outside the models folder in a prompt tag",
+                             "Put the file under the models folder and name it without its path")
         if direct.exists():
             match = [e for e in self.entries if Path(e.path) == direct.resolve()]
             if match:
