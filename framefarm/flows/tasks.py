@@ -30,6 +30,7 @@ from framefarm.renderers.base import RenderContext
 from framefarm.renderers.testcard import source_testcard
 from framefarm.storage import FrameStore, file_digest
 from framefarm.storage.atomic import atomic_write_bytes
+from framefarm.storage.writer_pool import FrameWriterPool
 from framefarm.video import decode_frames
 
 SOURCE_DIR = "source"
@@ -131,12 +132,13 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
     done = store.done_frames(expected)
     todo = [frame for frame in chunk.frames if frame not in done]
     context = RenderContext(job=job, source_frame=_source_reader(store), previous_frame=_previous_reader(store))
-    rendered = []
-    for frame, image in renderer.render(chunk, todo, context):
-        i = chunk.local(frame)
-        store.commit_frame(frame, encode_png(image), key=chunk.frame_keys[i], seed=chunk.seeds[i],
-                           width=image.shape[1], height=image.shape[0])
-        rendered.append(frame)
+    # PNG encoding and writes run on writer threads, overlapping the next batch's denoising (issue 9).
+    with FrameWriterPool(store, encode_png) as writer:
+        for frame, image in renderer.render(chunk, todo, context):
+            i = chunk.local(frame)
+            writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
+                          width=image.shape[1], height=image.shape[0])
+    rendered = writer.close()
     return ChunkResult(index=chunk.index, rendered=tuple(rendered), reused=tuple(sorted(done)),
                        seconds=time.perf_counter() - started, worker=worker_id(),
                        gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
