@@ -15,6 +15,7 @@ from framefarm.images import decode_png, encode_png
 from framefarm.renderers import get_renderer
 from framefarm.renderers.base import RenderContext
 from framefarm.storage import FrameStore
+from framefarm.storage.writer_pool import FrameWriterPool
 
 SOURCE_DIR = "source"
 
@@ -37,18 +38,21 @@ def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameSt
                         on_frame: Callable[[int], None] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Render the frames of ``chunk`` not yet in the manifest. Returns ``(rendered, reused)`` frame numbers.
 
-    ``on_frame(frame)`` is called after each frame is committed: the watchdog's heartbeat.
+    ``on_frame(frame)`` is called as each frame is handed to the writers: the watchdog's heartbeat. The writer
+    pool holds a bounded number of frames, so a store that stops accepting writes stops the heartbeat too.
     """
     renderer = get_renderer(backend)
     done = store.done_frames(dict(zip(chunk.frames, chunk.frame_keys)))
     todo = [frame for frame in chunk.frames if frame not in done]
     context = RenderContext(job=job, source_frame=source_reader(store), previous_frame=previous_reader(store))
-    rendered = []
-    for frame, image in renderer.render(chunk, todo, context):
-        i = chunk.local(frame)
-        store.commit_frame(frame, encode_png(image), key=chunk.frame_keys[i], seed=chunk.seeds[i],
-                           width=image.shape[1], height=image.shape[0])
-        rendered.append(frame)
-        if on_frame is not None:
-            on_frame(frame)
+    # PNG encoding and writes run on writer threads, overlapping the next batch's denoising (issue 9). Leaving the
+    # block waits for every frame handed over, also when the renderer failed, so finished frames are kept.
+    with FrameWriterPool(store, encode_png) as writer:
+        for frame, image in renderer.render(chunk, todo, context):
+            i = chunk.local(frame)
+            writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
+                          width=image.shape[1], height=image.shape[0])
+            if on_frame is not None:
+                on_frame(frame)
+    rendered = writer.close()
     return tuple(rendered), tuple(sorted(done))

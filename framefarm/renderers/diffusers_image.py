@@ -38,6 +38,7 @@ import numpy as np
 
 from framefarm.animation.plan import ChunkSpec
 from framefarm.errors import InputError, RenderError
+from framefarm.renderers import accel
 from framefarm.renderers.base import RenderContext
 from framefarm.renderers.oom import render_halving_on_oom
 
@@ -53,6 +54,7 @@ def _renderer_version() -> str:
             parts.append(f"{package}={package_version(package)}")
         except PackageNotFoundError:
             parts.append(f"{package}=?")
+    parts.append(accel.version_tag())  # speed levers that may move a pixel by rounding (issue 9)
     return ";".join(parts)
 
 
@@ -162,6 +164,7 @@ def _setup(job) -> _Setup:
             raise InputError(f"controlnet.{index}.model", unit.model, "needs a models folder", "Set model.models_dir")
         entry = library.find("controlnet", unit.model, field=f"controlnet.{index}.model")
         units.append((index, unit, load_controlnet(entry, base, allow_pickle=refs.allow_pickle)))
+    accel.accelerate_setup(base, vae, [model for _, _, model in units])
     return _Setup(library=library, base=base, vae=vae, units=units, annotators=annotator_folder(refs.models_dir))
 
 
@@ -252,6 +255,7 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         requests = tuple(LoraRequest(setup.library.find("lora", name, field="prompts <lora:…>"), te, unet)
                          for name, te, unet in settings.loras) if settings.loras else ()
         apply_loras(base, requests, allow_pickle=refs.allow_pickle)
+        accel.sync_after_lora(base)  # fused QKV layers copy the LoRA-patched weights
         hypernets = tuple(HypernetworkRequest(setup.library.find("hypernetwork", name, field="prompts <hypernet:…>"),
                                               strength) for name, strength in settings.hypernets
                           ) if settings.hypernets else ()

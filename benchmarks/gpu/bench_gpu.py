@@ -1,0 +1,649 @@
+"""GPU throughput of framefarm's renderers against plain diffusers, on one GPU (issue 9).
+
+What it does, in one process:
+
+1. Measures the matmul ceiling (fp16 8192³ products; 512³ fp32 with ``--tiny``).
+2. Builds full-size SD1.5 (+ a ControlNet), SDXL and an AnimateDiff motion adapter with random weights from the
+   config skeletons framefarm ships, and saves them as diffusers folders of an A1111-style models folder, so
+   framefarm loads them through its own model library, exactly as a user's models.
+3. Per job: the plain-diffusers baseline (one pipeline call per frame, batch 1, default settings apart from the
+   scheduler, which is Euler on both sides so both run the same number of UNet evaluations; fp16; PNG written with
+   the same compression level framefarm uses), then framefarm's path, whole-job wall time (VAE encode/decode, PNG
+   encoding and writes included; model loading and the compile warm-up batch reported separately).
+4. Counts the FLOPs of one baseline frame with ``torch.utils.flop_counter.FlopCounterMode`` (both paths do the
+   same arithmetic per frame) and writes one JSON record per job as soon as the job finishes.
+
+Jobs and the code each one measures (``measured_through`` in every record):
+
+* ``video2video``: framefarm's ``DiffusersRenderer`` (SD1.5 img2img + one ControlNet, 512², 20 steps at strength
+  0.6, canny preprocessing, batches of ``--batch``) with the frame writer pool, vs
+  ``StableDiffusionControlNetImg2ImgPipeline``.
+* ``sdxl_img2img``: framefarm's ``DiffusersRenderer`` (SDXL img2img 1024², 20 steps at 0.6) vs
+  ``StableDiffusionXLImg2ImgPipeline``.
+* ``deforum_chain``: the Deforum chain renderer (issue 5) is not on main. Baseline: a plain
+  ``StableDiffusionImg2ImgPipeline`` chain (frame n = img2img of frame n−1 zoomed 2 %, strength 0.65). framefarm
+  side: the same chain built from framefarm's parts (models from its loader with the speed levers,
+  ``sd15_image.build_pipeline``, ``decode_latents``, the writer pool), several shots batched per call — a chain is
+  sequential within a shot, so batching across shots is where a GPU's width comes from.
+* ``animatediff``: the AnimateDiff renderer (issue 6) is not on main. Baseline: ``AnimateDiffPipeline``, one
+  16-frame clip per call. framefarm side: the same pipeline with framefarm's speed levers applied to its UNet,
+  several clips per call.
+
+Run: ``python benchmarks/gpu/bench_gpu.py --out DIR`` on a GPU; ``--tiny`` runs everything at toy size on a CPU in
+seconds (the CPU smoke test does that). ``--jobs`` picks jobs, ``--compile`` the jobs whose framefarm side compiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+JOBS = ("video2video", "deforum_chain", "animatediff", "sdxl_img2img")
+PROMPT = "a watercolor painting of a lighthouse, soft paper texture"
+NEGATIVE = "photo, noise"
+
+
+@dataclass
+class Size:
+    """Everything that differs between the full run and ``--tiny``."""
+
+    tiny: bool
+    width: int
+    xl_width: int
+    steps: int
+    v2v_frames: int
+    v2v_batch: int
+    xl_frames: int
+    xl_batch: int
+    baseline_frames: int
+    chain_frames: int
+    chain_shots: int
+    clip_frames: int
+    clips: int
+
+
+FULL = Size(False, 512, 1024, 20, 96, 16, 16, 8, 6, 6, 16, 16, 4)
+TINY = Size(True, 64, 64, 2, 8, 4, 4, 2, 2, 2, 2, 4, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Environment and ceiling
+
+
+def environment(torch, device: str) -> dict:
+    from importlib.metadata import version
+
+    versions = {name: version(name) for name in ("torch", "diffusers", "transformers", "numpy")}
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"
+    return {"device": gpu, "python": platform.python_version(), "versions": versions,
+            "cuda": torch.version.cuda, "cpu_count": os.cpu_count()}
+
+
+def matmul_ceiling(torch, device: str, dtype, n: int) -> float:
+    """TFLOP/s of an n³ product (random data; median of 10 after 3 warm-ups)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for i in range(13):
+        sync(torch, device)
+        start = time.perf_counter()
+        a @ b
+        sync(torch, device)
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / float(np.median(times)) / 1e12
+
+
+def sync(torch, device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib(torch, device: str) -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if device == "cuda" else None
+
+
+def reset_peak(torch, device: str) -> None:
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Random-weight models, saved where framefarm's library finds them
+
+
+def _config(family: str, part: str) -> dict:
+    path = ROOT / "framefarm" / "renderers" / "models" / "configs" / family / part / "config.json"
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+TINY_UNET = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1, cross_attention_dim=32,
+                 attention_head_dim=8, norm_num_groups=32, sample_size=8)
+TINY_XL_UNET = dict(block_out_channels=(32, 32, 64), layers_per_block=1,
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                    transformer_layers_per_block=(1, 1, 2), attention_head_dim=(1, 1, 1), cross_attention_dim=96,
+                    addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 32,
+                    norm_num_groups=32, sample_size=8)
+TINY_VAE = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1, norm_num_groups=32, sample_size=64)
+TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=1,
+                 projection_dim=32)
+TINY_CLIP_G = dict(TINY_CLIP, hidden_size=64)
+
+
+def build_models(root: Path, size: Size, torch, device: str, *, with_xl: bool = True) -> dict:
+    """Random-weight SD1.5 + ControlNet (+ SDXL) as diffusers folders under ``root`` (an A1111-style layout)."""
+    from diffusers import (
+        AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionPipeline,
+        StableDiffusionXLPipeline, UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from framefarm.renderers.models.tokenizer import clip_tokenizer
+
+    torch.manual_seed(0)
+    sd_dir, cn_dir = root / "models" / "Stable-diffusion", root / "models" / "ControlNet"
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1)
+    build_device = device  # random init of ~3.5 G parameters is seconds on a GPU, minutes on a CPU
+
+    def clip(family, part, cls, tiny):
+        config = _config(family, part)
+        config = {k: v for k, v in config.items() if k not in ("architectures", "model_type")}
+        if size.tiny:
+            config.update(tiny)
+        with torch.device(build_device):
+            return cls(CLIPTextConfig(**config))
+
+    def model(cls, config):
+        with torch.device(build_device):
+            return cls.from_config(config)
+
+    sd15_unet = model(UNet2DConditionModel, {**_config("sd15", "unet"), **(TINY_UNET if size.tiny else {})})
+    sd15_vae = model(AutoencoderKL, {**_config("sd15", "vae"), **(TINY_VAE if size.tiny else {})})
+    sd15 = StableDiffusionPipeline(vae=sd15_vae, text_encoder=clip("sd15", "text_encoder", CLIPTextModel, TINY_CLIP),
+                                   tokenizer=clip_tokenizer(), unet=sd15_unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    sd15.to(torch.float16 if not size.tiny else torch.float32)
+    sd15.save_pretrained(sd_dir / "bench-sd15")
+    controlnet = ControlNetModel.from_unet(sd15_unet)
+    for p in controlnet.parameters():  # ControlNet's zero convolutions: random here, no all-zero arithmetic timed
+        if not p.abs().sum():
+            torch.nn.init.normal_(p, std=0.02)
+    controlnet.to(torch.float16 if not size.tiny else torch.float32).save_pretrained(cn_dir / "bench-canny")
+    del sd15, controlnet
+    if not with_xl:
+        return {"models_dir": str(root), "sd15": sd_dir / "bench-sd15", "controlnet": cn_dir / "bench-canny"}
+
+    xl_unet = model(UNet2DConditionModel, {**_config("sdxl", "unet"), **(TINY_XL_UNET if size.tiny else {})})
+    xl_vae = model(AutoencoderKL, {**_config("sdxl", "vae"), **(TINY_VAE if size.tiny else {})})
+    xl = StableDiffusionXLPipeline(
+        vae=xl_vae, text_encoder=clip("sdxl", "text_encoder", CLIPTextModel, TINY_CLIP),
+        text_encoder_2=clip("sdxl", "text_encoder_2", CLIPTextModelWithProjection, TINY_CLIP_G),
+        tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad_token="!"), unet=xl_unet, scheduler=scheduler,
+        add_watermarker=False)
+    xl.to(torch.float16 if not size.tiny else torch.float32)
+    xl.save_pretrained(sd_dir / "bench-sdxl")
+    del xl
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return {"models_dir": str(root), "sd15": sd_dir / "bench-sd15", "sdxl": sd_dir / "bench-sdxl",
+            "controlnet": cn_dir / "bench-canny"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+@dataclass
+class Bench:
+    torch: object
+    device: str
+    dtype: object
+    size: Size
+    models: dict
+    work: Path
+    compile_jobs: set
+    ceiling_tflops: float
+
+    def flops(self, run) -> float:
+        """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            run()
+        return float(counter.get_total_flops())
+
+    def timed(self, run) -> float:
+        self.reset()
+        sync(self.torch, self.device)
+        start = time.perf_counter()
+        run()
+        sync(self.torch, self.device)
+        return time.perf_counter() - start
+
+    def reset(self) -> None:
+        reset_peak(self.torch, self.device)
+
+    def peak(self) -> float | None:
+        return peak_gib(self.torch, self.device)
+
+    def record(self, job: str, through: str, baseline_through: str, frames: int, seconds: float,
+               baseline_frames: int, baseline_seconds: float, flop_per_frame: float, **extra) -> dict:
+        fps, base_fps = frames / seconds, baseline_frames / baseline_seconds
+        achieved = flop_per_frame * fps / 1e12
+        return {
+            "job": job, "measured_through": through, "baseline_through": baseline_through,
+            "frames": frames, "seconds": round(seconds, 3), "frames_per_s": round(fps, 3),
+            "baseline_frames": baseline_frames, "baseline_seconds": round(baseline_seconds, 3),
+            "baseline_frames_per_s": round(base_fps, 3), "speedup_vs_baseline": round(fps / base_fps, 2),
+            "gflop_per_frame": round(flop_per_frame / 1e9, 1), "achieved_tflops": round(achieved, 2),
+            "baseline_achieved_tflops": round(flop_per_frame * base_fps / 1e12, 2),
+            "fraction_of_ceiling": round(achieved / self.ceiling_tflops, 4),
+            "baseline_fraction_of_ceiling": round(flop_per_frame * base_fps / 1e12 / self.ceiling_tflops, 4),
+            **extra,
+        }
+
+
+def testcard_frames(n: int, width: int, height: int) -> list[np.ndarray]:
+    from framefarm.renderers.testcard import source_testcard
+
+    return [source_testcard(i, width, height, 24.0) for i in range(n)]
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """The baseline's write: PIL, at framefarm's PNG compression level (so PNG settings don't count as speed-up)."""
+    from PIL import Image
+
+    from framefarm.images import PNG_COMPRESSION
+
+    Image.fromarray(image).save(path, compress_level=PNG_COMPRESSION)
+
+
+def _euler(pipe):
+    from diffusers import EulerDiscreteScheduler
+
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _free(b: Bench, *objects) -> None:
+    import gc
+
+    del objects
+    gc.collect()
+    if b.device == "cuda":
+        b.torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# framefarm's renderer over a whole job
+
+
+def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: int, controlnet: bool,
+                  job_name: str) -> dict:
+    """Load (timed), one warm-up batch (compilation, timed), then the whole job through DiffusersRenderer."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.images import encode_png
+    from framefarm.job import job_from_preset
+    from framefarm.renderers import diffusers_image, get_renderer
+    from framefarm.renderers.base import RenderContext
+    from framefarm.storage import FrameStore
+    from framefarm.storage.writer_pool import FrameWriterPool
+
+    def job_for(n: int):
+        overrides = [f'model.models_dir="{b.models["models_dir"]}"', f'model.checkpoint="{checkpoint}"',
+                     f"model.steps={b.size.steps}", 'model.sampler="Euler"', f"width={width}", f"height={width}",
+                     f"frames={n}", f"batch_size={batch}", 'motion.strength="0:(0.6)"', f'prompts.0="{PROMPT}"',
+                     f'name="{job_name}-{n}"',
+                     f'model.dtype="{"float32" if b.size.tiny else "float16"}"']
+        overrides.append('controlnet.0.model="bench-canny"' if controlnet else "controlnet=[]")
+        return job_from_preset("video-restyle", overrides)
+
+    sources = testcard_frames(frames, width, width)
+    renderer = get_renderer("diffusers")
+
+    def run(job) -> int:
+        plan = plan_job(job, renderer=renderer.id, chunk_size=job.frames)
+        context = RenderContext(job=job, source_frame=lambda i: sources[i])
+        store = FrameStore(str(b.work / "frames"), job.name)
+        with FrameWriterPool(store, encode_png, threads=8) as writer:
+            for chunk in plan.chunks:
+                for frame, image in renderer.render(chunk, chunk.frames, context):
+                    i = chunk.local(frame)
+                    writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
+                                  width=image.shape[1], height=image.shape[0])
+        return len(writer.close())
+
+    started = time.perf_counter()
+    setup = diffusers_image._setup(job_for(batch))  # loads and accelerates the models (process cache)
+    load_s = time.perf_counter() - started
+    warm_s = b.timed(lambda: run(job_for(batch)))  # first batch: compilation, cuDNN plans, allocator warm-up
+    seconds = b.timed(lambda: run(job_for(frames)))
+    steady_batch_s = seconds / (frames / batch)
+    compile_s = max(0.0, warm_s - steady_batch_s)
+    from framefarm.renderers.accel import attention_backends
+
+    return {"seconds": seconds, "load_s": round(load_s, 2), "warmup_batch_s": round(warm_s, 2),
+            "compile_s": round(compile_s, 2), "peak_mem_gib": b.peak(),
+            "frames_per_s_incl_compile": round(frames / (seconds + compile_s), 3),
+            "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "renderer": renderer.id,
+            "unet_attention": attention_backends(setup.base.unet)}
+
+
+def set_levers(b: Bench, job: str) -> None:
+    """The worker's levers for this job's framefarm side (models are reloaded per job, see clear_cache)."""
+    from framefarm.renderers.models.loader import clear_cache
+
+    clear_cache()
+    levers = "channels_last,fuse_qkv" + (",compile" if job in b.compile_jobs else "")
+    os.environ["FRAMEFARM_ACCEL"] = levers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Jobs
+
+
+def job_video2video(b: Bench) -> dict:
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
+    from PIL import Image
+
+    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+
+    s, w = b.size, b.size.width
+    sources = testcard_frames(s.baseline_frames, w, w)
+    pipe = _euler(StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
+        b.models["sd15"], controlnet=ControlNetModel.from_pretrained(b.models["controlnet"], dtype=b.dtype),
+        dtype=b.dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)).to(b.device)
+    out = b.work / "baseline-v2v"
+    out.mkdir(exist_ok=True)
+
+    def frame(i: int) -> None:
+        control = preprocess("canny", sources[i], seed=i, settings=PreprocessSettings())
+        image = pipe(PROMPT, negative_prompt=NEGATIVE, image=Image.fromarray(sources[i]),
+                     control_image=Image.fromarray(control), strength=0.6, num_inference_steps=s.steps,
+                     controlnet_conditioning_scale=0.9, generator=torch.Generator("cpu").manual_seed(i)).images[0]
+        write_png(out / f"{i:06d}.png", np.asarray(image))
+
+    flop = b.flops(lambda: frame(0))
+    frame(0)  # warm-up
+    base_s = b.timed(lambda: [frame(i) for i in range(s.baseline_frames)])
+    base_peak = b.peak()
+    _free(b, pipe)
+    set_levers(b, "video2video")
+    ff = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
+                       controlnet=True, job_name="v2v")
+    return b.record("video2video", "framefarm DiffusersRenderer (video2video, SD1.5 + 1 ControlNet) + FrameWriterPool",
+                    "diffusers StableDiffusionControlNetImg2ImgPipeline, 1 frame per call",
+                    s.v2v_frames, ff.pop("seconds"), s.baseline_frames, base_s, flop, batch_size=s.v2v_batch,
+                    width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak, **ff)
+
+
+def job_sdxl_img2img(b: Bench) -> dict:
+    import torch
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from PIL import Image
+
+    s, w = b.size, b.size.xl_width
+    sources = testcard_frames(s.baseline_frames, w, w)
+    pipe = _euler(StableDiffusionXLImg2ImgPipeline.from_pretrained(
+        b.models["sdxl"], dtype=b.dtype, requires_aesthetics_score=False)).to(b.device)
+    out = b.work / "baseline-xl"
+    out.mkdir(exist_ok=True)
+
+    def frame(i: int) -> None:
+        image = pipe(PROMPT, negative_prompt=NEGATIVE, image=Image.fromarray(sources[i]), strength=0.6,
+                     num_inference_steps=s.steps, generator=torch.Generator("cpu").manual_seed(i)).images[0]
+        write_png(out / f"{i:06d}.png", np.asarray(image))
+
+    flop = b.flops(lambda: frame(0))
+    frame(0)
+    n = max(2, s.baseline_frames // 2)
+    base_s = b.timed(lambda: [frame(i) for i in range(n)])
+    base_peak = b.peak()
+    _free(b, pipe)
+    set_levers(b, "sdxl_img2img")
+    ff = framefarm_job(b, checkpoint="bench-sdxl", width=w, frames=s.xl_frames, batch=s.xl_batch,
+                       controlnet=False, job_name="xl")
+    return b.record("sdxl_img2img", "framefarm DiffusersRenderer (video2video kind, SDXL img2img) + FrameWriterPool",
+                    "diffusers StableDiffusionXLImg2ImgPipeline, 1 frame per call",
+                    s.xl_frames, ff.pop("seconds"), n, base_s, flop, batch_size=s.xl_batch, width=w, height=w,
+                    steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak, **ff)
+
+
+def _zoom(image: np.ndarray) -> np.ndarray:
+    from framefarm.animation.camera import warp_2d
+
+    h, w = image.shape[:2]
+    zoom = 1.02  # Deforum's classic zoom tunnel: 2 % per frame about the centre
+    matrix = np.array([[zoom, 0, (1 - zoom) * w / 2], [0, zoom, (1 - zoom) * h / 2], [0, 0, 1]], dtype=np.float64)
+    return warp_2d(image, matrix)
+
+
+def job_deforum_chain(b: Bench) -> dict:
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline
+    from PIL import Image
+
+    from framefarm.images import encode_png
+    from framefarm.renderers import diffusers_image, sd15_image
+    from framefarm.renderers.diffusers_image import decode_latents
+    from framefarm.renderers.samplers import make_scheduler
+    from framefarm.storage import FrameStore
+    from framefarm.storage.writer_pool import FrameWriterPool
+
+    s, w, strength = b.size, b.size.width, 0.65
+    first = testcard_frames(1, w, w)[0]
+    pipe = _euler(StableDiffusionImg2ImgPipeline.from_pretrained(
+        b.models["sd15"], dtype=b.dtype, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)).to(b.device)
+    out = b.work / "baseline-chain"
+    out.mkdir(exist_ok=True)
+
+    def chain(n: int) -> None:
+        previous = first
+        for i in range(n):
+            previous = np.asarray(pipe(PROMPT, negative_prompt=NEGATIVE, image=Image.fromarray(_zoom(previous)),
+                                       strength=strength, num_inference_steps=s.steps,
+                                       generator=torch.Generator("cpu").manual_seed(i)).images[0])
+            write_png(out / f"{i:06d}.png", previous)
+
+    flop = b.flops(lambda: chain(1))
+    chain(1)
+    base_s = b.timed(lambda: chain(s.chain_frames))
+    base_peak = b.peak()
+    _free(b, pipe)
+
+    # framefarm's parts: its loader (with the levers), pipeline builder, decoder and writer pool; shots batched.
+    set_levers(b, "deforum_chain")
+    from framefarm.job import job_from_preset
+
+    job = job_from_preset("zoom-tunnel", [f'model.models_dir="{b.models["models_dir"]}"',
+                                          'model.checkpoint="bench-sd15"', f"width={w}", f"height={w}",
+                                          f'model.dtype="{"float32" if s.tiny else "float16"}"'])
+    started = time.perf_counter()
+    setup = diffusers_image._setup(job)
+    load_s = time.perf_counter() - started
+    base = setup.base
+    texts = [PROMPT] * s.chain_shots + [NEGATIVE] * s.chain_shots
+    from framefarm.renderers.prompt_encode import PromptEncoder
+
+    store = FrameStore(str(b.work / "frames"), "chain")
+
+    def shots(n: int) -> None:
+        previous = [first] * s.chain_shots
+        with FrameWriterPool(store, encode_png, threads=8) as writer, torch.inference_mode():
+            conditioning = PromptEncoder(base, {}, clip_skip=1).encode_many(texts)
+            kwargs = sd15_image.conditioning_kwargs(conditioning[:s.chain_shots], conditioning[s.chain_shots:])
+            for i in range(n):
+                pipe_ff = sd15_image.build_pipeline(base, img2img=True, controlnets=[], vae=setup.vae,
+                                                    scheduler=make_scheduler("Euler", base.scheduler_config))
+                images = torch.from_numpy(np.stack([_zoom(p) for p in previous])).permute(0, 3, 1, 2).float() / 255
+                latents = pipe_ff(image=images, strength=strength, num_inference_steps=s.steps, output_type="latent",
+                                  generator=[torch.Generator("cpu").manual_seed(1000 * k + i)
+                                             for k in range(s.chain_shots)], **kwargs).images
+                previous = [decode_latents(setup.vae, latents[k:k + 1], frame=i) for k in range(s.chain_shots)]
+                for k, image in enumerate(previous):
+                    writer.submit(k * 10000 + i, image, key="bench", seed=i, width=w, height=w)
+
+    warm_s = b.timed(lambda: shots(1))
+    seconds = b.timed(lambda: shots(s.chain_frames))
+    compile_s = max(0.0, warm_s - seconds / s.chain_frames)
+    frames = s.chain_frames * s.chain_shots
+    return b.record("deforum_chain",
+                    f"img2img chain from framefarm parts (loader + accel levers, sd15_image.build_pipeline, "
+                    f"decode_latents, FrameWriterPool), {s.chain_shots} shots batched; issue-5 chain renderer "
+                    "not on main",
+                    "diffusers StableDiffusionImg2ImgPipeline chain, 1 frame per call", frames, seconds,
+                    s.chain_frames, base_s, flop, batch_size=s.chain_shots, width=w, height=w, steps=s.steps,
+                    strength=strength, baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(),
+                    load_s=round(load_s, 2), warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
+                    frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
+                    levers=os.environ.get("FRAMEFARM_ACCEL"))
+
+
+def job_animatediff(b: Bench) -> dict:
+    import torch
+    from diffusers import AnimateDiffPipeline, MotionAdapter, StableDiffusionPipeline
+
+    from framefarm.renderers.accel import Acceleration, accelerate_model
+
+    s, w = b.size, b.size.width
+    sd = StableDiffusionPipeline.from_pretrained(b.models["sd15"], dtype=b.dtype, safety_checker=None,
+                                                 feature_extractor=None, requires_safety_checker=False)
+    tiny = dict(block_out_channels=(32, 32, 64, 64), motion_layers_per_block=1, motion_num_attention_heads=2,
+                motion_max_seq_length=32)
+    with torch.device(b.device):
+        adapter = MotionAdapter(**(tiny if s.tiny else {})).to(b.dtype)
+
+    def make():
+        pipe = AnimateDiffPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
+                                   motion_adapter=adapter, scheduler=sd.scheduler)
+        return _euler(pipe).to(b.device)
+
+    pipe = make()
+    out = b.work / "baseline-ad"
+    out.mkdir(exist_ok=True)
+
+    def clip(p, clips: int, tag: str) -> None:
+        result = p([PROMPT] * clips, negative_prompt=[NEGATIVE] * clips, num_frames=s.clip_frames, height=w,
+                   width=w, num_inference_steps=s.steps, output_type="np",
+                   generator=[torch.Generator("cpu").manual_seed(k) for k in range(clips)]).frames
+        for k, video in enumerate(result):
+            for i, frame in enumerate(video):
+                write_png(out / f"{tag}{k}-{i:06d}.png", (np.asarray(frame) * 255).round().astype(np.uint8))
+
+    flop = b.flops(lambda: clip(pipe, 1, "f")) / s.clip_frames
+    clip(pipe, 1, "w")
+    base_s = b.timed(lambda: clip(pipe, 1, "b"))
+    base_peak = b.peak()
+    # framefarm's levers on the motion UNet (built from the same weights; the baseline's pipeline is gone).
+    levers = Acceleration(compile="animatediff" in b.compile_jobs)
+    fast = make()
+    for model in (fast.unet, fast.vae):
+        accelerate_model(model, levers)
+    warm_s = b.timed(lambda: clip(fast, s.clips, "w"))
+    seconds = b.timed(lambda: clip(fast, s.clips, "c"))
+    compile_s = max(0.0, warm_s - seconds)
+    frames = s.clips * s.clip_frames
+    return b.record("animatediff", f"diffusers AnimateDiffPipeline + framefarm accel levers "
+                                   f"({levers.fingerprint()}), {s.clips} clips per call; issue-6 renderer not on main",
+                    "diffusers AnimateDiffPipeline, 1 clip per call", frames, seconds, s.clip_frames, base_s, flop,
+                    batch_size=s.clips, num_frames=s.clip_frames, width=w, height=w, steps=s.steps,
+                    baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(), warmup_batch_s=round(warm_s, 2),
+                    compile_s=round(compile_s, 2), frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3))
+
+
+RUNNERS = {"video2video": job_video2video, "deforum_chain": job_deforum_chain, "animatediff": job_animatediff,
+           "sdxl_img2img": job_sdxl_img2img}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for gpu_throughput.json")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU (smoke test)")
+    parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma list of {', '.join(JOBS)}")
+    parser.add_argument("--compile", default="", help="jobs whose framefarm side uses torch.compile (comma list)")
+    parser.add_argument("--v2v-batch", type=int, default=None, help="video2video batch size (default 16)")
+    parser.add_argument("--v2v-frames", type=int, default=None, help="video2video frames (a multiple of the batch)")
+    parser.add_argument("--name", default="gpu_throughput", help="JSON file name (without .json)")
+    args = parser.parse_args(argv)
+    jobs = [j for j in args.jobs.split(",") if j]
+    unknown = [j for j in jobs if j not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown job(s) {unknown}; choose from {', '.join(JOBS)}")
+
+    import torch
+
+    device = "cpu" if args.tiny else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("no GPU visible: run with --tiny on a CPU")
+    os.environ["FRAMEFARM_DEVICE"] = device
+    if args.tiny:
+        torch.set_num_threads(1)  # toy sizes: threads only contend (and a shared CI box has 2 cores)
+    size = TINY if args.tiny else FULL
+    if args.v2v_batch or args.v2v_frames:
+        from dataclasses import replace
+
+        size = replace(size, v2v_batch=args.v2v_batch or size.v2v_batch, v2v_frames=args.v2v_frames or size.v2v_frames)
+    dtype = torch.float32 if args.tiny else torch.float16
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    document: dict = {"benchmark": "bench_gpu", "tiny": args.tiny, **environment(torch, device)}
+    document["matmul_ceiling_tflops"] = round(
+        matmul_ceiling(torch, device, dtype, 512 if args.tiny else 8192), 3)
+    document["ceiling_what"] = "fp32 512³" if args.tiny else "fp16 8192³ (random data, median of 10)"
+    document["records"] = []
+    print(f"{document['device']}: matmul ceiling {document['matmul_ceiling_tflops']} TFLOP/s", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="framefarm-gpu-bench-") as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("FRAMEFARM_CACHE_DIR", str(work / "cache"))
+        started = time.perf_counter()
+        models = build_models(work / "library", size, torch, device, with_xl="sdxl_img2img" in jobs)
+        document["build_models_s"] = round(time.perf_counter() - started, 1)
+        bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
+                      document["matmul_ceiling_tflops"])
+        for job in jobs:
+            started = time.perf_counter()
+            try:
+                record = RUNNERS[job](bench)
+            except Exception as exc:  # one job's failure must not lose the others' numbers
+                record = {"job": job, "error": f"{type(exc).__name__}: {exc}"}
+            record["job_wall_s"] = round(time.perf_counter() - started, 1)
+            document["records"].append(record)
+            (out / f"{args.name}.json").write_text(json.dumps(document, indent=2) + "\n")
+            print(json.dumps(record), flush=True)
+    print(f"{'job':15} {'fps':>8} {'base':>8} {'×':>6} {'TFLOP/s':>8} {'ceiling':>8} {'GiB':>6}")
+    for r in document["records"]:
+        if "error" in r:
+            print(f"{r['job']:15} ERROR {r['error']}")
+            continue
+        print(f"{r['job']:15} {r['frames_per_s']:8.2f} {r['baseline_frames_per_s']:8.2f} "
+              f"{r['speedup_vs_baseline']:6.2f} {r['achieved_tflops']:8.1f} {r['fraction_of_ceiling']:8.1%} "
+              f"{r['peak_mem_gib'] or 0:6.1f}")
+    return 0 if all("error" not in r for r in document["records"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""Speed levers for the diffusers renderers, applied once to the cached models of a worker process.
+
+What each lever does, and what it costs in pixels (the CPU tests in ``tests/renderers/test_accel.py`` measure it
+with the tiny models; the figures below are the bounds they assert):
+
+* ``channels_last`` (on by default): UNet, ControlNet and VAE weights in NHWC memory order, so cuDNN runs its
+  tensor-core convolution kernels without transposing every activation. Same arithmetic, different summation order
+  inside the convolution: pixels may move by rounding, bounded at ``PIXEL_TOLERANCE``.
+* ``fuse_qkv`` (on by default): diffusers' ``fuse_qkv_projections`` — one matmul for q, k, v (self-attention) and one
+  for k, v (cross-attention) instead of three/two small ones. The fused weight is the concatenation of the originals,
+  so each output element is the same dot product; kept in step with framefarm's LoRA fusing by
+  :func:`refresh_fused_projections` (a LoRA changes ``to_q`` etc., which the fused layer would not see otherwise).
+* SDPA: diffusers' default attention processors already call ``torch.nn.functional.scaled_dot_product_attention``
+  (flash / memory-efficient kernels on a GPU); :func:`attention_backends` reports which processors are in use so a
+  benchmark can show it, nothing is switched.
+* CFG in one batch: diffusers' pipelines already concatenate the unconditional and conditional halves into one
+  UNet call; nothing to do here.
+* ``compile`` (off by default): ``torch.compile`` of the repeated blocks (regional compilation: every
+  ``BasicTransformerBlock`` and ``ResnetBlock2D`` of UNet and ControlNet, or ``"model"``: the whole forward).
+  Compiled kernels fuse elementwise work into the matmuls/convolutions and change rounding; it is off by default
+  because its first batch pays tens of seconds of compilation on a GPU (and minutes on a CPU, which is why no CPU
+  test covers it). Turn it on per worker with ``FRAMEFARM_ACCEL=compile`` (or ``Acceleration(compile=True)``); the
+  GPU benchmark reports its compile time and how it amortises.
+* ``dtype``: the job's ``model.dtype`` (fp16 on a GPU by default; ``bfloat16`` trades mantissa for the range that
+  keeps SDXL's VAE out of fp16 overflow) — chosen in :mod:`framefarm.renderers.models.loader`, not here.
+
+Levers that change images by design (DeepCache, token merging, TAESD, LCM) are not here: none is on by default.
+
+The levers that can move a pixel enter the renderer's version (:meth:`Acceleration.fingerprint`), so frames rendered
+with and without them get different keys and a resumed render never mixes the two.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from framefarm.errors import InputError
+
+ACCEL_ENV = "FRAMEFARM_ACCEL"
+# Largest per-channel change (in 0…255 steps) the default levers may cause in a tiny-model CPU render; the tests
+# assert it. One step: the rounding of a different summation order, never a visible change.
+PIXEL_TOLERANCE = 1
+LEVERS = ("channels_last", "fuse_qkv", "compile")
+# The block classes regional compilation compiles one by one: they repeat (16 transformer blocks and 22 ResNet
+# blocks in SD1.5's UNet) with few distinct shapes, so dynamo reuses each compiled graph across instances.
+REPEATED_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D", "TemporalBasicTransformerBlock")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Which speed levers a worker applies to its models.
+
+    Attributes:
+        channels_last: NHWC weights for UNet / ControlNet / VAE (≤ ``PIXEL_TOLERANCE``).
+        fuse_qkv: fused attention projections in UNet and ControlNet (≤ ``PIXEL_TOLERANCE``).
+        compile: ``torch.compile`` of the denoiser (changes rounding; off by default).
+        compile_scope: ``"blocks"`` (regional: the repeated blocks) or ``"model"`` (the whole forward).
+        compile_mode: ``torch.compile``'s mode (``None``: default; ``"max-autotune"`` takes many minutes).
+    """
+
+    channels_last: bool = True
+    fuse_qkv: bool = True
+    compile: bool = False
+    compile_scope: Literal["blocks", "model"] = "blocks"
+    compile_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.compile_scope not in ("blocks", "model"):
+            raise InputError(ACCEL_ENV, self.compile_scope, "is not a compile scope", "Use blocks or model")
+
+    @classmethod
+    def from_env(cls) -> Acceleration:
+        """``$FRAMEFARM_ACCEL``: unset → the defaults; ``none`` → every lever off; else a comma list of the levers
+        to turn on (``channels_last,fuse_qkv,compile``; ``compile=model`` for whole-model compilation)."""
+        raw = os.environ.get(ACCEL_ENV)
+        if raw is None or raw.strip() == "":
+            return cls()
+        chosen: dict[str, Any] = {name: False for name in LEVERS}
+        for item in (part.strip() for part in raw.split(",")):
+            if item in ("", "none"):
+                continue
+            name, _, value = item.partition("=")
+            if name not in LEVERS:
+                raise InputError(ACCEL_ENV, raw, f"names the unknown lever {name!r}",
+                                 f"Use none or a comma list of {', '.join(LEVERS)}")
+            chosen[name] = True
+            if name == "compile" and value:
+                chosen["compile_scope"] = value
+        return cls(**chosen)
+
+    def fingerprint(self) -> str:
+        """The pixel-affecting levers, for the renderer version (and so every frame key)."""
+        on = [name for name in LEVERS if getattr(self, name)]
+        if self.compile:
+            on[-1] = f"compile-{self.compile_scope}-{self.compile_mode or 'default'}"
+        return "+".join(on) or "plain"
+
+
+@dataclass
+class AccelReport:
+    """What :func:`accelerate_model` did to one model (for logs and the benchmark's JSON)."""
+
+    levers: list[str] = field(default_factory=list)
+    compiled_regions: int = 0
+    seconds: float = 0.0
+
+
+def accelerate_model(model, accel: Acceleration) -> AccelReport:
+    """Apply ``accel`` to a UNet / ControlNet / VAE in place, once (a second call is a no-op).
+
+    Compilation itself happens lazily at the first forward pass; what that costs is measured by the caller (the
+    benchmark times its first batch against the steady ones).
+    """
+    applied = getattr(model, "_framefarm_accel", None)
+    if applied is not None:
+        if applied != accel:
+            # The models are cached per process; two settings in one process would make frames depend on which
+            # job ran first.
+            raise InputError(ACCEL_ENV, accel.fingerprint(), f"differs from the levers already applied to this "
+                                                             f"process's models ({applied.fingerprint()})",
+                             "Use one FRAMEFARM_ACCEL per worker process")
+        return AccelReport()
+    import torch
+
+    started = time.perf_counter()
+    report = AccelReport()
+    if accel.channels_last and _has_conv(model):
+        model.to(memory_format=torch.channels_last)
+        report.levers.append("channels_last")
+    if accel.fuse_qkv and hasattr(model, "fuse_qkv_projections") and _fusable(model):
+        model.fuse_qkv_projections()
+        report.levers.append("fuse_qkv")
+    if accel.compile:
+        report.compiled_regions = _compile(model, accel)
+        report.levers.append(f"compile-{accel.compile_scope}")
+    model._framefarm_accel = accel
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def refresh_fused_projections(model) -> int:
+    """Copy ``to_q``/``to_k``/``to_v`` into the fused ``to_qkv``/``to_kv`` again (after a LoRA changed them).
+
+    Returns the number of layers refreshed. The fused layers read the concatenation of the originals, so after this
+    the fused model computes exactly what the unfused one would with the current weights.
+    """
+    import torch
+
+    count = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "fused_projections", False) is not True:
+                continue
+            if hasattr(module, "to_qkv"):
+                module.to_qkv.weight.copy_(torch.cat([module.to_q.weight, module.to_k.weight, module.to_v.weight]))
+                count += 1
+            if hasattr(module, "to_kv"):
+                module.to_kv.weight.copy_(torch.cat([module.to_k.weight, module.to_v.weight]))
+                count += 1
+    return count
+
+
+def attention_backends(model) -> dict[str, int]:
+    """Attention processor class name → how many layers use it (``…2_0`` processors call SDPA)."""
+    counts: dict[str, int] = {}
+    for processor in getattr(model, "attn_processors", {}).values():
+        name = type(processor).__name__
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def batch_size_for_memory(bytes_per_frame: float, *, free_bytes: float, fixed_bytes: float = 0.0,
+                          headroom: float = 0.85, cap: int = 256) -> int:
+    """The largest batch whose activations fit: ``(free·headroom − fixed) / bytes_per_frame``, at least 1.
+
+    ``bytes_per_frame`` is measured, not guessed (the benchmark takes it from the peak memory of batches 1 and 2).
+    The result is advice for ``job.batch_size`` at planning time: the renderer never changes a job's batch size on
+    its own, since batch composition is part of what fixes a frame's pixels.
+    """
+    if bytes_per_frame <= 0:
+        raise ValueError(f"bytes_per_frame must be positive, got {bytes_per_frame}")
+    fits = int((free_bytes * headroom - fixed_bytes) // bytes_per_frame)
+    return max(1, min(cap, fits))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _has_conv(model) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _fusable(model) -> bool:
+    # diffusers refuses to fuse models with added KV projections; AnimateDiff's motion UNet has no fuse method.
+    return not any("Added" in type(p).__name__ for p in getattr(model, "attn_processors", {}).values())
+
+
+def _compile(model, accel: Acceleration) -> int:
+    import torch
+
+    # Every distinct (block class, input shape) pair is one compiled graph; SD1.5's UNet + ControlNet have ~20
+    # distinct ResNet shapes, more than dynamo's default of 8 recompiles per code object.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    if accel.compile_scope == "model":
+        model.compile(mode=accel.compile_mode, dynamic=False)
+        return 1
+    count = 0
+    for module in model.modules():
+        if type(module).__name__ in REPEATED_BLOCKS:
+            module.compile(mode=accel.compile_mode, dynamic=False)
+            count += 1
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hooks for the renderers (kept here so the renderer modules change by a line or two)
+
+
+def worker_acceleration() -> Acceleration:
+    """This worker's levers: ``$FRAMEFARM_ACCEL`` (see :meth:`Acceleration.from_env`)."""
+    return Acceleration.from_env()
+
+
+def version_tag() -> str:
+    """``accel=<fingerprint>`` for a renderer's version string (``accel=invalid`` if the variable is malformed:
+    the render itself then fails with the readable error, not the import)."""
+    try:
+        return f"accel={worker_acceleration().fingerprint()}"
+    except InputError:
+        return "accel=invalid"
+
+
+def accelerate_setup(base, vae, controlnets, accel: Acceleration | None = None) -> None:
+    """Apply the worker's levers to a loaded base (UNet), the VAE in use and the ControlNets, once each."""
+    accel = accel or worker_acceleration()
+    for model in (base.unet, vae, *controlnets):
+        accelerate_model(model, accel)
+    base.patches.setdefault("fused_for", base.patches.get("active", ()))
+
+
+def sync_after_lora(base) -> None:
+    """After :func:`framefarm.renderers.models.lora.apply_loras`: if the LoRA set changed, the fused projections
+    copy the patched weights again (a no-op when nothing is fused or nothing changed)."""
+    active = base.patches.get("active", ())
+    if base.patches.get("fused_for", ()) != active:
+        refresh_fused_projections(base.unet)
+        base.patches["fused_for"] = active

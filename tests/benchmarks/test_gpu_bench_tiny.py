@@ -1,0 +1,31 @@
+"""The GPU benchmark's script smoke-runs on a CPU at toy size (``--tiny``), so a device run never fails on an
+import or a typo: real tiny models, framefarm's renderer, the baseline pipeline, the FLOP counter, the JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "bench_gpu.py"
+
+
+def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_gpu", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
+    assert bench.main(["--tiny", "--jobs", "video2video", "--out", str(tmp_path), "--name", "smoke"]) == 0
+    document = json.loads((tmp_path / "smoke.json").read_text())
+    assert document["matmul_ceiling_tflops"] > 0 and document["versions"]["diffusers"]
+    (record,) = document["records"]
+    assert record["job"] == "video2video" and "error" not in record
+    for key in ("frames_per_s", "baseline_frames_per_s", "speedup_vs_baseline", "achieved_tflops",
+                "fraction_of_ceiling", "gflop_per_frame"):
+        assert record[key] > 0, key
+    assert "peak_mem_gib" in record  # None on a CPU
+    assert record["frames"] == bench.TINY.v2v_frames
+    assert record["unet_attention"] == {"FusedAttnProcessor2_0": 20}  # the default levers reached the UNet

@@ -1,0 +1,99 @@
+"""Speed levers (framefarm.renderers.accel): the ones on by default keep frames within PIXEL_TOLERANCE, LoRAs still
+reach fused projections, and the settings parse strictly. Tiny models on CPU, real renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from framefarm.errors import InputError
+from framefarm.renderers.accel import (
+    ACCEL_ENV, PIXEL_TOLERANCE, Acceleration, accelerate_model, batch_size_for_memory, refresh_fused_projections,
+)
+from framefarm.renderers.models.loader import clear_cache
+from tests.renderers.jobs import v2v_job
+from tests.renderers.test_diffusers_renderer import max_diff, render
+
+
+def _render_with(monkeypatch, setting: str | None, job):
+    """Render ``job`` from freshly loaded models with ``$FRAMEFARM_ACCEL`` = ``setting`` (None: the defaults)."""
+    clear_cache()  # the levers are applied once per loaded model: start from unaccelerated weights
+    if setting is None:
+        monkeypatch.delenv(ACCEL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ACCEL_ENV, setting)
+    try:
+        return render(job)
+    finally:
+        clear_cache()
+
+
+def test_default_levers_keep_frames_within_tolerance(monkeypatch, models_dir):
+    job = v2v_job(models_dir, frames=4)  # SD1.5 img2img + one ControlNet, 2 Euler a steps, batch of 4
+    plain = _render_with(monkeypatch, "none", job)
+    fast = _render_with(monkeypatch, None, job)
+    drift = max_diff(plain, fast)
+    print(f"max abs pixel difference, default levers vs none: {drift}")
+    assert sorted(fast) == sorted(plain) == [0, 1, 2, 3]
+    assert drift <= PIXEL_TOLERANCE
+
+
+def test_a_lora_reaches_the_fused_projections_and_is_restored(monkeypatch, models_dir):
+    lora_job = v2v_job(models_dir, 'prompts.0="a watercolor cat <lora:tinylora:1.0>"', frames=4, controlnet=False)
+    plain_job = v2v_job(models_dir, frames=4, controlnet=False)
+    unfused = _render_with(monkeypatch, "none", lora_job)
+    clear_cache()
+    monkeypatch.setenv(ACCEL_ENV, "fuse_qkv")
+    try:
+        before = render(plain_job)
+        fused = render(lora_job)  # LoRA fused into to_q/to_k/to_v after the QKV fusion
+        after = render(plain_job)  # LoRA restored: the fused layers must follow again
+    finally:
+        clear_cache()
+    assert max_diff(unfused, fused) <= PIXEL_TOLERANCE  # without the refresh the LoRA would be missing here
+    assert max_diff(before, fused) > PIXEL_TOLERANCE
+    assert all(np.array_equal(before[i], after[i]) for i in before)
+
+
+def test_levers_are_applied_once_and_a_second_setting_is_refused():
+    from diffusers import UNet2DConditionModel
+
+    from tests.fixtures.tiny_models import SD15_UNET
+
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    report = accelerate_model(unet, Acceleration())
+    assert report.levers == ["channels_last", "fuse_qkv"]
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert accelerate_model(unet, Acceleration()).levers == []  # idempotent
+    with pytest.raises(InputError, match="one FRAMEFARM_ACCEL per worker"):
+        accelerate_model(unet, Acceleration(fuse_qkv=False))
+    attention = next(m for m in unet.modules() if hasattr(m, "to_qkv"))
+    with torch.no_grad():
+        attention.to_q.weight.add_(1.0)
+    assert refresh_fused_projections(unet) > 0
+    assert torch.equal(attention.to_qkv.weight[: attention.to_q.weight.shape[0]], attention.to_q.weight)
+
+
+def test_settings_parse_strictly(monkeypatch):
+    monkeypatch.delenv(ACCEL_ENV, raising=False)
+    assert Acceleration.from_env() == Acceleration()
+    monkeypatch.setenv(ACCEL_ENV, "none")
+    assert Acceleration.from_env().fingerprint() == "plain"
+    monkeypatch.setenv(ACCEL_ENV, "channels_last,compile=model")
+    chosen = Acceleration.from_env()
+    assert (chosen.channels_last, chosen.fuse_qkv, chosen.compile, chosen.compile_scope) == (True, False, True, "model")
+    monkeypatch.setenv(ACCEL_ENV, "tome")
+    with pytest.raises(InputError, match="unknown lever 'tome'"):
+        Acceleration.from_env()
+    with pytest.raises(InputError, match="is not a compile scope"):
+        Acceleration(compile_scope="layers")
+
+
+def test_batch_size_for_memory():
+    gib = 1024 ** 3
+    assert batch_size_for_memory(2 * gib, free_bytes=100 * gib, fixed_bytes=5 * gib) == 40
+    assert batch_size_for_memory(200 * gib, free_bytes=100 * gib) == 1
+    assert batch_size_for_memory(1, free_bytes=100 * gib, cap=64) == 64
+    with pytest.raises(ValueError, match="bytes_per_frame must be positive"):
+        batch_size_for_memory(0, free_bytes=gib)
