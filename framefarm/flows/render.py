@@ -68,6 +68,12 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
         if job.farm.chunk_retries else 0,
     )
     limit = job.farm.max_parallel_chunks or DEFAULT_PARALLEL_CHUNKS
+    # A chain (Deforum on a renderer that reads the previous frame) is one sequence: chunk k+1 starts from the last
+    # frame of chunk k, so its chunks run one at a time, in order, and a failed chunk stops the ones after it.
+    # Parallelism comes from many jobs (shots) at once; see docs/deforum_chain.md.
+    sequential = plan.chained and getattr(get_renderer(backend), "reads_previous_frames", False)
+    if sequential:
+        limit = 1
     redo = task.with_options(refresh_cache=True)
     pending = list(chunks)
     running: dict = {}
@@ -97,6 +103,8 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
             raise  # the job itself is wrong: no point rendering its other chunks
         except Exception as exc:
             failures.append((chunk.index, f"{type(exc).__name__}: {exc}"))
+            if sequential:
+                pending.clear()  # later frames of the chain would start from a frame that does not exist
         else:
             # A chunk served from Prefect's cache returns its first run's result: it rendered nothing now.
             cached = future.state.name == "Cached"

@@ -5,9 +5,9 @@ What each job kind gets:
 * ``video2video``: every source frame is img2img'd at the frame's ``strength`` (the denoising strength: 0 keeps
   the source, 1 repaints it — the same meaning the preview renderer gives it), guided by 0…N ControlNet units whose
   control images come from the unit's preprocessor applied to that source frame (or the unit's fixed ``image``).
-* ``deforum`` / ``animatediff``: txt2img of each frame from its own seed and prompt, as a stand-in until the Deforum
-  chain (issue 5) and AnimateDiff (issue 6) renderers land: frames are independent, there is no camera motion.
-  ControlNet units need a fixed ``image`` there.
+* ``deforum``: the Deforum chain (img2img of the warped previous frame), in :mod:`framefarm.renderers.deforum_chain`.
+* ``animatediff``: txt2img of each frame from its own seed and prompt, as a stand-in until the AnimateDiff renderer
+  (issue 6) lands: frames are independent, there is no camera motion. ControlNet units need a fixed ``image`` there.
 
 Seed lock and batching (why frames are byte-identical across chunkings and workers):
 
@@ -42,7 +42,7 @@ from framefarm.renderers import accel
 from framefarm.renderers.base import RenderContext
 from framefarm.renderers.oom import render_halving_on_oom
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"  # 2: deforum jobs render as a chain (frames differ from 1's txt2img stand-in)
 
 
 def _renderer_version() -> str:
@@ -86,6 +86,8 @@ class DiffusersRenderer:
 
     name = "diffusers"
     version = _renderer_version()
+    # Deforum frames are img2img of the previous frame: the flow runs a chained job's chunks in order.
+    reads_previous_frames = True
 
     @property
     def id(self) -> str:
@@ -96,6 +98,11 @@ class DiffusersRenderer:
         job = context.job
         wanted = sorted(set(frames))
         if not wanted:
+            return
+        if job.kind == "deforum":
+            from framefarm.renderers.deforum_chain import render_deforum
+
+            yield from render_deforum(chunk, wanted, context)
             return
         setup = _setup(job)
         if job.kind == "video2video":

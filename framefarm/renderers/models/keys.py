@@ -32,6 +32,12 @@ def _files(job: Any) -> dict[str, str]:
         if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", refs.checkpoint):
             raise
         # A hub id: its snapshot folder is hashed when loaded; the id itself is already in the frame key.
+    schedule = getattr(job, "checkpoint_schedule", None)
+    if schedule:  # a Deforum job's other checkpoints count like the main one
+        from framefarm.animation.keyframes import parse_string_schedule
+
+        for name in sorted(set(parse_string_schedule(schedule, frames=job.frames, field="checkpoint_schedule"))):
+            files[f"checkpoint_schedule.{name}"] = library.find("checkpoint", name, field="checkpoint_schedule").path
     if refs.vae:
         files["model.vae"] = library.find("vae", refs.vae, field="model.vae").path
     for index, unit in enumerate(getattr(job, "controlnet", ())):
