@@ -93,6 +93,11 @@ class DiffusersRenderer:
         wanted = sorted(set(frames))
         if not wanted:
             return
+        if job.kind == "animatediff":  # motion clips: framefarm/renderers/animatediff
+            from framefarm.renderers.animatediff.renderer import render_animatediff
+
+            yield from render_animatediff(chunk, wanted, context)
+            return
         setup = _setup(job)
         if job.kind == "video2video":
             if context.source_frame is None:

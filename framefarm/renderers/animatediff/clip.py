@@ -1,0 +1,177 @@
+"""One AnimateDiff segment, denoised: motion UNet, prompt travel, per-frame noise, context windows.
+
+framefarm runs its own denoising loop over diffusers' ``UNetMotionModel`` rather than ``AnimateDiffPipeline``
+because three things the pipeline cannot do decide the result: windows that wrap around a loop, noise that belongs
+to a frame (not to a clip of a given length), and a segment that renders identically on any worker.
+
+Steps of :func:`denoise_segment`:
+
+1. Noise: frame ``i`` starts from ``randn`` of its own generator seeded with the plan's seed for frame ``i`` (and
+   the same generator feeds the ancestral samplers' step noise for that frame), so its noise does not depend on the
+   frame count, the segment, or the worker.
+2. Every step: each context window predicts noise for its frames (with classifier-free guidance, each frame with its
+   own prompt embedding), and a frame's prediction is the weighted mean over its windows.
+3. The scheduler steps the whole segment at once (its state is per run, never per window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from framefarm.renderers.animatediff.windows import context_windows, window_weights
+
+
+@dataclass
+class MotionSetup:
+    """A job's loaded models: the base, its motion UNet (a private copy with the motion LoRAs fused and motion scale
+    hooked), and what they are, for cache keys and error messages."""
+
+    base: Any
+    unet: Any
+    vae: Any
+    info: Any
+    key: str
+    library: Any = None
+
+
+def build_motion_unet(base, adapter, *, loras: list[tuple[str, dict, float]], info, motion_scale: float):
+    """``UNetMotionModel`` from the base UNet and the motion adapter, motion LoRAs fused, motion scale hooked."""
+    from diffusers import UNetMotionModel
+
+    from framefarm.renderers.models.motion import fuse_motion_loras
+
+    unet = UNetMotionModel.from_unet2d(base.unet, adapter)
+    unet.to(device=base.device, dtype=base.dtype).eval().requires_grad_(False)
+    if loras:
+        fuse_motion_loras(unet, loras, info)
+    if motion_scale != 1.0:
+        scale_motion(unet, motion_scale)
+    return unet
+
+
+def scale_motion(unet, scale: float) -> int:
+    """Scale every temporal transformer's output by ``scale`` (0: no motion module at all; 1: as trained).
+
+    Each motion module returns ``proj_out(attention(x)) + x``; a forward hook on ``proj_out`` scales the temporal
+    contribution and leaves the residual alone, which is what AnimateDiff tools call motion scale. Returns the number
+    of modules hooked.
+    """
+    from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+
+    def hook(module, inputs, output):
+        return output * scale
+
+    count = 0
+    for module in unet.modules():
+        if isinstance(module, AnimateDiffTransformer3D):
+            module.proj_out.register_forward_hook(hook)
+            count += 1
+    return count
+
+
+def travel_weights(texts: list[str], *, loop: bool) -> tuple[list[tuple[int, int, float]], list[int]]:
+    """Prompt travel: for each frame, ``(prompt a, prompt b, t)`` — its embedding is ``(1−t)·E[a] + t·E[b]``.
+
+    Keyframes are the frames where the scheduled prompt changes (and frame 0). Between two keyframes the embedding
+    moves linearly from one to the next; after the last keyframe an open clip holds it, a loop travels back to the
+    first prompt so the wrap is continuous. Returns the rows (indices into the keyframe list) and the keyframes.
+    """
+    frames = len(texts)
+    keys = [0] + [i for i in range(1, frames) if texts[i] != texts[i - 1]]
+    out = []
+    for i in range(frames):
+        k = max(j for j, key in enumerate(keys) if key <= i)
+        start = keys[k]
+        if k + 1 < len(keys):
+            end, nxt = keys[k + 1], k + 1
+        elif loop and len(keys) > 1:
+            end, nxt = frames + keys[0], 0
+        else:
+            out.append((k, k, 0.0))
+            continue
+        out.append((k, nxt, (i - start) / (end - start)))
+    return out, keys
+
+
+def clip_conditioning(encoder, texts: list[str], negatives: list[str], *, loop: bool):
+    """Per-frame positive and negative prompt embeddings ``[N, tokens, width]``, travelling between keyframes."""
+    import torch
+
+    rows_pos, keys_pos = travel_weights(texts, loop=loop)
+    rows_neg, keys_neg = travel_weights(negatives, loop=loop)
+    unique = [texts[k] for k in keys_pos] + [negatives[k] for k in keys_neg]
+    encoded = encoder.encode_many(unique)
+    pos = [c.embeds[0] for c in encoded[: len(keys_pos)]]
+    neg = [c.embeds[0] for c in encoded[len(keys_pos):]]
+
+    def blend(table, rows):
+        return torch.stack([table[a] * (1.0 - t) + table[b] * t if t else table[a] for a, b, t in rows])
+
+    return blend(pos, rows_pos), blend(neg, rows_neg)
+
+
+def frame_noise(seed: int, shape: tuple[int, ...]):
+    """Frame ``i``'s generator and initial noise: a function of its seed alone."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    return generator, torch.randn(shape, generator=generator, dtype=torch.float32)
+
+
+def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], cond, uncond, scheduler,
+                    steps: int, cfg: float, width: int, height: int, context_length: int, context_overlap: int,
+                    weighting: str, loop_windows: bool):
+    """Denoise the latents of ``frames`` (clip frame numbers, in order) and return them, ``[F, C, h, w]`` float32.
+
+    Args:
+        cond, uncond: per-*clip*-frame embeddings (indexed by the clip frame number).
+        seeds: the seed of each of ``frames``.
+        loop_windows: the segment is a whole loop: windows wrap around its end.
+    """
+    import torch
+
+    unet, base = setup.unet, setup.base
+    scale = 2 ** (len(setup.vae.config.block_out_channels) - 1)
+    shape = (unet.config.in_channels, height // scale, width // scale)
+    # 1. Noise, frame by frame.
+    generators, noise = zip(*(frame_noise(s, shape) for s in seeds))
+    scheduler.set_timesteps(steps, device="cpu")
+    latents = torch.stack(noise) * scheduler.init_noise_sigma
+    count = len(frames)
+    index = torch.tensor(frames)
+    cond_f, uncond_f = cond[index], uncond[index]
+    guided = cfg != 1.0
+    # 2. Denoising loop over context windows.
+    for step, t in enumerate(scheduler.timesteps):
+        stride = max(1, context_length - context_overlap)
+        shift = (step % 2) * (stride // 2) if loop_windows else 0
+        windows = context_windows(count, context_length, context_overlap, loop=loop_windows, shift=shift)
+        model_in = scheduler.scale_model_input(latents, t)
+        total = torch.zeros_like(latents)
+        weight_sum = torch.zeros((count, 1, 1, 1))
+        for window in windows:
+            w = torch.tensor(window)
+            weights = torch.from_numpy(window_weights(len(window), weighting)).view(-1, 1, 1, 1)
+            x = model_in[w].permute(1, 0, 2, 3)[None]  # [1, C, F, h, w]
+            states = cond_f[w]
+            if guided:
+                x = torch.cat([x, x])
+                states = torch.cat([uncond_f[w], cond_f[w]])
+            with torch.inference_mode():
+                out = unet(x.to(base.device, base.dtype), t, encoder_hidden_states=states.to(base.device, base.dtype),
+                           return_dict=False)[0].float().cpu()
+            out = out.permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
+            pred = out[0] + cfg * (out[1] - out[0]) if guided else out[0]
+            total.index_add_(0, w, pred * weights)
+            weight_sum.index_add_(0, w, weights)
+        noise_pred = total / weight_sum
+        # 3. One scheduler step for the whole segment; step noise per frame from that frame's generator.
+        latents = scheduler.step(noise_pred, t, latents, generator=list(generators), return_dict=False)[0]
+    return latents
+
+
+def to_numpy(latents) -> np.ndarray:
+    return latents.detach().float().cpu().numpy()

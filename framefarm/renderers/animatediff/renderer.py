@@ -1,0 +1,169 @@
+"""AnimateDiff clips through the diffusers backend: a chunk of the plan is a run of whole segments.
+
+For each requested frame the renderer finds the segments that render it (one, or two at a seam), denoises those
+segments (each at most once per process: a chunk that needs its neighbour's render for a seam shares it with the
+neighbour's own chunk when both run here), cross-fades their latents at the seam and decodes the frame. A segment's
+latents depend on the job, the models and the segment's index only, so the frames are the same whichever chunking
+or worker count renders them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from framefarm.animation.plan import ChunkSpec, canonical_hash
+from framefarm.animation.prompts import prompts_for_frames
+from framefarm.animation.seeds import frame_seeds
+from framefarm.errors import InputError
+from framefarm.renderers.animatediff.windows import Segment, owners, segments
+from framefarm.renderers.base import RenderContext
+
+_setups: OrderedDict[str, Any] = OrderedDict()
+_latents: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_segment_locks: dict[tuple[str, int], threading.Lock] = {}
+_cache_lock = threading.Lock()
+_MAX_SEGMENTS = 32
+
+
+def job_segments(job) -> list[Segment]:
+    ad = job.animatediff
+    return segments(job.frames, ad.segment_frames, ad.segment_overlap, loop=ad.loop)
+
+
+def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext
+                       ) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame, RGB uint8)`` for the requested frames of an AnimateDiff chunk, in order."""
+    import torch
+
+    from framefarm.renderers.diffusers_image import decode_latents
+
+    job = context.job
+    wanted = sorted(set(frames))
+    if not wanted:
+        return
+    setup = motion_setup(job)
+    segs = job_segments(job)
+    for frame in wanted:
+        parts = owners(frame, segs)
+        z = sum(weight * _segment_latents(setup, job, seg)[seg.frames.index(frame)] for seg, weight in parts)
+        latent = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[None]
+        with setup.base.lock:
+            yield frame, decode_latents(setup.vae, latent.to(setup.base.dtype), frame=frame)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+
+
+def motion_setup(job):
+    """The job's base model and motion UNet (motion module, motion LoRAs, motion scale), cached per process."""
+    from framefarm.renderers.animatediff.clip import MotionSetup, build_motion_unet
+    from framefarm.renderers.diffusers_image import _setup
+    from framefarm.renderers.models.loader import read_state_dict
+    from framefarm.renderers.models.motion import load_motion_adapter
+
+    ad = job.animatediff
+    base_setup = _setup(job)
+    if base_setup.units:
+        raise InputError("controlnet", f"{len(base_setup.units)} unit(s)", "is not supported on animatediff jobs yet",
+                         "Remove the controlnet units from the job")
+    if base_setup.base.family != "SD1.5":
+        raise InputError("model.checkpoint", job.model.checkpoint,
+                         f"is {base_setup.base.family}; framefarm's AnimateDiff renderer runs SD1.5 models so far",
+                         "Use an SD1.5 checkpoint with an SD1.5 motion module")
+    if not ad.motion_module:
+        raise InputError("animatediff.motion_module", problem="is not set",
+                         fix='Name a motion module of models/AnimateDiff, e.g. motion_module = "mm_sd_v15_v2"')
+    library = base_setup.library
+    entry = library.find("motion_module", ad.motion_module, field="animatediff.motion_module")
+    lora_entries = [(library.find("motion_module", lora.name, field="animatediff.motion_loras"), lora.weight)
+                    for lora in ad.motion_loras]
+    from framefarm.renderers.models.hashing import sha256_of
+
+    key = canonical_hash({"base": list(base_setup.base.key), "module": sha256_of(entry.path),
+                          "loras": [(sha256_of(e.path), w) for e, w in lora_entries],
+                          "scale": ad.motion_scale, "vae": job.model.vae})
+    with _cache_lock:
+        if key in _setups:
+            _setups.move_to_end(key)
+            return _setups[key]
+    adapter, info = load_motion_adapter(entry, base_setup.base.family, allow_pickle=job.model.allow_pickle)
+    if ad.context_length > info.max_frames:
+        raise InputError("animatediff.context_length", ad.context_length,
+                         f"is longer than the motion module's {info.max_frames} frames",
+                         f"Use context_length ≤ {info.max_frames} (16 is what the modules were trained on)")
+    loras = [(e.name, read_state_dict(e, allow_pickle=job.model.allow_pickle), w) for e, w in lora_entries]
+    unet = build_motion_unet(base_setup.base, adapter, loras=loras, info=info, motion_scale=ad.motion_scale)
+    setup = MotionSetup(base=base_setup.base, unet=unet, vae=base_setup.vae, info=info, key=key, library=library)
+    with _cache_lock:
+        _setups[key] = setup
+        while len(_setups) > 1:  # a motion UNet is a full UNet copy: keep one
+            _setups.popitem(last=False)
+    return setup
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Segments
+
+
+def _segment_latents(setup, job, seg: Segment) -> np.ndarray:
+    """The segment's final latents ``[F, C, h, w]``: from the process cache, or denoised now (once per key, also
+    when two chunk tasks of this process ask for it at the same time)."""
+    key = (canonical_hash({"setup": setup.key, "job": job.model_dump(mode="json")}), seg.index)
+    with _cache_lock:
+        if key in _latents:
+            return _latents[key]
+        lock = _segment_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _cache_lock:
+            if key in _latents:
+                return _latents[key]
+        latents = _denoise(setup, job, seg)
+        with _cache_lock:
+            _latents[key] = latents
+            while len(_latents) > _MAX_SEGMENTS:
+                _latents.popitem(last=False)
+            _segment_locks.pop(key, None)
+    return latents
+
+
+def _denoise(setup, job, seg: Segment) -> np.ndarray:
+    from framefarm.renderers.animatediff.clip import clip_conditioning, denoise_segment, to_numpy
+    from framefarm.renderers.diffusers_image import _embeddings_for
+    from framefarm.renderers.prompt_encode import PromptEncoder
+    from framefarm.renderers.prompt_weights import extract_extra_networks
+    from framefarm.renderers.samplers import make_scheduler
+
+    ad, refs = job.animatediff, job.model
+    prompts = prompts_for_frames(job.prompts, frames=job.frames, positive=job.positive_prompt,
+                                 negative=job.negative_prompt, seed=job.seed)
+    texts, negatives = [], []
+    for p in prompts:
+        positive, networks = extract_extra_networks(p.positive, field="prompts")
+        negative, more = extract_extra_networks(p.negative, field="negative_prompt")
+        if networks or more:
+            raise InputError("prompts", f"<{(networks + more)[0].kind}:{(networks + more)[0].name}>",
+                             "LoRA tags are not supported in animatediff prompts yet",
+                             "Remove the tag, or merge the LoRA into the checkpoint (framefarm models merge)")
+        texts.append(positive)
+        negatives.append(negative)
+    seeds = frame_seeds(job.seed, frames=job.frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
+                        seed_schedule=job.seeds.schedule, diffused=[True] * job.frames)
+    whole_loop = ad.loop and len(seg.frames) == job.frames
+    with setup.base.lock:
+        from framefarm.renderers.models.lora import apply_loras
+
+        apply_loras(setup.base, ())  # the text encoder without any image LoRA another job left fused
+        encoder = PromptEncoder(setup.base, _embeddings_for(setup, refs, texts + negatives), clip_skip=refs.clip_skip)
+        cond, uncond = clip_conditioning(encoder, texts, negatives, loop=ad.loop)
+        latents = denoise_segment(
+            setup, frames=list(seg.frames), seeds=[int(seeds[f]) for f in seg.frames], cond=cond, uncond=uncond,
+            scheduler=make_scheduler(refs.sampler, setup.base.scheduler_config), steps=refs.steps,
+            cfg=float(refs.cfg_scale), width=job.width, height=job.height, context_length=ad.context_length,
+            context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop)
+    return to_numpy(latents)
