@@ -127,6 +127,8 @@ def _load(entry, family: str, *, allow_pickle: bool):
         config, version = single_file_config(state, family)
         adapter = MotionAdapter(**config)
         missing, unexpected = adapter.load_state_dict(convert_original_keys(state), strict=False)
+        # diffusers keeps its own copy of the fixed sinusoid (``pos_embed.pe``), built from the config's length.
+        missing = [k for k in missing if not k.endswith("pos_embed.pe")]
         if missing or unexpected:
             raise InputError("animatediff.motion_module", entry.name,
                              f"does not fit the {version} motion-module layout ({len(missing)} missing, "
