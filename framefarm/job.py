@@ -261,7 +261,8 @@ class AnimateDiffSettings(_Spec):
     leads into the first) and prompt travel return to the first prompt. ``motion_scale`` scales the temporal
     attention output (0: no motion module, 1: as trained). ``segment_frames`` (0: the whole clip) cuts the clip into
     independently denoised segments for spreading over GPUs, cross-faded over ``segment_overlap`` frames; it changes
-    the frames (like ``context_length``), the number of workers never does.
+    the frames (like ``context_length``), the number of workers never does. ``strength`` is the denoising
+    strength of a video-to-video clip (a job with a ``source``): 0 keeps the source frames, 1 repaints them.
     """
 
     motion_module: str | None = None
@@ -273,6 +274,7 @@ class AnimateDiffSettings(_Spec):
     motion_scale: Annotated[float, Field(ge=0.0, le=3.0)] = 1.0
     segment_frames: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     segment_overlap: Annotated[int, Field(ge=1, le=64)] = 8
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
 
     @model_validator(mode="after")
     def _overlap_below_length(self) -> AnimateDiffSettings:
@@ -485,10 +487,11 @@ class DeforumJob(_JobBase):
 
 
 class AnimateDiffJob(_JobBase):
-    """Motion-module clip."""
+    """Motion-module clip: text-to-video, or video-to-video when ``source`` is set (its frames are the start)."""
 
     kind: Literal["animatediff"]
     animatediff: AnimateDiffSettings = AnimateDiffSettings()
+    source: Source | None = None
 
     @property
     def chunk_unit(self) -> int:

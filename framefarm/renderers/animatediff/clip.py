@@ -123,13 +123,15 @@ def frame_noise(seed: int, shape: tuple[int, ...]):
 
 def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], cond, uncond, scheduler,
                     steps: int, cfg: float, width: int, height: int, context_length: int, context_overlap: int,
-                    weighting: str, loop_windows: bool):
+                    weighting: str, loop_windows: bool, init=None, strength: float = 1.0):
     """Denoise the latents of ``frames`` (clip frame numbers, in order) and return them, ``[F, C, h, w]`` float32.
 
     Args:
         cond, uncond: per-*clip*-frame embeddings (indexed by the clip frame number).
         seeds: the seed of each of ``frames``.
         loop_windows: the segment is a whole loop: windows wrap around its end.
+        init: video-to-video: the source frames' latents ``[F, C, h, w]``, noised to ``strength`` (0 keeps the
+            source, 1 repaints it) and denoised from there, as diffusers' img2img does.
     """
     import torch
 
@@ -139,13 +141,23 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
     # 1. Noise, frame by frame.
     generators, noise = zip(*(frame_noise(s, shape) for s in seeds))
     scheduler.set_timesteps(steps, device="cpu")
-    latents = torch.stack(noise) * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    if init is None:
+        latents = torch.stack(noise) * scheduler.init_noise_sigma
+    else:
+        skip = (steps - min(int(steps * strength), steps)) * scheduler.order
+        timesteps = timesteps[skip:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(skip)
+        if len(timesteps) == 0:
+            return init.float()
+        latents = scheduler.add_noise(init.float(), torch.stack(noise), timesteps[:1].repeat(len(frames)))
     count = len(frames)
     index = torch.tensor(frames)
     cond_f, uncond_f = cond[index], uncond[index]
     guided = cfg != 1.0
     # 2. Denoising loop over context windows.
-    for step, t in enumerate(scheduler.timesteps):
+    for step, t in enumerate(timesteps):
         stride = max(1, context_length - context_overlap)
         shift = (step % 2) * (stride // 2) if loop_windows else 0
         windows = context_windows(count, context_length, context_overlap, loop=loop_windows, shift=shift)
@@ -171,6 +183,19 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
         # 3. One scheduler step for the whole segment; step noise per frame from that frame's generator.
         latents = scheduler.step(noise_pred, t, latents, generator=list(generators), return_dict=False)[0]
     return latents
+
+
+def encode_frames(vae, images: list[np.ndarray]):
+    """RGB uint8 frames → latents ``[F, C, h, w]`` (the encoder's mean: no sampling, so no extra randomness)."""
+    import torch
+
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    out = []
+    with torch.inference_mode():
+        for frame in pixels:  # one at a time: results do not depend on how many frames a segment has
+            dist = vae.encode(frame[None].to(vae.device, vae.dtype)).latent_dist
+            out.append(dist.mean.float().cpu()[0] * vae.config.scaling_factor)
+    return torch.stack(out)
 
 
 def to_numpy(latents) -> np.ndarray:

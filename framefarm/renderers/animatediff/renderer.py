@@ -50,10 +50,30 @@ def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderC
     segs = job_segments(job)
     for frame in wanted:
         parts = owners(frame, segs)
-        z = sum(weight * _segment_latents(setup, job, seg)[seg.frames.index(frame)] for seg, weight in parts)
+        z = sum(weight * _segment_latents(setup, job, seg, context)[seg.frames.index(frame)] for seg, weight in parts)
         latent = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[None]
         with setup.base.lock:
             yield frame, decode_latents(setup.vae, latent.to(setup.base.dtype), frame=frame)
+
+
+def clip_record(job) -> dict[str, Any]:
+    """What a clip's pixels depend on besides the model files (whose hashes the manifest's ``models`` holds): for
+    the manifest, so a clip can be re-rendered exactly and a person can see how it was made."""
+    from framefarm.renderers.samplers import find_sampler
+
+    ad, refs = job.animatediff, job.model
+    sampler = find_sampler(refs.sampler)
+    return {
+        "seed": job.seed, "seed_behavior": job.seeds.behavior, "frames": job.frames,
+        "context_length": ad.context_length, "context_overlap": ad.context_overlap,
+        "context_weighting": ad.context_weighting, "loop": ad.loop, "motion_scale": ad.motion_scale,
+        "motion_loras": [[lora.name, lora.weight] for lora in ad.motion_loras],
+        "segments": [[s.start, s.stop, len(s.frames)] for s in job_segments(job)],
+        "segment_overlap": ad.segment_overlap,
+        "source_strength": ad.strength if job.source is not None else None,
+        "scheduler": {"sampler": sampler.name, "class": sampler.scheduler, "overrides": dict(sampler.overrides),
+                      "steps": refs.steps, "cfg_scale": refs.cfg_scale},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -111,7 +131,7 @@ def motion_setup(job):
 # Segments
 
 
-def _segment_latents(setup, job, seg: Segment) -> np.ndarray:
+def _segment_latents(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
     """The segment's final latents ``[F, C, h, w]``: from the process cache, or denoised now (once per key, also
     when two chunk tasks of this process ask for it at the same time)."""
     key = (canonical_hash({"setup": setup.key, "job": job.model_dump(mode="json")}), seg.index)
@@ -123,7 +143,7 @@ def _segment_latents(setup, job, seg: Segment) -> np.ndarray:
         with _cache_lock:
             if key in _latents:
                 return _latents[key]
-        latents = _denoise(setup, job, seg)
+        latents = _denoise(setup, job, seg, context)
         with _cache_lock:
             _latents[key] = latents
             while len(_latents) > _MAX_SEGMENTS:
@@ -132,8 +152,8 @@ def _segment_latents(setup, job, seg: Segment) -> np.ndarray:
     return latents
 
 
-def _denoise(setup, job, seg: Segment) -> np.ndarray:
-    from framefarm.renderers.animatediff.clip import clip_conditioning, denoise_segment, to_numpy
+def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
+    from framefarm.renderers.animatediff.clip import clip_conditioning, denoise_segment, encode_frames, to_numpy
     from framefarm.renderers.diffusers_image import _embeddings_for
     from framefarm.renderers.prompt_encode import PromptEncoder
     from framefarm.renderers.prompt_weights import extract_extra_networks
@@ -155,6 +175,12 @@ def _denoise(setup, job, seg: Segment) -> np.ndarray:
     seeds = frame_seeds(job.seed, frames=job.frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
                         seed_schedule=job.seeds.schedule, diffused=[True] * job.frames)
     whole_loop = ad.loop and len(seg.frames) == job.frames
+    init = None
+    if job.source is not None:  # video-to-video: the source frames, noised to ad.strength, are the start
+        if context.source_frame is None:
+            raise InputError("source.video", job.source.video, "was not prepared", "Render through the flow")
+        with setup.base.lock:
+            init = encode_frames(setup.vae, [context.source_frame(f) for f in seg.frames])
     with setup.base.lock:
         from framefarm.renderers.models.lora import apply_loras
 
@@ -165,5 +191,6 @@ def _denoise(setup, job, seg: Segment) -> np.ndarray:
             setup, frames=list(seg.frames), seeds=[int(seeds[f]) for f in seg.frames], cond=cond, uncond=uncond,
             scheduler=make_scheduler(refs.sampler, setup.base.scheduler_config), steps=refs.steps,
             cfg=float(refs.cfg_scale), width=job.width, height=job.height, context_length=ad.context_length,
-            context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop)
+            context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop,
+            init=init, strength=ad.strength)
     return to_numpy(latents)

@@ -50,7 +50,11 @@ def test_looping_travel_clip_same_frames_for_1_and_3_chunks_and_a_smooth_wrap(tm
 
     # The manifest records what the clip depends on.
     manifest = FrameStore(str(tmp_path / "one"), "ad").read_json("manifest.json")
-    assert "animatediff.motion_module" in str(manifest)
+    assert {"animatediff.motion_module", "model.checkpoint"} <= set(manifest["models"])
+    clip = manifest["animatediff"]
+    assert (clip["frames"], clip["seed"], clip["context_length"], clip["loop"]) == (FRAMES, 7, 8, True)
+    assert clip["segments"] == [[0, 16, 20], [16, 32, 20], [32, 48, 20]]
+    assert clip["scheduler"]["class"] == "EulerDiscreteScheduler"
 
 
 def test_a_worker_with_nothing_cached_renders_a_chunk_to_the_same_pixels(models_dir, motion_models):
@@ -71,3 +75,23 @@ def test_a_worker_with_nothing_cached_renders_a_chunk_to_the_same_pixels(models_
     alone = dict(render_animatediff(plan.chunks[1], list(range(8, 16)), RenderContext(job=job)))
     assert all(np.array_equal(alone[f], whole[f]) for f in range(8, 16))
     assert not np.array_equal(whole[8], whole[9])
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_video_to_video_starts_from_the_source_frames(tmp_path, models_dir, motion_models):
+    from framefarm.flows.render import render_job
+
+    def clip(name: str, *extra: str) -> list[np.ndarray]:
+        job = ad_job(models_dir, f'name="{name}"', "frames=8", "model.cfg_scale=1.0", *extra)
+        render_job(job, backend="diffusers", out=str(tmp_path), chunk_size=8)
+        store = FrameStore(str(tmp_path), name)
+        return [decode_png(store.read_frame_bytes(i)).astype(np.float64) for i in range(8)]
+
+    def diff(a, b) -> float:
+        return float(np.mean([np.abs(x - y).mean() for x, y in zip(a, b)]))
+
+    text = clip("t2v")
+    early = clip("v2v-a", 'source={video="testcard"}', "animatediff.strength=0.5")
+    late = clip("v2v-b", 'source={video="testcard", start_frame=40}', "animatediff.strength=0.5")
+    print(f"mean |Δ|: text vs video {diff(text, early):.2f}, two sources {diff(early, late):.2f}")
+    assert diff(text, early) > 1.0 and diff(early, late) > 1.0
