@@ -123,7 +123,8 @@ def frame_noise(seed: int, shape: tuple[int, ...]):
 
 def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], cond, uncond, scheduler,
                     steps: int, cfg: float, width: int, height: int, context_length: int, context_overlap: int,
-                    weighting: str, loop_windows: bool, init=None, strength: float = 1.0):
+                    weighting: str, loop_windows: bool, init=None, strength: float = 1.0,
+                    controls: tuple[ControlInput, ...] = ()):
     """Denoise the latents of ``frames`` (clip frame numbers, in order) and return them, ``[F, C, h, w]`` float32.
 
     Args:
@@ -132,6 +133,8 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
         loop_windows: the segment is a whole loop: windows wrap around its end.
         init: video-to-video: the source frames' latents ``[F, C, h, w]``, noised to ``strength`` (0 keeps the
             source, 1 repaints it) and denoised from there, as diffusers' img2img does.
+        controls: ControlNet units with one control image per segment frame, run per window on the frames as a
+            batch of images (what diffusers' AnimateDiff ControlNet pipeline does), inside their guidance range.
     """
     import torch
 
@@ -172,9 +175,11 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
             if guided:
                 x = torch.cat([x, x])
                 states = torch.cat([uncond_f[w], cond_f[w]])
+            progress = step / len(timesteps)
+            extra = _control_residuals(controls, x, t, states, w, progress, base) if controls else {}
             with torch.inference_mode():
                 out = unet(x.to(base.device, base.dtype), t, encoder_hidden_states=states.to(base.device, base.dtype),
-                           return_dict=False)[0].float().cpu()
+                           return_dict=False, **extra)[0].float().cpu()
             out = out.permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
             pred = out[0] + cfg * (out[1] - out[0]) if guided else out[0]
             total.index_add_(0, w, pred * weights)
@@ -183,6 +188,40 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
         # 3. One scheduler step for the whole segment; step noise per frame from that frame's generator.
         latents = scheduler.step(noise_pred, t, latents, generator=list(generators), return_dict=False)[0]
     return latents
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    """One ControlNet unit over a segment: the model, ``images`` ``[F, 3, H, W]`` in 0…1, weight and range."""
+
+    model: Any
+    images: Any
+    weight: float
+    start: float
+    end: float
+
+
+def _control_residuals(controls, x, t, states, window, progress: float, base) -> dict[str, Any]:
+    """Summed ControlNet residuals for one window (frames as a batch of images, in the UNet's batch order)."""
+    import torch
+
+    down, mid = None, None
+    batch = x.shape[0]
+    flat = x.permute(0, 2, 1, 3, 4).reshape((-1,) + tuple(x.shape[1:2]) + tuple(x.shape[3:]))  # [B·F, C, h, w]
+    for control in controls:
+        if not control.start <= progress <= control.end or control.weight == 0:
+            continue
+        image = control.images[window].repeat(batch, 1, 1, 1)
+        with torch.inference_mode():
+            d, m = control.model(flat.to(base.device, base.dtype), t,
+                                 encoder_hidden_states=states.to(base.device, base.dtype),
+                                 controlnet_cond=image.to(base.device, base.dtype),
+                                 conditioning_scale=control.weight, return_dict=False)
+        down = list(d) if down is None else [a + b for a, b in zip(down, d)]
+        mid = m if mid is None else mid + m
+    if down is None:
+        return {}
+    return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
 
 
 def encode_frames(vae, images: list[np.ndarray]):

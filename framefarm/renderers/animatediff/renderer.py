@@ -89,9 +89,6 @@ def motion_setup(job):
 
     ad = job.animatediff
     base_setup = _setup(job)
-    if base_setup.units:
-        raise InputError("controlnet", f"{len(base_setup.units)} unit(s)", "is not supported on animatediff jobs yet",
-                         "Remove the controlnet units from the job")
     if base_setup.base.family != "SD1.5":
         raise InputError("model.checkpoint", job.model.checkpoint,
                          f"is {base_setup.base.family}; framefarm's AnimateDiff renderer runs SD1.5 models so far",
@@ -181,6 +178,7 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
             raise InputError("source.video", job.source.video, "was not prepared", "Render through the flow")
         with setup.base.lock:
             init = encode_frames(setup.vae, [context.source_frame(f) for f in seg.frames])
+    controls = _controls(job, seg, context, seeds)
     with setup.base.lock:
         from framefarm.renderers.models.lora import apply_loras
 
@@ -192,5 +190,37 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
             scheduler=make_scheduler(refs.sampler, setup.base.scheduler_config), steps=refs.steps,
             cfg=float(refs.cfg_scale), width=job.width, height=job.height, context_length=ad.context_length,
             context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop,
-            init=init, strength=ad.strength)
+            init=init, strength=ad.strength, controls=controls)
     return to_numpy(latents)
+
+
+def _controls(job, seg: Segment, context: RenderContext, seeds) -> tuple:
+    """ControlNet units with their control images for the segment's frames: from the source video (each frame
+    through the unit's preprocessor) or the unit's fixed image. Weight schedules are not read: ``weight`` is."""
+    import torch
+
+    from framefarm.images import fit_cover, load_image
+    from framefarm.renderers.animatediff.clip import ControlInput
+    from framefarm.renderers.diffusers_image import _setup
+    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+
+    base_setup = _setup(job)  # cached: the loaded ControlNet models
+    out = []
+    for index, unit, model in base_setup.units:
+        settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
+                                      annotators=base_setup.annotators)
+        field = f"controlnet.{index}"
+        if unit.image:
+            fixed = fit_cover(load_image(unit.image, field=f"{field}.image"), job.width, job.height)
+            sources = {f: fixed for f in seg.frames}
+        elif job.source is not None and context.source_frame is not None:
+            sources = {f: context.source_frame(f) for f in seg.frames}
+        else:
+            raise InputError(f"{field}.image", problem="is needed: this animatediff job has no source video to make "
+                                                       "control images from",
+                             fix='Set source = { video = "clip.mp4" } or the unit\'s image')
+        images = [preprocess(unit.preprocessor, sources[f], seed=int(seeds[f]), settings=settings,
+                             field=f"{field}.preprocessor") for f in seg.frames]
+        tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+        out.append(ControlInput(model, tensor, float(unit.weight), unit.guidance_start, unit.guidance_end))
+    return tuple(out)

@@ -95,3 +95,26 @@ def test_video_to_video_starts_from_the_source_frames(tmp_path, models_dir, moti
     late = clip("v2v-b", 'source={video="testcard", start_frame=40}', "animatediff.strength=0.5")
     print(f"mean |Δ|: text vs video {diff(text, early):.2f}, two sources {diff(early, late):.2f}")
     assert diff(text, early) > 1.0 and diff(early, late) > 1.0
+
+
+def test_controlnet_from_the_source_video_guides_the_clip(models_dir, motion_models):
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers_image import DiffusersRenderer
+    from framefarm.renderers.testcard import source_testcard
+
+    def clip(*extra: str) -> list[np.ndarray]:
+        job = ad_job(models_dir, "frames=6", "model.cfg_scale=1.0", 'source={video="testcard"}',
+                     "animatediff.strength=1.0", *extra)
+        renderer._latents.clear()
+        plan = plan_job(job, renderer=DiffusersRenderer().id)
+        source = lambda i: source_testcard(i, 64, 64, job.fps)  # noqa: E731 - what prepare_sources stores
+        frames = dict(renderer.render_animatediff(plan.chunks[0], range(6), RenderContext(job, source_frame=source)))
+        return [frames[i].astype(np.float64) for i in range(6)]
+
+    plain = clip()
+    guided = clip('controlnet=[{model="tiny-canny", preprocessor="canny", weight=1.5}]')
+    change = float(np.mean([np.abs(a - b).mean() for a, b in zip(plain, guided)]))
+    print(f"ControlNet changes the clip by mean |Δ| {change:.2f}")
+    assert change > 1.0
