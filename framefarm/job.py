@@ -263,6 +263,8 @@ class AnimateDiffSettings(_Spec):
     independently denoised segments for spreading over GPUs, cross-faded over ``segment_overlap`` frames; it changes
     the frames (like ``context_length``), the number of workers never does. ``strength`` is the denoising
     strength of a video-to-video clip (a job with a ``source``): 0 keeps the source frames, 1 repaints them.
+    ``freeinit_iterations`` > 0 turns on FreeInit (each iteration re-renders the clip from the previous result's
+    low frequencies: more coherent motion, that many times the render time).
     """
 
     motion_module: str | None = None
@@ -275,6 +277,8 @@ class AnimateDiffSettings(_Spec):
     segment_frames: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     segment_overlap: Annotated[int, Field(ge=1, le=64)] = 8
     strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    freeinit_iterations: Annotated[int, Field(ge=0, le=5)] = 0
+    freeinit_cutoff: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
 
     @model_validator(mode="after")
     def _overlap_below_length(self) -> AnimateDiffSettings:

@@ -124,7 +124,7 @@ def frame_noise(seed: int, shape: tuple[int, ...]):
 def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], cond, uncond, scheduler,
                     steps: int, cfg: float, width: int, height: int, context_length: int, context_overlap: int,
                     weighting: str, loop_windows: bool, init=None, strength: float = 1.0,
-                    controls: tuple[ControlInput, ...] = ()):
+                    controls: tuple[ControlInput, ...] = (), freeinit: int = 0, freeinit_cutoff: float = 0.25):
     """Denoise the latents of ``frames`` (clip frame numbers, in order) and return them, ``[F, C, h, w]`` float32.
 
     Args:
@@ -135,32 +135,82 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
             source, 1 repaints it) and denoised from there, as diffusers' img2img does.
         controls: ControlNet units with one control image per segment frame, run per window on the frames as a
             batch of images (what diffusers' AnimateDiff ControlNet pipeline does), inside their guidance range.
+        freeinit: FreeInit iterations after the first pass (0: off); ``freeinit_cutoff`` is the low-pass filter's
+            normalised cut-off frequency (time and space).
     """
     import torch
 
-    unet, base = setup.unet, setup.base
     scale = 2 ** (len(setup.vae.config.block_out_channels) - 1)
-    shape = (unet.config.in_channels, height // scale, width // scale)
+    shape = (setup.unet.config.in_channels, height // scale, width // scale)
     # 1. Noise, frame by frame.
     generators, noise = zip(*(frame_noise(s, shape) for s in seeds))
-    scheduler.set_timesteps(steps, device="cpu")
-    timesteps = scheduler.timesteps
+    generators = list(generators)
+    timesteps = _timesteps(scheduler, steps, strength if init is not None else 1.0)
+    if len(timesteps) == 0:
+        return init.float()
     if init is None:
         latents = torch.stack(noise) * scheduler.init_noise_sigma
     else:
-        skip = (steps - min(int(steps * strength), steps)) * scheduler.order
-        timesteps = timesteps[skip:]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(skip)
-        if len(timesteps) == 0:
-            return init.float()
         latents = scheduler.add_noise(init.float(), torch.stack(noise), timesteps[:1].repeat(len(frames)))
-    count = len(frames)
     index = torch.tensor(frames)
-    cond_f, uncond_f = cond[index], uncond[index]
+    conditioning = (cond[index], uncond[index])
+    window_args = dict(context_length=context_length, context_overlap=context_overlap, weighting=weighting,
+                       loop_windows=loop_windows)
+    # 2. Denoise; 3. FreeInit: re-noise the result, keep its low frequencies (the layout, and the motion over time),
+    # take the high ones from fresh noise, denoise again (Wu et al. 2023, "FreeInit"). All noise comes from the
+    # frames' own generators, so it stays a function of each frame's seed.
+    for iteration in range(1 + freeinit):
+        if iteration:
+            timesteps = _timesteps(scheduler, steps, strength if init is not None else 1.0)
+            start = timesteps[:1].repeat(len(frames))
+            renoised = scheduler.add_noise(latents, _draw(generators, shape), start)
+            fresh = scheduler.add_noise(torch.zeros_like(latents), _draw(generators, shape), start)
+            latents = freeinit_mix(renoised, fresh, freeinit_cutoff)
+        latents = _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning, cfg, controls,
+                                **window_args)
+    return latents
+
+
+def _timesteps(scheduler, steps: int, strength: float):
+    """Reset the scheduler and return the timesteps to run (the last ``strength`` of them, img2img-style)."""
+    scheduler.set_timesteps(steps, device="cpu")
+    skip = (steps - min(int(steps * strength), steps)) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(skip)
+    return scheduler.timesteps[skip:]
+
+
+def _draw(generators, shape):
+    import torch
+
+    return torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+
+
+def freeinit_mix(renoised, fresh, cutoff: float):
+    """Low frequencies (over frames, height and width) of ``renoised`` plus the high ones of ``fresh``: a Gaussian
+    low-pass filter in the 3D Fourier domain, as FreeInit's default filter."""
+    import torch
+
+    frames, _, height, width = renoised.shape
+    axes = [torch.fft.fftfreq(n) / max(cutoff, 1e-6) for n in (frames, height, width)]
+    ft, fh, fw = torch.meshgrid(*axes, indexing="ij")
+    low = torch.exp(-(ft ** 2 + fh ** 2 + fw ** 2) / 2).view(frames, 1, height, width)
+    dims = (0, 2, 3)
+    a = torch.fft.fftn(renoised, dim=dims)
+    b = torch.fft.fftn(fresh, dim=dims)
+    return torch.fft.ifftn(a * low + b * (1 - low), dim=dims).real.float()
+
+
+def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning, cfg, controls, *,
+                  context_length: int, context_overlap: int, weighting: str, loop_windows: bool):
+    import torch
+
+    unet, base = setup.unet, setup.base
+    cond_f, uncond_f = conditioning
+    count = latents.shape[0]
     guided = cfg != 1.0
-    # 2. Denoising loop over context windows.
     for step, t in enumerate(timesteps):
+        # a. Each context window predicts its frames' noise; a frame's prediction is the weighted mean.
         stride = max(1, context_length - context_overlap)
         shift = (step % 2) * (stride // 2) if loop_windows else 0
         windows = context_windows(count, context_length, context_overlap, loop=loop_windows, shift=shift)
@@ -185,8 +235,8 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
             total.index_add_(0, w, pred * weights)
             weight_sum.index_add_(0, w, weights)
         noise_pred = total / weight_sum
-        # 3. One scheduler step for the whole segment; step noise per frame from that frame's generator.
-        latents = scheduler.step(noise_pred, t, latents, generator=list(generators), return_dict=False)[0]
+        # b. One scheduler step for the whole segment; step noise per frame from that frame's generator.
+        latents = scheduler.step(noise_pred, t, latents, generator=generators, return_dict=False)[0]
     return latents
 
 

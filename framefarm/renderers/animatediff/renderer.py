@@ -70,6 +70,7 @@ def clip_record(job) -> dict[str, Any]:
         "motion_loras": [[lora.name, lora.weight] for lora in ad.motion_loras],
         "segments": [[s.start, s.stop, len(s.frames)] for s in job_segments(job)],
         "segment_overlap": ad.segment_overlap,
+        "freeinit": [ad.freeinit_iterations, ad.freeinit_cutoff],
         "source_strength": ad.strength if job.source is not None else None,
         "scheduler": {"sampler": sampler.name, "class": sampler.scheduler, "overrides": dict(sampler.overrides),
                       "steps": refs.steps, "cfg_scale": refs.cfg_scale},
@@ -190,7 +191,8 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
             scheduler=make_scheduler(refs.sampler, setup.base.scheduler_config), steps=refs.steps,
             cfg=float(refs.cfg_scale), width=job.width, height=job.height, context_length=ad.context_length,
             context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop,
-            init=init, strength=ad.strength, controls=controls)
+            init=init, strength=ad.strength, controls=controls, freeinit=ad.freeinit_iterations,
+            freeinit_cutoff=ad.freeinit_cutoff)
     return to_numpy(latents)
 
 

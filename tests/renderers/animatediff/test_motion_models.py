@@ -53,3 +53,21 @@ def test_a_file_that_attaches_nothing_is_an_error():
     with pytest.raises(InputError, match="attaches to nothing"):
         fuse_motion_loras(object.__new__(type("U", (), {"named_modules": lambda self: []})),
                           [("empty", {"lora_unet_x.lora_down.weight": np.zeros(1)}, 1.0)], info)
+
+
+def test_freeinit_keeps_the_low_frequencies_and_changes_the_clip(models_dir, motion_models):
+    import torch
+
+    from framefarm.renderers.animatediff.clip import freeinit_mix
+
+    a, b = torch.randn(8, 4, 8, 8), torch.randn(8, 4, 8, 8)
+    mixed = freeinit_mix(a, b, 0.25)
+    assert torch.allclose(mixed.mean(dim=(0, 2, 3)), a.mean(dim=(0, 2, 3)), atol=1e-4)  # DC term from ``a``
+    # Cut-off ~0: everything but the DC term (each channel's mean) comes from ``b``.
+    dc = (a - b).mean(dim=(0, 2, 3), keepdim=True)
+    assert torch.allclose(freeinit_mix(a, b, 1e-6), b + dc, atol=1e-4)
+
+    base = ["frames=8", "model.cfg_scale=1.0"]
+    plain = _clip(ad_job(models_dir, *base))
+    again = _clip(ad_job(models_dir, *base, "animatediff.freeinit_iterations=1"))
+    assert _diff(plain, again) > 1.0
