@@ -97,20 +97,24 @@ def travel_weights(texts: list[str], *, loop: bool) -> tuple[list[tuple[int, int
 
 
 def clip_conditioning(encoder, texts: list[str], negatives: list[str], *, loop: bool):
-    """Per-frame positive and negative prompt embeddings ``[N, tokens, width]``, travelling between keyframes."""
+    """Per-frame prompt embeddings, travelling between keyframes: ``(cond, uncond, pooled, pooled_uncond)``, each
+    ``[N, …]``; the pooled ones (SDXL's OpenCLIP vector) are ``None`` for SD1.5."""
     import torch
 
     rows_pos, keys_pos = travel_weights(texts, loop=loop)
     rows_neg, keys_neg = travel_weights(negatives, loop=loop)
     unique = [texts[k] for k in keys_pos] + [negatives[k] for k in keys_neg]
     encoded = encoder.encode_many(unique)
-    pos = [c.embeds[0] for c in encoded[: len(keys_pos)]]
-    neg = [c.embeds[0] for c in encoded[len(keys_pos):]]
+    pos, neg = encoded[: len(keys_pos)], encoded[len(keys_pos):]
 
     def blend(table, rows):
         return torch.stack([table[a] * (1.0 - t) + table[b] * t if t else table[a] for a, b, t in rows])
 
-    return blend(pos, rows_pos), blend(neg, rows_neg)
+    cond = blend([c.embeds[0] for c in pos], rows_pos)
+    uncond = blend([c.embeds[0] for c in neg], rows_neg)
+    if pos[0].pooled is None:
+        return cond, uncond, None, None
+    return (cond, uncond, blend([c.pooled[0] for c in pos], rows_pos), blend([c.pooled[0] for c in neg], rows_neg))
 
 
 def frame_noise(seed: int, shape: tuple[int, ...]):
@@ -122,6 +126,7 @@ def frame_noise(seed: int, shape: tuple[int, ...]):
 
 
 def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], cond, uncond, scheduler,
+                    pooled=None, pooled_uncond=None,
                     steps: int, cfg: float, width: int, height: int, context_length: int, context_overlap: int,
                     weighting: str, loop_windows: bool, init=None, strength: float = 1.0,
                     controls: tuple[ControlInput, ...] = (), freeinit: int = 0, freeinit_cutoff: float = 0.25):
@@ -129,6 +134,8 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
 
     Args:
         cond, uncond: per-*clip*-frame embeddings (indexed by the clip frame number).
+        pooled, pooled_uncond: SDXL's per-clip-frame pooled embeddings (``None`` for SD1.5); a window gets the mean
+            of its frames' (SDXL conditions a whole window on one pooled vector and one size).
         seeds: the seed of each of ``frames``.
         loop_windows: the segment is a whole loop: windows wrap around its end.
         init: video-to-video: the source frames' latents ``[F, C, h, w]``, noised to ``strength`` (0 keeps the
@@ -153,7 +160,8 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
     else:
         latents = scheduler.add_noise(init.float(), torch.stack(noise), timesteps[:1].repeat(len(frames)))
     index = torch.tensor(frames)
-    conditioning = (cond[index], uncond[index])
+    conditioning = (cond[index], uncond[index], None if pooled is None else pooled[index],
+                    None if pooled_uncond is None else pooled_uncond[index], (height, width))
     window_args = dict(context_length=context_length, context_overlap=context_overlap, weighting=weighting,
                        loop_windows=loop_windows)
     # 2. Denoise; 3. FreeInit: re-noise the result, keep its low frequencies (the layout, and the motion over time),
@@ -206,7 +214,7 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
     import torch
 
     unet, base = setup.unet, setup.base
-    cond_f, uncond_f = conditioning
+    cond_f, uncond_f, pooled_f, pooled_uncond_f, size = conditioning
     count = latents.shape[0]
     guided = cfg != 1.0
     for step, t in enumerate(timesteps):
@@ -227,6 +235,14 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
                 states = torch.cat([uncond_f[w], cond_f[w]])
             progress = step / len(timesteps)
             extra = _control_residuals(controls, x, t, states, w, progress, base) if controls else {}
+            if pooled_f is not None:
+                text = pooled_f[w].mean(0, keepdim=True)
+                if guided:
+                    text = torch.cat([pooled_uncond_f[w].mean(0, keepdim=True), text])
+                # SDXL's micro-conditioning: original size, crop (0, 0), target size.
+                ids = torch.tensor([[size[0], size[1], 0, 0, size[0], size[1]]], dtype=torch.float32)
+                extra["added_cond_kwargs"] = {"text_embeds": text.to(base.device, base.dtype),
+                                              "time_ids": ids.repeat(x.shape[0], 1).to(base.device, base.dtype)}
             with torch.inference_mode():
                 out = unet(x.to(base.device, base.dtype), t, encoder_hidden_states=states.to(base.device, base.dtype),
                            return_dict=False, **extra)[0].float().cpu()

@@ -28,6 +28,7 @@ _latents: OrderedDict[tuple[str, int], Any] = OrderedDict()
 _segment_locks: dict[tuple[str, int], threading.Lock] = {}
 _cache_lock = threading.Lock()
 _MAX_SEGMENTS = 32
+_TYPICAL_MODULE = {"SD1.5": "mm_sd_v15_v2", "SDXL": "mm_sdxl_v10_beta"}
 
 
 def job_segments(job) -> list[Segment]:
@@ -90,15 +91,20 @@ def motion_setup(job):
 
     ad = job.animatediff
     base_setup = _setup(job)
-    if base_setup.base.family != "SD1.5":
-        raise InputError("model.checkpoint", job.model.checkpoint,
-                         f"is {base_setup.base.family}; framefarm's AnimateDiff renderer runs SD1.5 models so far",
-                         "Use an SD1.5 checkpoint with an SD1.5 motion module")
+    family = base_setup.base.family
+    if family != "SD1.5" and base_setup.units:
+        raise InputError("controlnet", f"{len(base_setup.units)} unit(s)",
+                         f"are not supported on {family} animatediff jobs yet (SD1.5 only)",
+                         "Remove the controlnet units, or use an SD1.5 checkpoint and motion module")
     if not ad.motion_module:
         raise InputError("animatediff.motion_module", problem="is not set",
                          fix='Name a motion module of models/AnimateDiff, e.g. motion_module = "mm_sd_v15_v2"')
     library = base_setup.library
     entry = library.find("motion_module", ad.motion_module, field="animatediff.motion_module")
+    if entry.base in ("SD1.5", "SDXL") and entry.base != family:
+        raise InputError("animatediff.motion_module", ad.motion_module,
+                         f"is an {entry.base} motion module but the checkpoint is {family}",
+                         f"Use an {family} motion module ({_TYPICAL_MODULE[family]}) or an {entry.base} checkpoint")
     lora_entries = [(library.find("motion_module", lora.name, field="animatediff.motion_loras"), lora.weight)
                     for lora in ad.motion_loras]
     from framefarm.renderers.models.hashing import sha256_of
@@ -185,9 +191,10 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
 
         apply_loras(setup.base, ())  # the text encoder without any image LoRA another job left fused
         encoder = PromptEncoder(setup.base, _embeddings_for(setup, refs, texts + negatives), clip_skip=refs.clip_skip)
-        cond, uncond = clip_conditioning(encoder, texts, negatives, loop=ad.loop)
+        cond, uncond, pooled, pooled_uncond = clip_conditioning(encoder, texts, negatives, loop=ad.loop)
         latents = denoise_segment(
             setup, frames=list(seg.frames), seeds=[int(seeds[f]) for f in seg.frames], cond=cond, uncond=uncond,
+            pooled=pooled, pooled_uncond=pooled_uncond,
             scheduler=make_scheduler(refs.sampler, setup.base.scheduler_config), steps=refs.steps,
             cfg=float(refs.cfg_scale), width=job.width, height=job.height, context_length=ad.context_length,
             context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop,

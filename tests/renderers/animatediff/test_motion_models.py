@@ -71,3 +71,12 @@ def test_freeinit_keeps_the_low_frequencies_and_changes_the_clip(models_dir, mot
     plain = _clip(ad_job(models_dir, *base))
     again = _clip(ad_job(models_dir, *base, "animatediff.freeinit_iterations=1"))
     assert _diff(plain, again) > 1.0
+
+
+def test_sdxl_clip_renders_and_a_module_for_the_other_family_is_refused(models_dir, motion_models):
+    sdxl = _clip(ad_job(models_dir, "frames=6", "model.checkpoint=\"tiny-sdxl\"", 'prompts.3="a blue bird"',
+                        module="tiny-motion-sdxl"))
+    assert len(sdxl) == 6 and _diff(sdxl[:1], sdxl[5:]) > 0.1
+    with pytest.raises(InputError, match=r"animatediff.motion_module: is an SDXL motion module but the checkpoint "
+                                         r"is SD1.5 \(got 'tiny-motion-sdxl'\)\. Use an SD1.5 motion module"):
+        _clip(ad_job(models_dir, "frames=4", module="tiny-motion-sdxl"))
