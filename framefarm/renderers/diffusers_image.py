@@ -5,9 +5,9 @@ What each job kind gets:
 * ``video2video``: every source frame is img2img'd at the frame's ``strength`` (the denoising strength: 0 keeps
   the source, 1 repaints it — the same meaning the preview renderer gives it), guided by 0…N ControlNet units whose
   control images come from the unit's preprocessor applied to that source frame (or the unit's fixed ``image``).
-* ``deforum`` / ``animatediff``: txt2img of each frame from its own seed and prompt, as a stand-in until the Deforum
-  chain (issue 5) and AnimateDiff (issue 6) renderers land: frames are independent, there is no camera motion.
-  ControlNet units need a fixed ``image`` there.
+* ``animatediff``: motion clips, handed to :mod:`framefarm.renderers.animatediff` (docs/animatediff.md).
+* ``deforum``: txt2img of each frame from its own seed and prompt, as a stand-in until the Deforum chain (issue 5)
+  lands: frames are independent, there is no camera motion. ControlNet units need a fixed ``image`` there.
 
 Seed lock and batching (why frames are byte-identical across chunkings and workers):
 
