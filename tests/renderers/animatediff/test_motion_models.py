@@ -80,3 +80,26 @@ def test_sdxl_clip_renders_and_a_module_for_the_other_family_is_refused(models_d
     with pytest.raises(InputError, match=r"animatediff.motion_module: is an SDXL motion module but the checkpoint "
                                          r"is SD1.5 \(got 'tiny-motion-sdxl'\)\. Use an SD1.5 motion module"):
         _clip(ad_job(models_dir, "frames=4", module="tiny-motion-sdxl"))
+
+
+def test_single_files_pick_their_skeleton_and_read_shapes_from_the_file():
+    import torch
+
+    from framefarm.renderers.models.motion import single_file_config
+
+    def state(blocks: int, channels: int, mid: bool) -> dict:
+        out = {f"down_blocks.{b}.motion_modules.{m}.temporal_transformer.proj_in.weight": torch.zeros(channels, 1)
+               for b in range(blocks) for m in range(2)}
+        out["down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0"
+            ".pos_encoder.pe"] = torch.zeros(1, 24, channels)
+        if mid:
+            out["mid_block.motion_modules.0.temporal_transformer.norm.bias"] = torch.zeros(channels)
+        return out
+
+    v2, version = single_file_config(state(4, 320, mid=True), "SD1.5")
+    assert version == "v2" and v2["use_motion_mid_block"] and v2["motion_max_seq_length"] == 24
+    assert v2["block_out_channels"] == [320] * 4 and v2["motion_layers_per_block"] == 2
+    v3, version = single_file_config(state(4, 320, mid=False), "SD1.5")
+    assert version == "v3" and not v3["use_motion_mid_block"] and v3["motion_num_attention_heads"] == 8
+    xl, version = single_file_config(state(3, 320, mid=False), "SDXL")
+    assert version == "sdxl-beta" and len(xl["block_out_channels"]) == 3
