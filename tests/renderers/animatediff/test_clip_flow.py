@@ -118,3 +118,26 @@ def test_controlnet_from_the_source_video_guides_the_clip(models_dir, motion_mod
     change = float(np.mean([np.abs(a - b).mean() for a, b in zip(plain, guided)]))
     print(f"ControlNet changes the clip by mean |Δ| {change:.2f}")
     assert change > 1.0
+
+
+def test_wrapping_windows_close_the_loop_that_an_open_clip_leaves_open(models_dir, motion_models):
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers_image import DiffusersRenderer
+
+    def wrap_and_steps(loop: bool) -> tuple[float, float]:
+        job = ad_job(models_dir, f"frames={FRAMES}", f"animatediff.loop={str(loop).lower()}",
+                     'prompts.16="a blue bird"', 'prompts.32="a green tree"', "model.cfg_scale=1.0",
+                     'seeds.behavior="fixed"')
+        _clear_segment_cache()
+        plan = plan_job(job, renderer=DiffusersRenderer().id)
+        frames = dict(renderer.render_animatediff(plan.chunks[0], range(FRAMES), RenderContext(job=job)))
+        a = [frames[i].astype(np.float64) for i in range(FRAMES)]
+        return np.abs(a[0] - a[-1]).mean(), float(np.median([np.abs(a[i + 1] - a[i]).mean() for i in range(47)]))
+
+    loop_wrap, loop_step = wrap_and_steps(True)
+    open_wrap, _ = wrap_and_steps(False)
+    print(f"wrap 47→0: loop {loop_wrap:.2f} (median step {loop_step:.2f}), open clip {open_wrap:.2f}")
+    assert loop_wrap <= loop_step
+    assert open_wrap > 3 * loop_wrap
