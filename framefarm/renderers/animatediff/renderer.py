@@ -172,7 +172,7 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
         negative, more = extract_extra_networks(p.negative, field="negative_prompt")
         if networks or more:
             raise InputError("prompts", f"<{(networks + more)[0].kind}:{(networks + more)[0].name}>",
-                             "LoRA tags are not supported in animatediff prompts yet",
+                             "LoRA and hypernetwork tags are not supported in animatediff prompts yet",
                              "Remove the tag, or merge the LoRA into the checkpoint (framefarm models merge)")
         texts.append(positive)
         negatives.append(negative)
