@@ -246,14 +246,39 @@ class Source(_Spec):
     start_frame: Annotated[int, Field(ge=0)] = 0
 
 
+class MotionLora(_Spec):
+    """A motion LoRA (original AnimateDiff layout) from ``models/AnimateDiff`` and its strength."""
+
+    name: str
+    weight: Annotated[float, Field(ge=-4.0, le=4.0)] = 1.0
+
+
 class AnimateDiffSettings(_Spec):
-    """Motion-module settings: context windows of ``context_length`` frames overlapping by ``context_overlap``."""
+    """Motion-module settings (docs/animatediff.md).
+
+    ``context_length`` frames are denoised together, in windows overlapping by ``context_overlap``, a frame's
+    prediction weighted by ``context_weighting`` across its windows. ``loop`` makes the windows wrap (the last frame
+    leads into the first) and prompt travel return to the first prompt. ``motion_scale`` scales the temporal
+    attention output (0: no motion module, 1: as trained). ``segment_frames`` (0: the whole clip) cuts the clip into
+    independently denoised segments for spreading over GPUs, cross-faded over ``segment_overlap`` frames; it changes
+    the frames (like ``context_length``), the number of workers never does. ``strength`` is the denoising
+    strength of a video-to-video clip (a job with a ``source``): 0 keeps the source frames, 1 repaints them.
+    ``freeinit_iterations`` > 0 turns on FreeInit (each iteration re-renders the clip from the previous result's
+    low frequencies: more coherent motion, that many times the render time).
+    """
 
     motion_module: str | None = None
+    motion_loras: tuple[MotionLora, ...] = ()
     context_length: Annotated[int, Field(ge=1, le=64)] = 16
     context_overlap: Annotated[int, Field(ge=0, le=63)] = 4
+    context_weighting: Literal["flat", "pyramid"] = "pyramid"
     loop: bool = False
     motion_scale: Annotated[float, Field(ge=0.0, le=3.0)] = 1.0
+    segment_frames: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    segment_overlap: Annotated[int, Field(ge=1, le=64)] = 8
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    freeinit_iterations: Annotated[int, Field(ge=0, le=5)] = 0
+    freeinit_cutoff: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
 
     @model_validator(mode="after")
     def _overlap_below_length(self) -> AnimateDiffSettings:
@@ -262,6 +287,9 @@ class AnimateDiffSettings(_Spec):
                 f"context_overlap ({self.context_overlap}) must be smaller than context_length "
                 f"({self.context_length})"
             )
+        if self.segment_frames and self.segment_overlap >= self.segment_frames:
+            raise ValueError(f"segment_overlap ({self.segment_overlap}) must be smaller than segment_frames "
+                             f"({self.segment_frames}); e.g. segment_frames = 48, segment_overlap = 8")
         return self
 
 
@@ -470,10 +498,16 @@ class DeforumJob(_JobBase):
 
 
 class AnimateDiffJob(_JobBase):
-    """Motion-module clip."""
+    """Motion-module clip: text-to-video, or video-to-video when ``source`` is set (its frames are the start)."""
 
     kind: Literal["animatediff"]
     animatediff: AnimateDiffSettings = AnimateDiffSettings()
+    source: Source | None = None
+
+    @property
+    def chunk_unit(self) -> int:
+        """Chunks hold whole segments (a segment is denoised as one piece)."""
+        return self.animatediff.segment_frames or self.frames
 
 
 class Video2VideoJob(_JobBase):

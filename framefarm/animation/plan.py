@@ -173,7 +173,8 @@ def plan_job(
     if not isinstance(size, int) or size < 1:
         raise InputError("chunk_size", chunk_size, "must be a whole number of frames ≥ 1", "Example: --chunk-size 16")
     frames = job.frames
-    batch = getattr(job, "batch_size", 1)
+    # AnimateDiff chunks hold whole segments (each denoised as one piece), as video2video chunks hold whole batches.
+    batch = getattr(job, "chunk_unit", None) or getattr(job, "batch_size", 1)
     if size % batch:
         # Batched matmuls are not bit-stable across batch sizes, so which frames share a GPU batch is fixed by the
         # global frame index (batch b = frames b·B … b·B+B−1); chunks must then be whole batches, or a frame's
@@ -211,6 +212,11 @@ def plan_job(
         "border": job.motion.border,
         "inputs": dict(sorted((input_hashes or {}).items())),
     }
+    if job.kind == "animatediff":
+        # A motion clip's frames are denoised together: each depends on every frame's prompt and seed and on the
+        # frame count, so those enter every frame key.
+        common["clip"] = {"frames": frames, "seeds": [int(s) for s in seeds],
+                          "prompts": [[p.positive, p.negative] for p in prompts]}
     common_hash = canonical_hash(common)
     chained = job.kind == "deforum"
     camera_rows = [tuple(float(x) for x in cameras[i].ravel()) for i in range(frames)]

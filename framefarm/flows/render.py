@@ -188,7 +188,7 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     store.write_json("plan.json", plan.summary())
 
     # 2. Prepare inputs every chunk reads.
-    if job.kind == "video2video":
+    if getattr(job, "source", None) is not None:  # video2video, and AnimateDiff video-to-video
         prepare_sources(quote(job), out)
 
     # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
@@ -218,6 +218,10 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
 
         # A1111 short hashes of every model file the frames came from: what a person compares across renders.
         extra["models"] = model_short_hashes(job)
+    if job.kind == "animatediff" and backend == "diffusers":
+        from framefarm.renderers.animatediff.renderer import clip_record
+
+        extra["animatediff"] = clip_record(job)  # windows, segments, seeds, scheduler: what the clip depends on
     store.write_manifest(plan.frame_keys, extra)
     # Per-chunk timings and workers, for the report and for spotting a slow GPU.
     store.write_json("chunks.json", [

@@ -6,8 +6,7 @@ What each job kind gets:
   the source, 1 repaints it — the same meaning the preview renderer gives it), guided by 0…N ControlNet units whose
   control images come from the unit's preprocessor applied to that source frame (or the unit's fixed ``image``).
 * ``deforum``: the Deforum chain (img2img of the warped previous frame), in :mod:`framefarm.renderers.deforum_chain`.
-* ``animatediff``: txt2img of each frame from its own seed and prompt, as a stand-in until the AnimateDiff renderer
-  (issue 6) lands: frames are independent, there is no camera motion. ControlNet units need a fixed ``image`` there.
+* ``animatediff``: motion clips, handed to :mod:`framefarm.renderers.animatediff` (docs/animatediff.md).
 
 Seed lock and batching (why frames are byte-identical across chunkings and workers):
 
@@ -103,6 +102,11 @@ class DiffusersRenderer:
             from framefarm.renderers.deforum_chain import render_deforum
 
             yield from render_deforum(chunk, wanted, context)
+            return
+        if job.kind == "animatediff":  # motion clips: framefarm/renderers/animatediff
+            from framefarm.renderers.animatediff.renderer import render_animatediff
+
+            yield from render_animatediff(chunk, wanted, context)
             return
         setup = _setup(job)
         if job.kind == "video2video":

@@ -45,6 +45,13 @@ def _files(job: Any) -> dict[str, str]:
                                                           field=f"controlnet.{index}.model").path
         if unit.image:
             files[f"controlnet.{index}.image"] = unit.image
+    motion = getattr(job, "animatediff", None)
+    if motion is not None and motion.motion_module:
+        files["animatediff.motion_module"] = library.find("motion_module", motion.motion_module,
+                                                          field="animatediff.motion_module").path
+        for lora in motion.motion_loras:
+            files[f"animatediff.motion_lora.{lora.name}"] = library.find("motion_module", lora.name,
+                                                                         field="animatediff.motion_loras").path
     texts = list(job.prompts.values()) + [job.positive_prompt, job.negative_prompt]
     for text in texts:
         for network in extract_extra_networks(text)[1]:

@@ -1,0 +1,235 @@
+"""AnimateDiff clips through the diffusers backend: a chunk of the plan is a run of whole segments.
+
+For each requested frame the renderer finds the segments that render it (one, or two at a seam), denoises those
+segments (each at most once per process: a chunk that needs its neighbour's render for a seam shares it with the
+neighbour's own chunk when both run here), cross-fades their latents at the seam and decodes the frame. A segment's
+latents depend on the job, the models and the segment's index only, so the frames are the same whichever chunking
+or worker count renders them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from framefarm.animation.plan import ChunkSpec, canonical_hash
+from framefarm.animation.prompts import prompts_for_frames
+from framefarm.animation.seeds import frame_seeds
+from framefarm.errors import InputError
+from framefarm.renderers.animatediff.windows import Segment, owners, segments
+from framefarm.renderers.base import RenderContext
+
+_setups: OrderedDict[str, Any] = OrderedDict()
+_latents: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_segment_locks: dict[tuple[str, int], threading.Lock] = {}
+_cache_lock = threading.Lock()
+_MAX_SEGMENTS = 32
+_TYPICAL_MODULE = {"SD1.5": "mm_sd_v15_v2", "SDXL": "mm_sdxl_v10_beta"}
+
+
+def job_segments(job) -> list[Segment]:
+    ad = job.animatediff
+    return segments(job.frames, ad.segment_frames, ad.segment_overlap, loop=ad.loop)
+
+
+def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext
+                       ) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame, RGB uint8)`` for the requested frames of an AnimateDiff chunk, in order."""
+    import torch
+
+    from framefarm.renderers.diffusers_image import decode_latents
+
+    job = context.job
+    wanted = sorted(set(frames))
+    if not wanted:
+        return
+    setup = motion_setup(job)
+    segs = job_segments(job)
+    for frame in wanted:
+        parts = owners(frame, segs)
+        z = sum(weight * _segment_latents(setup, job, seg, context)[seg.frames.index(frame)] for seg, weight in parts)
+        latent = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[None]
+        with setup.base.lock:
+            yield frame, decode_latents(setup.vae, latent.to(setup.base.dtype), frame=frame)
+
+
+def clip_record(job) -> dict[str, Any]:
+    """What a clip's pixels depend on besides the model files (whose hashes the manifest's ``models`` holds): for
+    the manifest, so a clip can be re-rendered exactly and a person can see how it was made."""
+    from framefarm.renderers.samplers import find_sampler
+
+    ad, refs = job.animatediff, job.model
+    sampler = find_sampler(refs.sampler)
+    return {
+        "seed": job.seed, "seed_behavior": job.seeds.behavior, "frames": job.frames,
+        "context_length": ad.context_length, "context_overlap": ad.context_overlap,
+        "context_weighting": ad.context_weighting, "loop": ad.loop, "motion_scale": ad.motion_scale,
+        "motion_loras": [[lora.name, lora.weight] for lora in ad.motion_loras],
+        "segments": [[s.start, s.stop, len(s.frames)] for s in job_segments(job)],
+        "segment_overlap": ad.segment_overlap,
+        "freeinit": [ad.freeinit_iterations, ad.freeinit_cutoff],
+        "source_strength": ad.strength if job.source is not None else None,
+        "scheduler": {"sampler": sampler.name, "class": sampler.scheduler, "overrides": dict(sampler.overrides),
+                      "steps": refs.steps, "cfg_scale": refs.cfg_scale},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+
+
+def motion_setup(job):
+    """The job's base model and motion UNet (motion module, motion LoRAs, motion scale), cached per process."""
+    from framefarm.renderers.animatediff.clip import MotionSetup, build_motion_unet
+    from framefarm.renderers.diffusers_image import _setup
+    from framefarm.renderers.models.loader import read_state_dict
+    from framefarm.renderers.models.motion import load_motion_adapter
+
+    ad = job.animatediff
+    base_setup = _setup(job)
+    family = base_setup.base.family
+    if family != "SD1.5" and base_setup.units:
+        raise InputError("controlnet", f"{len(base_setup.units)} unit(s)",
+                         f"are not supported on {family} animatediff jobs yet (SD1.5 only)",
+                         "Remove the controlnet units, or use an SD1.5 checkpoint and motion module")
+    if not ad.motion_module:
+        raise InputError("animatediff.motion_module", problem="is not set",
+                         fix='Name a motion module of models/AnimateDiff, e.g. motion_module = "mm_sd_v15_v2"')
+    library = base_setup.library
+    entry = library.find("motion_module", ad.motion_module, field="animatediff.motion_module")
+    if entry.base in ("SD1.5", "SDXL") and entry.base != family:
+        raise InputError("animatediff.motion_module", ad.motion_module,
+                         f"is an {entry.base} motion module but the checkpoint is {family}",
+                         f"Use an {family} motion module ({_TYPICAL_MODULE[family]}) or an {entry.base} checkpoint")
+    lora_entries = [(library.find("motion_module", lora.name, field="animatediff.motion_loras"), lora.weight)
+                    for lora in ad.motion_loras]
+    from framefarm.renderers.models.hashing import sha256_of
+
+    key = canonical_hash({"base": list(base_setup.base.key), "module": sha256_of(entry.path),
+                          "loras": [(sha256_of(e.path), w) for e, w in lora_entries],
+                          "scale": ad.motion_scale, "vae": job.model.vae})
+    with _cache_lock:
+        if key in _setups:
+            _setups.move_to_end(key)
+            return _setups[key]
+    adapter, info = load_motion_adapter(entry, base_setup.base.family, allow_pickle=job.model.allow_pickle)
+    if ad.context_length > info.max_frames:
+        raise InputError("animatediff.context_length", ad.context_length,
+                         f"is longer than the motion module's {info.max_frames} frames",
+                         f"Use context_length ≤ {info.max_frames} (16 is what the modules were trained on)")
+    loras = [(e.name, read_state_dict(e, allow_pickle=job.model.allow_pickle), w) for e, w in lora_entries]
+    unet = build_motion_unet(base_setup.base, adapter, loras=loras, info=info, motion_scale=ad.motion_scale)
+    setup = MotionSetup(base=base_setup.base, unet=unet, vae=base_setup.vae, info=info, key=key, library=library)
+    with _cache_lock:
+        _setups[key] = setup
+        while len(_setups) > 1:  # a motion UNet is a full UNet copy: keep one
+            _setups.popitem(last=False)
+    return setup
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Segments
+
+
+def _segment_latents(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
+    """The segment's final latents ``[F, C, h, w]``: from the process cache, or denoised now (once per key, also
+    when two chunk tasks of this process ask for it at the same time)."""
+    key = (canonical_hash({"setup": setup.key, "job": job.model_dump(mode="json")}), seg.index)
+    with _cache_lock:
+        if key in _latents:
+            return _latents[key]
+        lock = _segment_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _cache_lock:
+            if key in _latents:
+                return _latents[key]
+        latents = _denoise(setup, job, seg, context)
+        with _cache_lock:
+            _latents[key] = latents
+            while len(_latents) > _MAX_SEGMENTS:
+                _latents.popitem(last=False)
+            _segment_locks.pop(key, None)
+    return latents
+
+
+def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
+    from framefarm.renderers.animatediff.clip import clip_conditioning, denoise_segment, encode_frames, to_numpy
+    from framefarm.renderers.diffusers_image import _embeddings_for
+    from framefarm.renderers.prompt_encode import PromptEncoder
+    from framefarm.renderers.prompt_weights import extract_extra_networks
+    from framefarm.renderers.samplers import make_scheduler
+
+    ad, refs = job.animatediff, job.model
+    prompts = prompts_for_frames(job.prompts, frames=job.frames, positive=job.positive_prompt,
+                                 negative=job.negative_prompt, seed=job.seed)
+    texts, negatives = [], []
+    for p in prompts:
+        positive, networks = extract_extra_networks(p.positive, field="prompts")
+        negative, more = extract_extra_networks(p.negative, field="negative_prompt")
+        if networks or more:
+            raise InputError("prompts", f"<{(networks + more)[0].kind}:{(networks + more)[0].name}>",
+                             "LoRA and hypernetwork tags are not supported in animatediff prompts yet",
+                             "Remove the tag, or merge the LoRA into the checkpoint (framefarm models merge)")
+        texts.append(positive)
+        negatives.append(negative)
+    seeds = frame_seeds(job.seed, frames=job.frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
+                        seed_schedule=job.seeds.schedule, diffused=[True] * job.frames)
+    whole_loop = ad.loop and len(seg.frames) == job.frames
+    init = None
+    if job.source is not None:  # video-to-video: the source frames, noised to ad.strength, are the start
+        if context.source_frame is None:
+            raise InputError("source.video", job.source.video, "was not prepared", "Render through the flow")
+        with setup.base.lock:
+            init = encode_frames(setup.vae, [context.source_frame(f) for f in seg.frames])
+    controls = _controls(job, seg, context, seeds)
+    with setup.base.lock:
+        from framefarm.renderers.models.lora import apply_loras
+
+        apply_loras(setup.base, ())  # the text encoder without any image LoRA another job left fused
+        encoder = PromptEncoder(setup.base, _embeddings_for(setup, refs, texts + negatives), clip_skip=refs.clip_skip)
+        cond, uncond, pooled, pooled_uncond = clip_conditioning(encoder, texts, negatives, loop=ad.loop)
+        latents = denoise_segment(
+            setup, frames=list(seg.frames), seeds=[int(seeds[f]) for f in seg.frames], cond=cond, uncond=uncond,
+            pooled=pooled, pooled_uncond=pooled_uncond,
+            scheduler=make_scheduler(refs.sampler, setup.base.scheduler_config), steps=refs.steps,
+            cfg=float(refs.cfg_scale), width=job.width, height=job.height, context_length=ad.context_length,
+            context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop,
+            init=init, strength=ad.strength, controls=controls, freeinit=ad.freeinit_iterations,
+            freeinit_cutoff=ad.freeinit_cutoff)
+    return to_numpy(latents)
+
+
+def _controls(job, seg: Segment, context: RenderContext, seeds) -> tuple:
+    """ControlNet units with their control images for the segment's frames: from the source video (each frame
+    through the unit's preprocessor) or the unit's fixed image. Weight schedules are not read: ``weight`` is."""
+    import torch
+
+    from framefarm.images import fit_cover, load_image
+    from framefarm.renderers.animatediff.clip import ControlInput
+    from framefarm.renderers.diffusers_image import _setup
+    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+
+    base_setup = _setup(job)  # cached: the loaded ControlNet models
+    out = []
+    for index, unit, model in base_setup.units:
+        settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
+                                      annotators=base_setup.annotators)
+        field = f"controlnet.{index}"
+        if unit.image:
+            fixed = fit_cover(load_image(unit.image, field=f"{field}.image"), job.width, job.height)
+            sources = {f: fixed for f in seg.frames}
+        elif job.source is not None and context.source_frame is not None:
+            sources = {f: context.source_frame(f) for f in seg.frames}
+        else:
+            raise InputError(f"{field}.image", problem="is needed: this animatediff job has no source video to make "
+                                                       "control images from",
+                             fix='Set source = { video = "clip.mp4" } or the unit\'s image')
+        images = [preprocess(unit.preprocessor, sources[f], seed=int(seeds[f]), settings=settings,
+                             field=f"{field}.preprocessor") for f in seg.frames]
+        tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+        out.append(ControlInput(model, tensor, float(unit.weight), unit.guidance_start, unit.guidance_end))
+    return tuple(out)

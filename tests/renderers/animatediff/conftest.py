@@ -1,0 +1,31 @@
+"""Tiny motion models beside the session's tiny SD1.5 models."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def motion_models(tiny_library):
+    from tests.fixtures.tiny_motion import write_motion_models
+
+    return write_motion_models(tiny_library.root)
+
+
+def ad_job(models_dir: str, *extra: str, frames: int = 12, module: str = "tiny-motion-diffusers"):
+    """A small AnimateDiff job for the tiny models: 64×64, 2 Euler steps, 8-frame windows."""
+    from framefarm.job import validate_job
+
+    data = {
+        "name": "ad", "kind": "animatediff", "width": 64, "height": 64, "fps": 8, "frames": frames, "seed": 7,
+        "prompts": {"0": "a red fox"},
+        "model": {"models_dir": models_dir, "checkpoint": "tiny-sd15", "steps": 2, "sampler": "Euler",
+                  "cfg_scale": 3.0},
+        "animatediff": {"motion_module": module, "context_length": 8, "context_overlap": 2},
+    }
+    from framefarm.job import apply_override, parse_override
+
+    for assignment in extra:
+        path, value = parse_override(assignment)
+        data = apply_override(data, path, value)
+    return validate_job(data)
