@@ -56,7 +56,7 @@ def summarise(trials: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict], outcomes: dict[str, str], trials: int, seconds: float) -> str:
-    lines = [f"| Fault | Tried | Survived | Frames lost | How it ended |", "|---|---:|---:|---:|---|"]
+    lines = ["| Fault | Tried | Survived | Frames lost | How it ended |", "|---|---:|---:|---:|---|"]
     for row in rows:
         lines.append(f"| {row['fault']} | {row['tried']} | {row['survived']} | {row['frames_lost']} | "
                      f"{'; '.join(row['outcomes'])} |")

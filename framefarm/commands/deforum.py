@@ -102,7 +102,7 @@ def _plot(series: list[list[Any]], labels: list[str], path: Path) -> None:
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError("--plot", str(path), "must end in .png or .jpg")
     width, height = PLOT_SIZE
-    left, right, top, bottom = 90, 20, 20, 50 + 18 * len(series)
+    left, right, top = 90, 20, 20
     image = np.full((height + 18 * len(series), width, 3), 255, np.uint8)
     plot_w, plot_h = width - left - right, height - top - 50
     frames = len(series[0])

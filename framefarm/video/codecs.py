@@ -145,7 +145,7 @@ def fit_size(codec: Codec, width: int, height: int) -> tuple[int, int, str | Non
     min_w, min_h = codec.min_size
     if width < min_w or height < min_h:
         raise InputError("size", f"{width}x{height}", f"is below {codec.label}'s minimum of {min_w}x{min_h}",
-                         f"Upscale the frames (--upscale 2) or use --codec prores")
+                         "Upscale the frames (--upscale 2) or use --codec prores")
     mult_w, mult_h = codec.multiple
     fitted_w, fitted_h = width - width % mult_w, height - height % mult_h
     if (fitted_w, fitted_h) == (width, height):

@@ -54,6 +54,3 @@ class FaultLog:
 def fault_log() -> FaultLog:
     return FaultLog(os.environ.get("FRAMEFARM_FAULT_LOG"))
 
-
-# The tiny diffusers models (built once per session) for the out-of-memory faults.
-from tests.renderers.conftest import models_dir, tiny_library  # noqa: E402,F401
