@@ -82,7 +82,9 @@ def test_two_jobs_run_in_priority_order_on_a_real_server_and_worker(tmp_path):
         listing = subprocess.run([sys.executable, "-m", "framefarm", "queue", "--json"], env=env, cwd=tmp_path,
                                  capture_output=True, text=True, timeout=120)
         queued = {job["run_id"]: job for job in json.loads(listing.stdout)}
-        assert {queued[low]["state"], queued[high]["state"]} == {"Scheduled"}
+        # Waiting for a worker. Prefect names a scheduled run "Late" once it is 15 s past its start time, which a
+        # loaded CI box reaches between the two submits; both are scheduled-type states.
+        assert {queued[low]["state"], queued[high]["state"]} <= {"Scheduled", "Late"}
 
         worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "framefarm", "--type", "process",
                                    "--limit", "1"], env=env, cwd=tmp_path, stdout=open(logs / "worker.log", "wb"),
