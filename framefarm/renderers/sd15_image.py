@@ -20,11 +20,20 @@ def build_pipeline(base, *, img2img: bool, controlnets: list[Any], vae, schedule
     parts = dict(vae=vae, text_encoder=base.components["text_encoder"], tokenizer=base.components["tokenizer"],
                  unet=base.unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
                  requires_safety_checker=False)
+    return assemble(parts, controlnets, img2img=img2img, multi=MultiControlNetModel,
+                    classes=(StableDiffusionPipeline, StableDiffusionImg2ImgPipeline,
+                             StableDiffusionControlNetPipeline, StableDiffusionControlNetImg2ImgPipeline))
+
+
+def assemble(parts: dict[str, Any], controlnets: list[Any], *, img2img: bool, multi, classes: tuple) -> Any:
+    """One of a family's four pipeline classes ``(txt2img, img2img, controlnet, controlnet img2img)`` over ``parts``,
+    with the ControlNets wrapped in ``multi`` (diffusers' MultiControlNetModel); shared by SD1.5 and SDXL."""
+    txt2img_cls, img2img_cls, controlnet_cls, controlnet_img2img_cls = classes
     if controlnets:
-        cls = StableDiffusionControlNetImg2ImgPipeline if img2img else StableDiffusionControlNetPipeline
-        pipe = cls(controlnet=MultiControlNetModel(controlnets), **parts)
+        cls = controlnet_img2img_cls if img2img else controlnet_cls
+        pipe = cls(controlnet=multi(controlnets), **parts)
     else:
-        pipe = (StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline)(**parts)
+        pipe = (img2img_cls if img2img else txt2img_cls)(**parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

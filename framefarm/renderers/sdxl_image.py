@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from framefarm.renderers.sd15_image import assemble
+
 
 def build_pipeline(base, *, img2img: bool, controlnets: list[Any], vae, scheduler):
     from diffusers import (
@@ -22,13 +24,9 @@ def build_pipeline(base, *, img2img: bool, controlnets: list[Any], vae, schedule
                  add_watermarker=False)
     if img2img:
         parts["requires_aesthetics_score"] = False
-    if controlnets:
-        cls = StableDiffusionXLControlNetImg2ImgPipeline if img2img else StableDiffusionXLControlNetPipeline
-        pipe = cls(controlnet=MultiControlNetModel(controlnets), **parts)
-    else:
-        pipe = (StableDiffusionXLImg2ImgPipeline if img2img else StableDiffusionXLPipeline)(**parts)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return assemble(parts, controlnets, img2img=img2img, multi=MultiControlNetModel,
+                    classes=(StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline,
+                             StableDiffusionXLControlNetPipeline, StableDiffusionXLControlNetImg2ImgPipeline))
 
 
 def conditioning_kwargs(positives: list[Any], negatives: list[Any]) -> dict[str, Any]:

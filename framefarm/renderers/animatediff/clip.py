@@ -16,6 +16,8 @@ Steps of :func:`denoise_segment`:
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +45,28 @@ def build_motion_unet(base, adapter, *, loras: list[tuple[str, dict, float]], in
 
     from framefarm.renderers.models.motion import fuse_motion_loras
 
-    unet = UNetMotionModel.from_unet2d(base.unet, adapter)
+    with _fused_projections_detached(base.unet):
+        unet = UNetMotionModel.from_unet2d(base.unet, adapter)
     unet.to(device=base.device, dtype=base.dtype).eval().requires_grad_(False)
     if loras:
         fuse_motion_loras(unet, loras, info)
     if motion_scale != 1.0:
         scale_motion(unet, motion_scale)
     return unet
+
+
+@contextlib.contextmanager
+def _fused_projections_detached(unet):
+    """The cached base UNet may carry fused QKV layers (``to_qkv``/``to_kv``, copies of ``to_q/k/v`` made by
+    :mod:`framefarm.renderers.accel`). ``UNetMotionModel.from_unet2d`` copies its blocks' state dicts strictly, so the
+    copies are detached while it builds; the motion UNet gets its own (unfused) attention processors."""
+    detached = [(module, name, module._modules.pop(name)) for module in list(unet.modules())
+                for name in ("to_qkv", "to_kv") if name in module._modules]
+    try:
+        yield
+    finally:
+        for module, name, layer in detached:
+            module._modules[name] = layer
 
 
 def scale_motion(unet, scale: float) -> int:
