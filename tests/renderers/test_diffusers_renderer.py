@@ -101,7 +101,9 @@ def test_nan_frames_are_decoded_again_in_float32(tiny_library):
     base = load_base(library.find("checkpoint", "tiny-sd15", field="f"))
     vae = load_vae(library.find("vae", "tiny-vae", field="f"), base)
     half = type(vae).from_config(vae.config).to(torch.float16)
-    half.load_state_dict({k: v.half() for k, v in vae.state_dict().items()})
+    # The cached VAE may carry fused QKV copies (framefarm.renderers.accel): only the plain weights are copied.
+    plain = half.state_dict()
+    half.load_state_dict({k: v.half() for k, v in vae.state_dict().items() if k in plain})
     latents = torch.full((1, 4, 8, 8), 3e4)  # overflows float16 inside the decoder
     image = decode_latents(half, latents, frame=0)
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and image.max() > 0
