@@ -205,6 +205,8 @@ class Output(_Spec):
     with ``bpm`` the result must be a whole number of beats (exactly ``beats`` when given), and the file name
     carries both. ``upscale`` is ``"2"``, ``"lanczos:2"`` or an ESRGAN-family weight file; ``interpolate`` is a
     factor (2 doubles the frame rate); ``audio`` is muxed from ``audio_offset`` seconds and cut to the frames.
+    ``source_audio``: a job with a ``source`` video that has sound gets that sound (cut like the frames) when
+    ``audio`` is not set; ``false`` leaves the video silent. Formats without sound (GIF, PNG) skip it.
     """
 
     codec: Literal["h264", "h265", "prores", "prores4444", "hap", "hapq", "hapalpha", "dnxhr", "webm", "gif",
@@ -218,6 +220,7 @@ class Output(_Spec):
     beats: Annotated[int, Field(ge=1, le=100_000)] | None = None
     audio: str | None = None
     audio_offset: Annotated[float, Field(ge=-86_400, le=86_400)] = 0.0
+    source_audio: bool = True
     upscale: str | None = None
     interpolate: Annotated[int, Field(ge=1, le=16)] = 1
     interpolate_method: Literal["flow", "minterpolate", "rife"] = "flow"
