@@ -145,7 +145,7 @@ def prepare_sources(job: Any, store_root: str) -> int:
                  "fps": job.fps, "frames": job.frames, "digest": source_digest(job)}
     marker = f"{SOURCE_DIR}/prepared.json"
     if store.exists(marker) and store.read_json(marker) == signature:
-        _prepare_source_audio(job, store)  # sources prepared before the sound was kept get it now
+        _prepare_source_audio(job, store, signature["digest"])  # prepared before the sound was kept: get it now
         return job.frames
     if job.source.video == "testcard":
         frames = (source_testcard(i + job.source.start_frame, job.width, job.height, job.fps)
@@ -169,20 +169,20 @@ def prepare_sources(job: Any, store_root: str) -> int:
                          f"has only {count} frame(s) at {job.fps} fps from frame {job.source.start_frame}, "
                          f"the job needs {job.frames}", f"Set frames = {count} or use a longer source")
     store.write_json(marker, signature)
-    _prepare_source_audio(job, store)
+    _prepare_source_audio(job, store, signature["digest"])
     return count
 
 
 SOURCE_AUDIO = f"{SOURCE_DIR}/audio.flac"
 
 
-def _prepare_source_audio(job: Any, store: FrameStore) -> bool:
+def _prepare_source_audio(job: Any, store: FrameStore, digest: str | None) -> bool:
     """Keep the source video's sound for the finishing stage: ``<job>/source/audio.flac`` (skipped when done).
 
     Cut like the frames: from the job's first source frame (``source.start_frame`` frames at the job's fps) for
     the job's length (``frames / fps`` seconds). A frame folder, the test card and a video without sound have no
     sound; returns whether the job has one. ``encode_video`` muxes it unless the job names its own ``output.audio``
-    or sets ``output.source_audio = false``.
+    or sets ``output.source_audio = false``. ``digest`` is the source's content hash (:func:`source_digest`).
     """
     from framefarm.video.audio import extract_audio, has_audio_stream
 
@@ -190,7 +190,7 @@ def _prepare_source_audio(job: Any, store: FrameStore) -> bool:
     if video == "testcard" or Path(video).is_dir():
         return False
     start, duration = job.source.start_frame / job.fps, job.frames / job.fps
-    signature = {"digest": source_digest(job), "start": start, "duration": duration}
+    signature = {"digest": digest, "start": start, "duration": duration}
     marker = f"{SOURCE_DIR}/audio.json"
     if store.exists(marker):
         record = store.read_json(marker)

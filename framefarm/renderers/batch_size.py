@@ -141,9 +141,14 @@ def resolve_batch_size(job: Any, backend: str = "diffusers") -> BatchSizeChoice:
     free = free_gpu_bytes() if backend != "preview" else None  # the preview renders one frame at a time on a CPU
     if free is None:
         return BatchSizeChoice(batch_size=CPU_BATCH_SIZE, device="cpu", inputs=inputs)
+    return gpu_choice(job, free, inputs)
+
+
+def gpu_choice(job: Any, free: int, inputs: dict[str, Any] | None = None) -> BatchSizeChoice:
+    """The batch size for ``free`` bytes of GPU memory (the smallest over the farm's GPUs)."""
     weights, sdxl = _weights(job)
     fixed = weights + int(VAE_DECODE_BYTES_PER_MEGAPIXEL * job.width * job.height / 1e6)
     per_frame = bytes_per_frame(job, sdxl=sdxl)
     size = batch_size_for_memory(per_frame, free_bytes=free, fixed_bytes=fixed, cap=256)
     return BatchSizeChoice(batch_size=size, device="cuda", free_bytes=free, fixed_bytes=fixed,
-                           bytes_per_frame=per_frame, inputs=json.loads(json.dumps(inputs)))
+                           bytes_per_frame=per_frame, inputs=json.loads(json.dumps(inputs or {})))

@@ -109,3 +109,19 @@ def test_colour_match_in_the_render_is_deterministic_and_keyed_only_when_on(mode
         gap = {name: np.abs(cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(axis=0) - source).sum()
                for name, frames in (("plain", plain), ("matched", matched))}
         assert gap["matched"] < gap["plain"]
+
+
+def test_gpu_batch_size_follows_free_memory_and_a_measured_figure(models_dir, monkeypatch):
+    # No GPU on the CPU suite: this is the GPU branch's arithmetic, given the free memory a GPU would report.
+    from framefarm.renderers.batch_size import BYTES_PER_FRAME_ENV, gpu_choice
+
+    gib = 2**30
+    job = v2v_job(models_dir, 'batch_size="auto"', "width=512", "height=512")
+    big, small = gpu_choice(job, 140 * gib), gpu_choice(job, 6 * gib)
+    assert big.device == "cuda" and big.fixed_bytes > 0 and big.bytes_per_frame > 0
+    assert 1 <= small.batch_size < big.batch_size <= 256
+    assert gpu_choice(job, 1 * gib).batch_size == 1  # never below one frame
+    monkeypatch.setenv(BYTES_PER_FRAME_ENV, str(gib))
+    measured = gpu_choice(job, 40 * gib)
+    assert measured.bytes_per_frame == gib
+    assert measured.batch_size == (int(40 * gib * 0.85) - measured.fixed_bytes) // gib
