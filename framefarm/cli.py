@@ -143,12 +143,12 @@ def plan(
 ) -> None:
     """Show how a job splits into chunks (frame ranges, seeds, keys) without rendering; --frames A:B adds values."""
     from framefarm.animation.plan import plan_job
-    from framefarm.flows.tasks import input_hashes
+    from framefarm.flows.tasks import input_hashes, resolve_job_batch_size
     from framefarm.job import load_job
     from framefarm.renderers import get_renderer
 
     try:
-        job = load_job(job_file, set_ or [])
+        job, _ = resolve_job_batch_size(load_job(job_file, set_ or []), None, backend)
         the_plan = plan_job(job, renderer=get_renderer(backend).id, chunk_size=chunk_size,
                             input_hashes=input_hashes(job, backend))
     except FramefarmError as exc:

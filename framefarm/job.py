@@ -23,7 +23,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from framefarm.errors import InputError
 
@@ -195,6 +205,8 @@ class Output(_Spec):
     with ``bpm`` the result must be a whole number of beats (exactly ``beats`` when given), and the file name
     carries both. ``upscale`` is ``"2"``, ``"lanczos:2"`` or an ESRGAN-family weight file; ``interpolate`` is a
     factor (2 doubles the frame rate); ``audio`` is muxed from ``audio_offset`` seconds and cut to the frames.
+    ``source_audio``: a job with a ``source`` video that has sound gets that sound (cut like the frames) when
+    ``audio`` is not set; ``false`` leaves the video silent. Formats without sound (GIF, PNG) skip it.
     """
 
     codec: Literal["h264", "h265", "prores", "prores4444", "hap", "hapq", "hapalpha", "dnxhr", "webm", "gif",
@@ -208,6 +220,7 @@ class Output(_Spec):
     beats: Annotated[int, Field(ge=1, le=100_000)] | None = None
     audio: str | None = None
     audio_offset: Annotated[float, Field(ge=-86_400, le=86_400)] = 0.0
+    source_audio: bool = True
     upscale: str | None = None
     interpolate: Annotated[int, Field(ge=1, le=16)] = 1
     interpolate_method: Literal["flow", "minterpolate", "rife"] = "flow"
@@ -511,11 +524,46 @@ class AnimateDiffJob(_JobBase):
 
 
 class Video2VideoJob(_JobBase):
-    """Each source frame re-rendered (img2img + ControlNet from that frame)."""
+    """Each source frame re-rendered (img2img + ControlNet from that frame); docs/video2video.md.
+
+    ``batch_size`` frames share a GPU batch, fixed by the frame index; it changes pixels slightly, so it is part of
+    every frame key. ``"auto"`` is resolved once per job when the render flow plans it (from free GPU memory, or
+    :data:`framefarm.renderers.batch_size.CPU_BATCH_SIZE` on a CPU), recorded in the job's folder and reused by every
+    later run and worker. ``color_match = "source"`` moves each rendered frame's LAB mean and spread toward its
+    source frame's by ``color_match_strength`` (0 none, 1 all the way), against colour flicker; off (``"none"``)
+    it is left out of the frame keys, so turning it off re-renders nothing that was rendered without it.
+    """
 
     kind: Literal["video2video"]
     source: Source
-    batch_size: Annotated[int, Field(ge=1, le=256)] = 4
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 4
+    color_match: Literal["none", "source"] = "none"
+    color_match_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _strength_needs_match(self) -> Video2VideoJob:
+        if self.color_match == "none" and self.color_match_strength != 1.0:
+            raise ValueError('color_match_strength needs color_match = "source"')
+        return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_colour_match_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The dump is what frame keys hash (framefarm/animation/plan.py): a field that is off and absent keeps the
+        # keys of every job rendered before colour matching existed, and validating the dump gives the default.
+        data = handler(self)
+        if self.color_match == "none":
+            data.pop("color_match", None)
+            data.pop("color_match_strength", None)
+        return data
+
+    @property
+    def chunk_unit(self) -> int:
+        """Chunks hold whole batches (see framefarm/animation/plan.py); ``"auto"`` must be resolved first."""
+        if self.batch_size == "auto":
+            raise InputError("batch_size", "auto", "is not resolved yet: the render flow resolves it once per job",
+                             "Plan through framefarm render, or call framefarm.renderers.batch_size."
+                             "resolve_batch_size(job) first")
+        return self.batch_size
 
 
 JobSpec = Annotated[Union[DeforumJob, AnimateDiffJob, Video2VideoJob], Field(discriminator="kind")]

@@ -14,6 +14,7 @@ from framefarm.animation.plan import ChunkSpec
 from framefarm.images import decode_png, encode_png
 from framefarm.renderers import get_renderer
 from framefarm.renderers.base import RenderContext
+from framefarm.renderers.control_cache import ControlStore
 from framefarm.storage import FrameStore
 from framefarm.storage.writer_pool import FrameWriterPool
 
@@ -44,7 +45,8 @@ def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameSt
     renderer = get_renderer(backend)
     done = store.done_frames(dict(zip(chunk.frames, chunk.frame_keys)))
     todo = [frame for frame in chunk.frames if frame not in done]
-    context = RenderContext(job=job, source_frame=source_reader(store), previous_frame=previous_reader(store))
+    context = RenderContext(job=job, source_frame=source_reader(store), previous_frame=previous_reader(store),
+                            controls=ControlStore(store))
     # PNG encoding and writes run on writer threads, overlapping the next batch's denoising (issue 9). Leaving the
     # block waits for every frame handed over, also when the renderer failed, so finished frames are kept.
     with FrameWriterPool(store, encode_png) as writer:

@@ -28,6 +28,7 @@ from framefarm.flows.tasks import (
     input_hashes,
     prepare_sources,
     render_chunk,
+    resolve_job_batch_size,
     verify_frames,
 )
 from framefarm.flows.summary import summary_markdown
@@ -182,6 +183,7 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         job = validate_job(job, source="deployment parameters")
     # 1. Plan (pure and cheap) and record what is about to be rendered.
     renderer = get_renderer(backend)
+    job, batch_choice = resolve_job_batch_size(job, out, backend)  # batch_size "auto": chosen once per job
     plan = plan_job(job, renderer=renderer.id, chunk_size=chunk_size, input_hashes=input_hashes(job, backend))
     store = FrameStore(out, job.name)
     store.write_json("job.json", job.model_dump(mode="json"))
@@ -222,6 +224,8 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         from framefarm.renderers.animatediff.renderer import clip_record
 
         extra["animatediff"] = clip_record(job)  # windows, segments, seeds, scheduler: what the clip depends on
+    if batch_choice is not None:
+        extra["batch_size"] = batch_choice
     store.write_manifest(plan.frame_keys, extra)
     # Per-chunk timings and workers, for the report and for spotting a slow GPU.
     store.write_json("chunks.json", [

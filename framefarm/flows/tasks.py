@@ -145,6 +145,7 @@ def prepare_sources(job: Any, store_root: str) -> int:
                  "fps": job.fps, "frames": job.frames, "digest": source_digest(job)}
     marker = f"{SOURCE_DIR}/prepared.json"
     if store.exists(marker) and store.read_json(marker) == signature:
+        _prepare_source_audio(job, store, signature["digest"])  # prepared before the sound was kept: get it now
         return job.frames
     if job.source.video == "testcard":
         frames = (source_testcard(i + job.source.start_frame, job.width, job.height, job.fps)
@@ -168,7 +169,68 @@ def prepare_sources(job: Any, store_root: str) -> int:
                          f"has only {count} frame(s) at {job.fps} fps from frame {job.source.start_frame}, "
                          f"the job needs {job.frames}", f"Set frames = {count} or use a longer source")
     store.write_json(marker, signature)
+    _prepare_source_audio(job, store, signature["digest"])
     return count
+
+
+SOURCE_AUDIO = f"{SOURCE_DIR}/audio.flac"
+
+
+def _prepare_source_audio(job: Any, store: FrameStore, digest: str | None) -> bool:
+    """Keep the source video's sound for the finishing stage: ``<job>/source/audio.flac`` (skipped when done).
+
+    Cut like the frames: from the job's first source frame (``source.start_frame`` frames at the job's fps) for
+    the job's length (``frames / fps`` seconds). A frame folder, the test card and a video without sound have no
+    sound; returns whether the job has one. ``encode_video`` muxes it unless the job names its own ``output.audio``
+    or sets ``output.source_audio = false``. ``digest`` is the source's content hash (:func:`source_digest`).
+    """
+    from framefarm.video.audio import extract_audio, has_audio_stream
+
+    video = job.source.video
+    if video == "testcard" or Path(video).is_dir():
+        return False
+    start, duration = job.source.start_frame / job.fps, job.frames / job.fps
+    signature = {"digest": digest, "start": start, "duration": duration}
+    marker = f"{SOURCE_DIR}/audio.json"
+    if store.exists(marker):
+        record = store.read_json(marker)
+        if record.get("signature") == signature and (not record["audio"] or store.exists(SOURCE_AUDIO)):
+            return bool(record["audio"])
+    audio = has_audio_stream(video)
+    if audio:
+        with tempfile.TemporaryDirectory() as folder:
+            extracted = extract_audio(video, Path(folder) / "audio.flac", start=start, duration=duration)
+            atomic_write_bytes(store.fs, store.path(SOURCE_AUDIO), extracted.read_bytes())
+    store.write_json(marker, {"signature": signature, "audio": audio})
+    return audio
+
+
+BATCH_SIZE_RECORD = "batch_size.json"
+
+
+def resolve_job_batch_size(job: Any, store_root: str | None, backend: str) -> tuple[Any, dict[str, Any] | None]:
+    """The job with ``batch_size = "auto"`` replaced by a number, chosen once per job; and the record of the choice.
+
+    The choice (framefarm/renderers/batch_size.py) is written to ``<job>/batch_size.json`` and reused by every later
+    run whose inputs to it are unchanged, so a resume on another machine, or with other free memory, keeps the
+    frame keys. Chunks get the resolved job, so no worker ever chooses. Jobs with a number (or no batch size) come
+    back as they are, with no record. ``store_root=None`` chooses without reading or writing a record (``plan``).
+    """
+    if getattr(job, "batch_size", None) != "auto":
+        return job, None
+    from framefarm.renderers.batch_size import choice_inputs, resolve_batch_size
+
+    store = FrameStore(store_root, job.name) if store_root is not None else None
+    record = None
+    if store is not None and store.exists(BATCH_SIZE_RECORD):
+        record = store.read_json(BATCH_SIZE_RECORD)
+        if record.get("inputs") != choice_inputs(job, backend):
+            record = None  # made for other settings (whose frames re-render anyway): choose again
+    if record is None:
+        record = {"requested": "auto", **resolve_batch_size(job, backend).to_json()}
+        if store is not None:
+            store.write_json(BATCH_SIZE_RECORD, record)
+    return job.model_copy(update={"batch_size": int(record["batch_size"])}), record
 
 
 def source_digest(job: Any) -> str | None:
@@ -222,16 +284,35 @@ def encode_video(plan: RenderPlan, job: Any, store_root: str) -> str:
 
     store = FrameStore(store_root, plan.job)
     frames = FrameSequence(plan.frames, lambda i: decode_png(store.read_frame_bytes(i)), name=plan.job)
+    settings = output_settings(job.output)
     local = store.local_path()
-    if local is not None:
-        result = finish(frames, local, fps=plan.fps, name=plan.job, **output_settings(job.output))
-        return os.path.abspath(result.path)
-    # Remote store: finish into a local temp folder, then upload (an object PUT is atomic).
-    with tempfile.TemporaryDirectory() as folder:
-        result = finish(frames, folder, fps=plan.fps, name=plan.job, **output_settings(job.output))
+    with tempfile.TemporaryDirectory() as scratch:
+        if settings["audio"] is None:
+            settings["audio"] = _source_audio(job, store, scratch)
+        if local is not None:
+            result = finish(frames, local, fps=plan.fps, name=plan.job, **settings)
+            return os.path.abspath(result.path)
+        # Remote store: finish into a local temp folder, then upload (an object PUT is atomic).
+        result = finish(frames, scratch, fps=plan.fps, name=plan.job, **settings)
         remote = store.path(result.path.name)
         if result.path.is_dir():  # PNG sequence
             store.fs.put(str(result.path), remote, recursive=True)
         else:
             store.fs.put_file(str(result.path), remote)
     return f"{store.fs.unstrip_protocol(remote)}"
+
+
+def _source_audio(job: Any, store: FrameStore, scratch: str) -> str | None:
+    """The source video's kept sound as a local file, when the job has one and wants it in its format."""
+    from framefarm.video.codecs import get_codec
+
+    if not job.output.source_audio or getattr(job, "source", None) is None or not store.exists(SOURCE_AUDIO):
+        return None
+    if get_codec(job.output.codec).audio_codec is None:
+        return None  # GIF, PNG sequence: the format has no sound track (an explicit output.audio is an error)
+    local = store.local_path(SOURCE_AUDIO)
+    if local is not None:
+        return local
+    path = os.path.join(scratch, "source-audio.flac")
+    store.fs.get_file(store.path(SOURCE_AUDIO), path)
+    return path

@@ -20,11 +20,15 @@ class RenderContext:
         source_frame: ``source_frame(i)`` returns source frame ``i`` (video-to-video), prepared in the store.
         previous_frame: ``previous_frame(i)`` returns the stored output frame ``i`` (a Deforum chain resumes
             from it).
+        controls: where ControlNet control images are stored per unit and frame
+            (:class:`framefarm.renderers.control_cache.ControlStore`), so a rerun skips the preprocessors; ``None``
+            runs them every time.
     """
 
     job: Any
     source_frame: Callable[[int], np.ndarray] | None = None
     previous_frame: Callable[[int], np.ndarray] | None = None
+    controls: Any = None
 
 
 class Renderer(Protocol):

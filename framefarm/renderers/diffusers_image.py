@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from framefarm.animation.plan import ChunkSpec
+from framefarm.animation.source_color import color_match_frame
 from framefarm.errors import InputError, RenderError
 from framefarm.renderers import accel
 from framefarm.renderers.base import RenderContext
@@ -122,8 +123,8 @@ class DiffusersRenderer:
                                       f"batches of {size}")
                 images = _render_batch(setup, job, chunk, members, context)
                 for frame in members:
-                    if frame in wanted:
-                        yield frame, images[frame]
+                    if frame in wanted:  # colour match to the source, when the job asks (animation/source_color.py)
+                        yield frame, color_match_frame(job, images[frame], frame, context.source_frame)
         else:
             for frame in wanted:  # no batch size on these kinds: one frame per call
                 yield frame, _render_batch(setup, job, chunk, [frame], context)[frame]
@@ -257,7 +258,8 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
     if img2img and int(refs.steps * settings.strength) < 1:
         return dict(sources)  # no denoising step at this strength: the frame is its source
     active = [(i, unit, model) for i, unit, model in setup.units if settings.control_weights[i] > 0]
-    controls = [_control_batch(setup, job, chunk, index, unit, frames, sources) for index, unit, _ in active]
+    controls = [_control_batch(setup, job, chunk, index, unit, frames, sources, context.controls)
+                for index, unit, _ in active]
     generators = [torch.Generator("cpu").manual_seed(chunk.seeds[chunk.local(f)]) for f in frames]
     family = sdxl_image if base.family == SDXL else sd15_image
 
@@ -311,24 +313,25 @@ def _to_tensor(images: list[np.ndarray]):
 
 
 def _control_batch(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frames: list[int],
-                   sources: dict[int, np.ndarray]):
+                   sources: dict[int, np.ndarray], controls=None):
     from framefarm.images import fit_cover, load_image
-    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+    from framefarm.renderers.control_cache import control_images
+    from framefarm.renderers.preprocessors import PreprocessSettings
 
     settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
                                   annotators=setup.annotators)
     if unit.image:
         fixed = fit_cover(load_image(unit.image, field=f"controlnet.{index}.image"), job.width, job.height)
-        images = [preprocess(unit.preprocessor, fixed, seed=chunk.seeds[chunk.local(f)], settings=settings,
-                             field=f"controlnet.{index}.preprocessor") for f in frames]
+        inputs = [(f, fixed, chunk.seeds[chunk.local(f)]) for f in frames]
     elif sources:
-        images = [preprocess(unit.preprocessor, sources[f], seed=chunk.seeds[chunk.local(f)], settings=settings,
-                             field=f"controlnet.{index}.preprocessor") for f in frames]
+        inputs = [(f, sources[f], chunk.seeds[chunk.local(f)]) for f in frames]
     else:
         raise InputError(f"controlnet.{index}.image", problem=f"is needed: a {job.kind} job has no source video to "
                                                               "make control images from",
                          fix="Set the unit's image to a control image file")
-    return _to_tensor(images)
+    # Stored per unit and frame (framefarm/renderers/control_cache.py): a rerun or resume skips the preprocessor.
+    return _to_tensor(control_images(controls, unit.preprocessor, inputs, settings=settings,
+                                     field=f"controlnet.{index}.preprocessor"))
 
 
 def _embeddings_for(setup: _Setup, refs, texts: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from framefarm.animation.plan import ChunkSpec
+from framefarm.animation.source_color import color_match_frame
 from framefarm.images import fit_cover, load_image
 from framefarm.renderers.base import RenderContext
 from framefarm.renderers.testcard import endless_card
@@ -47,7 +48,8 @@ class PreviewRenderer:
             if job.kind == "video2video":
                 if context.source_frame is None:
                     raise RuntimeError("video2video preview needs the prepared source frames")
-                image = _restyle(context.source_frame(frame), chunk.values["strength"][i])
+                image = color_match_frame(job, _restyle(context.source_frame(frame), chunk.values["strength"][i]),
+                                          frame, context.source_frame)
             elif init is not None:
                 image = cv2.warpPerspective(init, chunk.camera_matrix(frame), (job.width, job.height),
                                             flags=cv2.INTER_LINEAR, borderMode=border)

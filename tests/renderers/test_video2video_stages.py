@@ -1,0 +1,127 @@
+"""video2video stages around the diffusion: stored control images (a rerun runs no preprocessor) and colour matching
+to the source frame."""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+import pytest
+
+from framefarm.animation.plan import plan_job
+from framefarm.animation.source_color import match_source_colors
+from framefarm.renderers import get_renderer, preprocessors
+from framefarm.renderers.testcard import source_testcard
+from tests.renderers.jobs import v2v_job
+from tests.renderers.test_diffusers_renderer import max_diff, render
+
+
+@pytest.fixture()
+def counted_canny(monkeypatch):
+    """The real canny preprocessor, counting its calls (registered under its own name)."""
+    calls = []
+    real = preprocessors.BUILTIN["canny"]
+
+    @functools.wraps(real)
+    def canny(image, *, seed, settings):
+        calls.append(seed)
+        return real(image, seed=seed, settings=settings)
+
+    monkeypatch.setitem(preprocessors.BUILTIN, "canny", canny)
+    return calls
+
+
+def _render_into_store(job, store) -> dict[int, bytes]:
+    from framefarm.flows.chunk_work import render_chunk_frames
+
+    plan = plan_job(job, renderer=get_renderer("diffusers").id, chunk_size=4)
+    for chunk in plan.chunks:
+        render_chunk_frames(chunk, job, "diffusers", store)
+    return {i: store.read_frame_bytes(i) for i in range(job.frames)}
+
+
+def test_control_images_are_stored_and_a_resume_runs_no_preprocessor(tmp_path, models_dir, counted_canny):
+    from framefarm.flows.tasks import prepare_sources
+    from framefarm.storage import FrameStore
+
+    job = v2v_job(models_dir, 'controlnet.0.preprocessor="canny"', "controlnet.0.threshold_a=50")
+    prepare_sources.fn(job, str(tmp_path))  # the task's own code, without Prefect
+    store = FrameStore(str(tmp_path), job.name)
+    first = _render_into_store(job, store)
+    assert len(counted_canny) == job.frames  # once per frame
+    stored = sorted((tmp_path / job.name / "control").rglob("*.png"))
+    assert len(stored) == job.frames and len({p.parent for p in stored}) == 1  # one folder for the unit
+
+    store.remove_frames(range(job.frames))  # a resume after losing every output frame
+    counted_canny.clear()
+    again = _render_into_store(job, store)
+    assert counted_canny == []
+    assert again == first  # byte-identical PNGs
+
+    # Other preprocessor settings are another unit folder: computed again, not read from the old one.
+    other = v2v_job(models_dir, 'controlnet.0.preprocessor="canny"', "controlnet.0.threshold_a=90")
+    store.remove_frames(range(job.frames))
+    _render_into_store(other, store)
+    assert len(counted_canny) == job.frames
+    assert len({p.parent for p in (tmp_path / job.name / "control").rglob("*.png")}) == 2
+
+
+def test_colour_match_moves_lab_statistics_toward_the_source_and_is_deterministic():
+    source = source_testcard(3, 64, 64, 8)
+    # A "render" with a warm cast and less contrast than its source.
+    rendered = np.clip(source.astype(int) * 0.8 + np.array([30, 10, 10]), 0, 255).astype(np.uint8)
+
+    def stats(image):
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(float)
+        return lab.mean(axis=0), lab.std(axis=0)
+
+    (m_src, s_src), (m_out, s_out) = stats(source), stats(rendered)
+    full = match_source_colors(rendered, source, 1.0)
+    half = match_source_colors(rendered, source, 0.5)
+    (m_full, s_full), (m_half, s_half) = stats(full), stats(half)
+    gap = np.abs(m_out - m_src).sum() + np.abs(s_out - s_src).sum()
+    gap_full = np.abs(m_full - m_src).sum() + np.abs(s_full - s_src).sum()
+    gap_half = np.abs(m_half - m_src).sum() + np.abs(s_half - s_src).sum()
+    # All the way: close to the source's (not exact: the saturated test card clips at the RGB gamut); half way: between.
+    assert gap_full < 0.25 * gap < gap_half < 0.75 * gap
+    assert np.array_equal(match_source_colors(rendered, source, 0.0), rendered)
+    assert np.array_equal(full, match_source_colors(rendered.copy(), source.copy(), 1.0))
+
+
+def test_colour_match_in_the_render_is_deterministic_and_keyed_only_when_on(models_dir):
+    plain_job = v2v_job(models_dir, frames=4, controlnet=False)
+    matched_job = v2v_job(models_dir, 'color_match="source"', frames=4, controlnet=False)
+    renderer = get_renderer("diffusers").id
+    plain_keys = plan_job(plain_job, renderer=renderer).frame_keys
+    # Off, the fields are not in the job's dump, so frame keys are those of a job written before they existed.
+    assert "color_match" not in plain_job.model_dump(mode="json")
+    assert plan_job(v2v_job(models_dir, 'color_match="none"', frames=4, controlnet=False),
+                    renderer=renderer).frame_keys == plain_keys
+    assert set(plan_job(matched_job, renderer=renderer).frame_keys.values()).isdisjoint(plain_keys.values())
+
+    plain, matched = render(plain_job), render(matched_job)
+    assert max_diff(plain, matched) > 0
+    again = render(matched_job)
+    assert all(np.array_equal(matched[i], again[i]) for i in matched)
+    for i in matched:  # each frame's LAB mean is closer to its source's than without matching
+        source = cv2.cvtColor(source_testcard(i, 64, 64, 8), cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(axis=0)
+        gap = {name: np.abs(cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(axis=0) - source).sum()
+               for name, frames in (("plain", plain), ("matched", matched))}
+        assert gap["matched"] < gap["plain"]
+
+
+def test_gpu_batch_size_follows_free_memory_and_a_measured_figure(models_dir, monkeypatch):
+    # No GPU on the CPU suite: this is the GPU branch's arithmetic, given the free memory a GPU would report.
+    from framefarm.renderers.batch_size import BYTES_PER_FRAME_ENV, gpu_choice
+
+    gib = 2**30
+    job = v2v_job(models_dir, 'batch_size="auto"', "width=512", "height=512")
+    big, small = gpu_choice(job, 140 * gib), gpu_choice(job, 6 * gib)
+    assert big.device == "cuda" and big.fixed_bytes > 0 and big.bytes_per_frame > 0
+    assert 1 <= small.batch_size < big.batch_size <= 256
+    assert gpu_choice(job, 1 * gib).batch_size == 1  # never below one frame
+    monkeypatch.setenv(BYTES_PER_FRAME_ENV, str(gib))
+    measured = gpu_choice(job, 40 * gib)
+    assert measured.bytes_per_frame == gib
+    assert measured.batch_size == (int(40 * gib * 0.85) - measured.fixed_bytes) // gib
