@@ -161,3 +161,21 @@ def test_two_shots_render_side_by_side_like_one_after_another_and_resume_per_sho
     assert again.rendered == 2
     assert sorted(f for c in again.chunks for f in c.rendered) == [1, 2]
     assert frame_hashes(tmp_path / "a" / "small" / "frames") == a
+
+
+def test_the_preview_starts_each_shot_at_its_own_camera_and_init_image(tmp_path):
+    from framefarm.images import encode_png
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.preview import PreviewRenderer
+    from framefarm.renderers.testcard import source_testcard
+
+    card = source_testcard(5, 64, 64, 8)
+    (tmp_path / "init.png").write_bytes(encode_png(card))
+    job = deforum(shots=[0, 4, {"start": 7, "init_image": str(tmp_path / "init.png")}])
+    plan = plan_job(job, renderer="preview@1", chunk_size=10)
+    frames = {f: image for chunk in plan.chunks
+              for f, image in PreviewRenderer().render(chunk, list(chunk.frames), RenderContext(job=job))}
+    body = slice(0, 40)  # above the head-up strip (the bottom 18 rows), which shows each frame's own number
+    assert np.array_equal(frames[4][body], frames[0][body])  # shot 1 starts where the job started: the card at rest
+    assert not np.array_equal(frames[3][body], frames[0][body])
+    assert np.array_equal(frames[7][body], card[body])  # shot 2 starts on its init image
