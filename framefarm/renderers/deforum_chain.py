@@ -379,9 +379,9 @@ class DeforumChain:
         elif init is not None:
             source = init
         else:
-            raise InputError(f"controlnet.{index}.image", problem="is needed for frame 0 (or a shot's first frame) of a "
-                             "Deforum job without an init image or hybrid video (there is no frame yet to make a "
-                             "control image from)",
+            raise InputError(f"controlnet.{index}.image",
+                             problem="is needed for frame 0 (or a shot's first frame) of a Deforum job without an "
+                             "init image or hybrid video (there is no frame yet to make a control image from)",
                              fix="Set the unit's image, or init_image")
         settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
                                       annotators=annotator_folder(self.job.model.models_dir))
