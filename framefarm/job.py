@@ -471,6 +471,20 @@ class HybridVideo(_Spec):
         return {f"hybrid.{name}": getattr(self, name) for name in names}
 
 
+class Shot(_Spec):
+    """One shot of a Deforum job: frames ``start`` … (the next shot's start − 1) are their own chain.
+
+    A shot starts fresh — img2img of its ``init_image``, or txt2img — not from the previous shot's last frame; its
+    cadence groups, colour-coherence reference (``first_frame``) and 2D camera start at ``start``. Schedules, prompts
+    and the seed behaviour keep the job's global frame index ``t``, so every number matches the unsplit job;
+    ``seed_offset`` is added to the shot's seeds (modulo 2**32) for a different take of the same shot.
+    """
+
+    start: Annotated[int, Field(ge=0)]
+    init_image: str | None = None
+    seed_offset: Annotated[int, Field(gt=-(2**32), lt=2**32)] = 0
+
+
 class DeforumJob(_JobBase):
     """Keyframe animation: every ``cadence``-th frame is diffused from the warped previous one (Deforum's
     ``diffusion_cadence``); the frames between are cross-fades of the diffused frames around them, each warped by
@@ -499,6 +513,41 @@ class DeforumJob(_JobBase):
     depth: DepthWarp = DepthWarp()
     color_coherence: ColorCoherence = ColorCoherence()
     hybrid: HybridVideo = HybridVideo()
+    # Shots (docs/deforum_chain.md, "Shots"): each its own chain, rendered side by side. ``shots = [0, 48, 96]`` or
+    # ``[[shots]]`` tables with ``start``, ``init_image``, ``seed_offset``; frames before the first start are a shot.
+    shots: tuple[Shot, ...] = ()
+
+    @field_validator("shots", mode="before")
+    @classmethod
+    def _shots_from_numbers(cls, value: Any) -> Any:
+        # A bare frame number is a shot with nothing else to say: `shots = [0, 48, 96]`.
+        if isinstance(value, (list, tuple)):
+            return [{"start": item} if isinstance(item, int) and not isinstance(item, bool) else item
+                    for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _shots_in_order(self) -> DeforumJob:
+        starts = [shot.start for shot in self.shots]
+        fix = f"List each shot's first frame once, in increasing order, each below frames ({self.frames}); " \
+              "e.g. shots = [0, 48, 96]"
+        for before, after in zip(starts, starts[1:]):
+            if after == before:
+                raise InputError("shots", starts, f"start at frame {after} twice", fix)
+            if after < before:
+                raise InputError("shots", starts, f"are not in order ({before} comes before {after})", fix)
+        beyond = [start for start in starts if start >= self.frames]
+        if beyond:
+            raise InputError("shots", starts, f"start at frame {beyond[0]}, past the job's last frame "
+                             f"({self.frames - 1})", fix)
+        return self
+
+    @property
+    def shot_list(self) -> tuple[Shot, ...]:
+        """Every shot, the implicit first one (frame 0, the job's own ``init_image``) included when not listed."""
+        if self.shots and self.shots[0].start == 0:
+            return self.shots
+        return (Shot(start=0), *self.shots)
 
     def extra_schedules(self) -> dict[str, str]:
         """Numeric schedules outside ``motion`` (evaluated into the plan like motion's): cadence flow and hybrid."""

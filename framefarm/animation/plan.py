@@ -7,10 +7,16 @@ run. In a Deforum chain frame n is img2img of frame n−1, so its key also folds
 10 and frames 10… are stale, frames 0–9 are not.
 
 A chunk's key is the hash of its frame keys: it is Prefect's cache key for the chunk task.
+
+Shots (Deforum jobs with ``shots``): each shot is its own chain. Chunks never cross a shot's start, a shot's first
+frame folds in no previous key but the shot (its start, init image, seed offset), and cadence groups, seeds' diffused
+frames and the cumulative camera restart at each shot's start, while schedules and prompts keep the global frame
+index. A job without shots plans exactly as before (same keys).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -31,7 +37,7 @@ PLAN_FORMAT = 2
 # changing its encode settings does not re-render anything. Prompts, motion and seeds enter per frame instead.
 _NOT_PIXEL_FIELDS = {
     "name", "description", "frames", "fps", "output", "prompts", "positive_prompt", "negative_prompt", "motion",
-    "seeds", "seed", "farm",
+    "seeds", "seed", "farm", "shots",  # shots enter per frame (a frame's key depends on its own shot only)
 }
 
 # Automatic chunk size: at least MIN_AUTO_CHUNK frames (a Prefect task run costs 5–30 ms and a GPU frame
@@ -83,6 +89,7 @@ class ChunkSpec:
     values: dict[str, tuple[float, ...]] = field(hash=False)
     camera: tuple[tuple[float, ...], ...]
     key: str
+    shot: int = 0  # index of the shot (RenderPlan.shots) the chunk belongs to: chunks never cross a shot's start
 
     @property
     def frames(self) -> range:
@@ -113,6 +120,7 @@ class RenderPlan:
     chained: bool
     chunk_size: int
     chunks: tuple[ChunkSpec, ...]
+    shots: tuple[int, ...] = (0,)  # first frame of each shot
 
     @property
     def frame_keys(self) -> dict[int, str]:
@@ -131,12 +139,14 @@ class RenderPlan:
             "seed": self.seed,
             "chained": self.chained,
             "chunk_size": self.chunk_size,
+            "shots": list(self.shots),
             "chunks": [
                 {
                     "index": chunk.index,
                     "start": chunk.start,
                     "stop": chunk.stop,
                     "frames": chunk.stop - chunk.start,
+                    "shot": chunk.shot,
                     "seeds": list(chunk.seeds),
                     "key": chunk.key,
                 }
@@ -148,12 +158,24 @@ class RenderPlan:
         return asdict(self)
 
 
+def shot_starts(job: Any) -> tuple[int, ...]:
+    """First frame of each shot of ``job``: ``(0,)`` for a job without shots (duck-typed, as :func:`plan_job`)."""
+    shots = getattr(job, "shot_list", None)
+    return tuple(shot.start for shot in shots) if shots else (0,)
+
+
+def shot_of(starts: tuple[int, ...], frame: int) -> int:
+    """Index of the shot holding ``frame``, given the shots' first frames (sorted, the first 0)."""
+    return bisect.bisect_right(starts, frame) - 1
+
+
 def plan_job(
     job: Any,
     *,
     renderer: str,
     chunk_size: int | None = None,
     input_hashes: dict[str, str] | None = None,
+    cut_at_shots: bool = True,
 ) -> RenderPlan:
     """Cut a validated job into chunks of at most ``chunk_size`` frames.
 
@@ -163,7 +185,10 @@ def plan_job(
         chunk_size: frames per chunk; defaults to :func:`auto_chunk_size`. Chunks are the unit of retry and
             caching: big enough to amortise task overhead (≥ 10 s of GPU work), small enough to lose little on a crash.
         input_hashes: content hashes of external inputs (init image, source video, model files) by field name, so
-            replacing a file's content changes the keys of the frames it feeds.
+            replacing a file's content changes the keys of the frames it feeds. A shot's own init image comes as
+            ``shot@<start>.init_image`` and enters only the keys of that shot's frames.
+        cut_at_shots: end chunks at shot starts (the default; the flow needs it). ``False`` gives the renderer's
+            view of the whole job in one chunk per ``chunk_size``, per-frame values unchanged.
 
     Returns:
         The plan. Frames are identical whatever the chunk size: chunking never enters a frame key.
@@ -184,11 +209,18 @@ def plan_job(
     # 2. Per-frame inputs: schedules, seeds, prompts, camera.
     values = evaluate_job_schedules(job)
     cadence = getattr(job, "cadence", 1)
-    diffused = [i % cadence == 0 for i in range(frames)]
+    starts = shot_starts(job)
+    shots = list(getattr(job, "shot_list", None) or [])
+    bounds = list(zip(starts, (*starts[1:], frames)))  # each shot's [start, stop)
+    # Cadence groups restart at each shot's start: in-betweens never cross a shot boundary.
+    diffused = [(i - starts[shot_of(starts, i)]) % cadence == 0 for i in range(frames)]
     seeds = frame_seeds(
         job.seed, frames=frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
         seed_schedule=job.seeds.schedule, diffused=diffused,
     )
+    for shot, (start, stop) in zip(shots, bounds):
+        if shot.seed_offset:
+            seeds[start:stop] = (seeds[start:stop] + shot.seed_offset) % 2**32
     prompts = prompts_for_frames(
         job.prompts, frames=frames, positive=job.positive_prompt, negative=job.negative_prompt, seed=job.seed
     )
@@ -197,7 +229,8 @@ def plan_job(
         values, width=job.width, height=job.height, mode=getattr(job, "animation_mode", "2D"),
         perspective_flip=job.motion.perspective_flip.enabled,
     )
-    cameras = cumulative_camera(motion)
+    # Each shot's camera starts where the shot starts (a shot is a fresh sequence).
+    cameras = np.concatenate([cumulative_camera(motion[start:stop]) for start, stop in bounds])
 
     # 3. Frame keys: everything that decides a frame's pixels, hashed.
     job_fields = job.model_dump(mode="json")
@@ -210,7 +243,7 @@ def plan_job(
         "renderer": renderer,
         "job": {k: v for k, v in job_fields.items() if k not in _NOT_PIXEL_FIELDS},
         "border": job.motion.border,
-        "inputs": dict(sorted((input_hashes or {}).items())),
+        "inputs": dict(sorted((k, v) for k, v in (input_hashes or {}).items() if not k.startswith("shot@"))),
     }
     if job.kind == "animatediff":
         # A motion clip's frames are denoised together: each depends on every frame's prompt and seed and on the
@@ -221,10 +254,24 @@ def plan_job(
     chained = job.kind == "deforum"
     camera_rows = [tuple(float(x) for x in cameras[i].ravel()) for i in range(frames)]
     value_lists = {name: [float(x) for x in array] for name, array in values.items()}
+    # What a frame's key says about its shot: nothing for the plain first shot (so a job without shots keeps its
+    # keys), else the shot's start, init image (by content) and seed offset.
+    shot_fields: list[dict[str, Any] | None] = []
+    for shot, (start, _) in zip(shots, bounds):
+        init = (input_hashes or {}).get(f"shot@{start}.init_image", shot.init_image)
+        plain = start == 0 and init is None and not shot.seed_offset
+        shot_fields.append(None if plain else {"start": start, "init_image": init, "seed_offset": shot.seed_offset})
     frame_keys: list[str] = []
     previous = None
     for i in range(frames):
+        shot_index = shot_of(starts, i)
+        if i == starts[shot_index]:
+            previous = None  # a shot starts fresh: its first frame folds in no earlier frame
+        fields = {}
+        if shot_fields and shot_fields[shot_index] is not None:
+            fields["shot"] = shot_fields[shot_index]
         key = canonical_hash({
+            **fields,
             "common": common_hash,
             "frame": i,
             "seed": int(seeds[i]),
@@ -239,8 +286,10 @@ def plan_job(
 
     # 4. Chunks.
     chunks = []
-    for index, start in enumerate(range(0, frames, size)):
-        stop = min(start + size, frames)
+    ranges = [(shot, start, min(start + size, stop)) for shot, (first, stop) in enumerate(bounds)
+              for start in range(first, stop, size)] if cut_at_shots else \
+        [(shot_of(starts, start), start, min(start + size, frames)) for start in range(0, frames, size)]
+    for index, (shot, start, stop) in enumerate(ranges):
         keys = tuple(frame_keys[start:stop])
         chunks.append(ChunkSpec(
             job=job.name,
@@ -254,8 +303,9 @@ def plan_job(
             values={name: tuple(column[start:stop]) for name, column in value_lists.items()},
             camera=tuple(camera_rows[start:stop]),
             key=canonical_hash({"frames": keys}),
+            shot=shot,
         ))
     return RenderPlan(
         job=job.name, kind=job.kind, renderer=renderer, width=job.width, height=job.height, fps=job.fps,
-        frames=frames, seed=job.seed, chained=chained, chunk_size=size, chunks=tuple(chunks),
+        frames=frames, seed=job.seed, chained=chained, chunk_size=size, chunks=tuple(chunks), shots=starts,
     )

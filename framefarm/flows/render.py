@@ -69,12 +69,11 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
         if job.farm.chunk_retries else 0,
     )
     limit = job.farm.max_parallel_chunks or DEFAULT_PARALLEL_CHUNKS
-    # A chain (Deforum on a renderer that reads the previous frame) is one sequence: chunk k+1 starts from the last
-    # frame of chunk k, so its chunks run one at a time, in order, and a failed chunk stops the ones after it.
-    # Parallelism comes from many jobs (shots) at once; see docs/deforum_chain.md.
+    # A chain (Deforum on a renderer that reads the previous frame) is one sequence per shot: chunk k+1 of a shot
+    # starts from the last frame of chunk k, so a shot's chunks run one at a time, in order, and a failed chunk
+    # stops the shot's later ones. Different shots run side by side, within the limit (docs/deforum_chain.md).
     sequential = plan.chained and getattr(get_renderer(backend), "reads_previous_frames", False)
-    if sequential:
-        limit = 1
+    busy_shots: set[int] = set()
     redo = task.with_options(refresh_cache=True)
     pending = list(chunks)
     running: dict = {}
@@ -91,21 +90,27 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
         if pending and pool_paused is not None and not stopped and pool_paused():
             stopped = True  # outside the render window: finish the chunks in hand, start no new ones
         while pending and not stopped and len(running) < limit and len(failures) < job.farm.error_budget:
-            chunk = pending.pop(0)
+            # The first pending chunk whose shot has none in flight (any chunk when frames are independent).
+            chunk = next((c for c in pending if not sequential or c.shot not in busy_shots), None)
+            if chunk is None:
+                break
+            pending.remove(chunk)
+            busy_shots.add(chunk.shot)
             complete = all(frame in done for frame in chunk.frames)
             running[(task if complete else redo).submit(wrap(chunk), wrap(job), backend, out)] = chunk
         if not running:
             break  # budget spent and nothing left in flight
         future = next(as_completed(list(running)))
         chunk = running.pop(future)
+        busy_shots.discard(chunk.shot)
         try:
             result = future.result()
         except InputError:
             raise  # the job itself is wrong: no point rendering its other chunks
         except Exception as exc:
             failures.append((chunk.index, f"{type(exc).__name__}: {exc}"))
-            if sequential:
-                pending.clear()  # later frames of the chain would start from a frame that does not exist
+            if sequential:  # later frames of the shot would start from a frame that does not exist
+                pending = [c for c in pending if c.shot != chunk.shot]
         else:
             # A chunk served from Prefect's cache returns its first run's result: it rendered nothing now.
             cached = future.state.name == "Cached"

@@ -263,6 +263,12 @@ def input_hashes(job: Any, backend: str = "preview") -> dict[str, str]:
         if not Path(job.init_image).is_file():
             raise InputError("init_image", job.init_image, "no such image file", "Give the path of a PNG or JPEG")
         hashes["init_image"] = file_digest(job.init_image)
+    for index, shot in enumerate(getattr(job, "shots", ())):  # a Deforum shot's own init image: its frames' keys
+        if shot.init_image:
+            if not Path(shot.init_image).is_file():
+                raise InputError(f"shots.{index}.init_image", shot.init_image, "no such image file",
+                                 "Give the path of a PNG or JPEG")
+            hashes[f"shot@{shot.start}.init_image"] = file_digest(shot.init_image)
     digest = source_digest(job)
     if digest is not None:
         hashes["source.video"] = digest

@@ -23,6 +23,11 @@ memory (PNG is lossless). In-betweens need ``D_{k−1}`` and ``D_k``, which are 
 are diffused again from outputs ``(k−1)·c−1`` and ``k·c−1`` — the same inputs, seeds and device give the same
 pixels — costing at most two diffusions after a restart. Per-frame values come from the whole job's plan, so a chunk
 can look back past its own start. Chunks of a chained job must run in order; the flow does that.
+
+Shots (``job.shots``): each shot is its own chain. Frame numbers stay global (schedules, prompts, seeds, hybrid and
+colour-reference video frames), but a shot's first frame ``s`` is diffused from the shot's init image (or txt2img),
+its cadence groups are ``s + k·c``, and its ``first_frame`` colour reference is output ``s``. Nothing of one shot
+reads another, so shots render side by side (the flow runs each shot's chunks in order, shots concurrently).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import numpy as np
 
 from framefarm.animation import coherence
 from framefarm.animation.camera import camera_motion, perspective_flip_matrices, warp_2d, warp_3d
-from framefarm.animation.plan import ChunkSpec, plan_job
+from framefarm.animation.plan import ChunkSpec, plan_job, shot_of
 from framefarm.animation.schedules import evaluate_string_schedules
 from framefarm.errors import InputError, RenderError
 from framefarm.renderers.base import RenderContext
@@ -51,8 +56,8 @@ def render_deforum(chunk: ChunkSpec, frames: Sequence[int], context: RenderConte
 
 
 class DeforumChain:
-    """One shot's chain. Memoises outputs, diffused frames and warped in-between sources; everything else is
-    recomputed from the store on demand."""
+    """The chains of a job's shots. Memoises outputs, diffused frames (by their frame number) and warped
+    in-between sources; everything else is recomputed from the store on demand."""
 
     def __init__(self, context: RenderContext) -> None:
         job = context.job
@@ -60,15 +65,21 @@ class DeforumChain:
         self.context = context
         self.cadence = job.cadence
         # The whole job's per-frame values (seeds, prompts, schedules): a chain looks back past its chunk's start.
-        self.plan = plan_job(job, renderer="deforum-chain", chunk_size=job.frames).chunks[0]
+        self.plan = plan_job(job, renderer="deforum-chain", chunk_size=job.frames, cut_at_shots=False).chunks[0]
+        self.shots = job.shot_list
+        self.starts = tuple(shot.start for shot in self.shots)
         self.strings = evaluate_string_schedules(job)
         self.outputs: dict[int, np.ndarray] = {}
         self.diffused: dict[int, np.ndarray] = {}
-        self.warped: dict[int, tuple[int, np.ndarray]] = {}  # k -> (frame it has been warped to, image)
+        self.warped: dict[int, tuple[int, np.ndarray]] = {}  # diffused frame d -> (frame warped to, image)
         self.setups: dict[str | None, Any] = {}
         _check_supported(job)
 
     # ----- Per-frame values ---------------------------------------------------------------------------------------
+
+    def shot_start(self, frame: int) -> int:
+        """First frame of the shot holding ``frame``."""
+        return self.starts[shot_of(self.starts, frame)]
 
     def value(self, name: str, frame: int, default: float | None = None) -> float:
         column = self.plan.values.get(name)
@@ -129,14 +140,16 @@ class DeforumChain:
         return image
 
     def output(self, t: int) -> np.ndarray:
-        """Output frame ``t``: ``D_k`` warped to ``t``, cross-faded with ``D_{k−1}`` warped to ``t`` in a cadence."""
-        k, c = t // self.cadence, self.cadence
-        tween = (t - k * c + 1) / c
-        current = self._warped_to(k, t)
+        """Output frame ``t``: ``D_k`` warped to ``t``, cross-faded with ``D_{k−1}`` warped to ``t`` in a cadence
+        (``k`` counts the cadence groups of ``t``'s shot; diffused frame ``D_k`` is frame ``s + k·c``)."""
+        s, c = self.shot_start(t), self.cadence
+        k = (t - s) // c
+        tween = (t - s - k * c + 1) / c
+        current = self._warped_to(s + k * c, t)
         if k == 0 or tween >= 1.0:
             image = current
         else:
-            before = self._warped_to(k - 1, t)
+            before = self._warped_to(s + (k - 1) * c, t)
             if self.job.cadence_flow == "None":
                 image = coherence.cadence_blend(before, current, tween)
             else:
@@ -144,30 +157,32 @@ class DeforumChain:
                                                      flow_factor=self.value("cadence_flow_factor", t, 1.0),
                                                      border=self.job.motion.border)
         self.outputs[t] = image
-        # Only recent outputs are read again (the previous frame, frame 0 as colour reference): keep memory flat.
-        for old in [f for f in self.outputs if 0 < f < t - 1]:
+        # Only recent outputs are read again (the previous frame, the shot's first frame as colour reference):
+        # keep memory flat.
+        for old in [f for f in self.outputs if f != s and f < t - 1]:
             del self.outputs[old]
         return image
 
-    def _warped_to(self, k: int, t: int) -> np.ndarray:
-        """``D_k`` warped frame by frame from frame ``k·c`` to ``t`` (always the same sequence of warps, so a
+    def _warped_to(self, d: int, t: int) -> np.ndarray:
+        """Diffused frame ``d`` warped frame by frame from ``d`` to ``t`` (always the same sequence of warps, so a
         resumed render gets the same pixels as one that kept it in memory)."""
-        reached, image = self.warped.get(k, (k * self.cadence, None))
+        reached, image = self.warped.get(d, (d, None))
         if image is None or reached > t:
-            reached, image = k * self.cadence, self.diffused_frame(k)
+            reached, image = d, self.diffused_frame(d)
         for frame in range(reached + 1, t + 1):
             image = self.warp(image, frame)
-        self.warped[k] = (t, image)
-        for old in [j for j in self.warped if j < k - 1]:
+        self.warped[d] = (t, image)
+        for old in [j for j in self.warped if j < d - self.cadence]:
             del self.warped[old]
         return image
 
-    def diffused_frame(self, k: int) -> np.ndarray:
-        if k not in self.diffused:
-            self.diffused[k] = self._diffused(k * self.cadence)
-            for old in [j for j in self.diffused if j < k - 1]:
+    def diffused_frame(self, d: int) -> np.ndarray:
+        """``D`` at frame ``d`` (a shot's start or ``c`` frames after a diffused frame), diffused once."""
+        if d not in self.diffused:
+            self.diffused[d] = self._diffused(d)
+            for old in [j for j in self.diffused if j < d - self.cadence]:
                 del self.diffused[old]
-        return self.diffused[k]
+        return self.diffused[d]
 
     # ----- Image operations ---------------------------------------------------------------------------------------
 
@@ -197,7 +212,8 @@ class DeforumChain:
         if cc.reference == "video":
             frames = self.color_reference_video
             return frames[min(coherence.color_reference_index(frame, cc.video_every_n), len(frames) - 1)]
-        return self.previous_output(0) if frame > 0 else None
+        start = self.shot_start(frame)
+        return self.previous_output(start) if frame > start else None
 
     @cached_property
     def reference_image(self) -> np.ndarray:
@@ -240,9 +256,10 @@ class DeforumChain:
     def _diffused(self, n: int) -> np.ndarray:
         job = self.job
         seed = self.plan.seeds[n]
-        # 1. The image to start from: the warped previous output (with hybrid video), or the init image at frame 0.
-        if n == 0:
-            init = self.init_image
+        # 1. The image to start from: the warped previous output (with hybrid video), or the shot's init image at
+        # the shot's first frame.
+        if n == self.shot_start(n):
+            init = self.init_image(n)
         else:
             init = self._composite(self.previous_output(n - 1), n - 1, "Before Motion")
             init = self.warp(init, n)
@@ -270,14 +287,20 @@ class DeforumChain:
             image = coherence.force_grayscale(image)
         return self._composite(image, n, "After Generation")
 
-    @cached_property
-    def init_image(self) -> np.ndarray | None:
+    def init_image(self, start: int) -> np.ndarray | None:
+        """The first frame's start image of the shot starting at ``start``: the shot's ``init_image``, the job's
+        for the shot at frame 0, the hybrid video's frame ``start``; ``None`` means txt2img."""
         from framefarm.images import fit_cover, load_image
 
-        if self.job.init_image:
-            return fit_cover(load_image(self.job.init_image, field="init_image"), self.job.width, self.job.height)
+        shot = self.shots[shot_of(self.starts, start)]
+        listed = [i for i, s in enumerate(self.job.shots) if s.start == start]  # its index in the job's `shots`
+        path, field = shot.init_image, f"shots.{listed[0] if listed else 0}.init_image"
+        if path is None and start == 0:
+            path, field = self.job.init_image, "init_image"
+        if path:
+            return fit_cover(load_image(path, field=field), self.job.width, self.job.height)
         if self.job.hybrid.active and self.job.hybrid.use_first_frame_as_init_image:
-            return self.hybrid_frames[0]
+            return self.hybrid_frames[start]
         return None
 
     def _setup(self, checkpoint: str | None):
@@ -356,7 +379,8 @@ class DeforumChain:
         elif init is not None:
             source = init
         else:
-            raise InputError(f"controlnet.{index}.image", problem="is needed for frame 0 of a Deforum job without an "
+            raise InputError(f"controlnet.{index}.image",
+                             problem="is needed for frame 0 (or a shot's first frame) of a Deforum job without an "
                              "init image or hybrid video (there is no frame yet to make a control image from)",
                              fix="Set the unit's image, or init_image")
         settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,

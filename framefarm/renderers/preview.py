@@ -41,6 +41,13 @@ class PreviewRenderer:
         init = None
         if job.init_image:
             init = fit_cover(load_image(job.init_image, field="init_image"), job.width, job.height)
+        # A Deforum shot with its own init image shows it (a chunk lies inside one shot; its camera starts there).
+        shots = getattr(job, "shot_list", ())
+        if len(shots) > chunk.shot and shots[chunk.shot].init_image:
+            init = fit_cover(load_image(shots[chunk.shot].init_image, field="shots.init_image"), job.width,
+                             job.height)
+        elif chunk.shot > 0:
+            init = None  # later shots start from the test card, as they start from txt2img on the diffusers backend
         border = cv2.BORDER_WRAP if job.motion.border == "wrap" else cv2.BORDER_REPLICATE
         hue_offset = (job.seed * 37) % 180
         for frame in frames:
