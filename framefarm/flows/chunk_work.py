@@ -43,6 +43,9 @@ def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameSt
     pool holds a bounded number of frames, so a store that stops accepting writes stops the heartbeat too.
     """
     renderer = get_renderer(backend)
+    # A render process outlives chunks, and fsspec caches listings per process: another process (the flow's repair
+    # step, another worker) may have removed or added frames since, and the manifest is the truth, so read it afresh.
+    store.fs.invalidate_cache()
     done = store.done_frames(dict(zip(chunk.frames, chunk.frame_keys)))
     todo = [frame for frame in chunk.frames if frame not in done]
     context = RenderContext(job=job, source_frame=source_reader(store), previous_frame=previous_reader(store),

@@ -31,7 +31,7 @@ def test_a_hung_chunk_is_killed_retried_and_counted_against_the_worker(tmp_path,
     monkeypatch.setenv("FRAMEFARM_HANG_MARKERS", str(tmp_path))
     monkeypatch.setenv("FRAMEFARM_WORKER_ID", "render03-gpu1")
     job = job_from_preset("zoom-tunnel", ["frames=12", "width=64", "height=64", "name=hang",
-                                          "farm.chunk_timeout=8", "farm.chunk_retries=1",
+                                          "farm.chunk_timeout=20", "farm.chunk_retries=1",
                                           "farm.retry_delay_seconds=0"])
 
     result = render_job(job, backend="hang-test", out=str(tmp_path / "hang"), chunk_size=4)
