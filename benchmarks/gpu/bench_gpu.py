@@ -23,7 +23,8 @@ Jobs and the code each one measures (``measured_through`` in every record):
 * ``deforum_chain``: the Deforum chain renderer (issue 5) is not on main. Baseline: a plain
   ``StableDiffusionImg2ImgPipeline`` chain (frame n = img2img of frame n−1 zoomed 2 %, strength 0.65). framefarm
   side: the same chain built from framefarm's parts (models from its loader with the speed levers,
-  ``sd15_image.build_pipeline``, ``decode_latents``, the writer pool), several shots batched per call — a chain is
+  ``sd15_image.build_pipeline``, the VAE slices of ``encode_sources``/``decode_frames``, the writer pool), several
+  shots batched per call — a chain is
   sequential within a shot, so batching across shots is where a GPU's width comes from.
 * ``animatediff``: the AnimateDiff renderer (issue 6) is not on main. Baseline: ``AnimateDiffPipeline``, one
   16-frame clip per call. framefarm side: the same pipeline with framefarm's speed levers applied to its UNet,
@@ -219,6 +220,8 @@ class Bench:
     work: Path
     compile_jobs: set
     ceiling_tflops: float
+    profile_dir: Path | None = None  # --profile: where the phase timings and the kernel table of one batch go
+    compare_per_frame_vae: bool = False  # --compare-per-frame-vae: video2video also through the pre-issue-9 VAE path
 
     def flops(self, run) -> float:
         """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
@@ -340,11 +343,142 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     compile_s = max(0.0, warm_s - steady_batch_s)
     from framefarm.renderers.accel import attention_backends
 
-    return {"seconds": seconds, "load_s": round(load_s, 2), "warmup_batch_s": round(warm_s, 2),
+    extra = {}
+    if b.profile_dir is not None and b.device == "cuda":
+        try:
+            extra["profile"] = profile_batch(b, lambda: run(job_for(batch)), job_name, steady_batch_s)
+        except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
+            extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {**extra, "seconds": seconds, "load_s": round(load_s, 2), "warmup_batch_s": round(warm_s, 2),
             "compile_s": round(compile_s, 2), "peak_mem_gib": b.peak(),
             "frames_per_s_incl_compile": round(frames / (seconds + compile_s), 3),
             "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "renderer": renderer.id,
             "unet_attention": attention_backends(setup.base.unet)}
+
+
+def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> dict:
+    """Where one steady batch's time goes: (1) phases timed with a device sync around each (control images, VAE
+    encode, the pipeline's denoising, VAE decode; the rest is prompts, PNG hand-off and Python), (2) torch.profiler's
+    kernel table of one batch, grouped by kernel family, against the batch's wall time (GPU busy fraction)."""
+    import torch
+
+    from framefarm.renderers import diffusers_image
+
+    phases: dict[str, float] = {}
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                torch.cuda.synchronize()
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+        return wrapper
+
+    originals = {name: getattr(diffusers_image, name) for name in ("_control_batch", "encode_sources", "decode_frames")}
+    for name, fn in originals.items():
+        setattr(diffusers_image, name, timed(name, fn))
+    from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline
+
+    classes = (StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline)
+    calls = {cls: cls.__call__ for cls in classes}
+    for cls in classes:
+        cls.__call__ = timed("denoise (pipeline call)", calls[cls])
+    try:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        run_batch()
+        torch.cuda.synchronize()
+        synced_s = time.perf_counter() - start
+    finally:
+        for name, fn in originals.items():
+            setattr(diffusers_image, name, fn)
+        for cls in classes:
+            cls.__call__ = calls[cls]
+    result = {"steady_batch_s": round(steady_batch_s, 3), "phases_synced_batch_s": round(synced_s, 3),
+              "phases_s": {k: round(v, 3) for k, v in phases.items()},
+              "phases_other_s": round(synced_s - sum(phases.values()), 3)}
+
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        run_batch()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    families: dict[str, float] = {}
+    kernels = []
+    for event in prof.key_averages():
+        device_us = getattr(event, "self_device_time_total", None)
+        if device_us is None:
+            device_us = getattr(event, "self_cuda_time_total", 0.0)
+        if not device_us or str(getattr(event, "device_type", "")).endswith("CPU"):
+            continue
+        name = event.key
+        low = name.lower()
+        family = ("attention" if any(t in low for t in ("flash", "fmha", "attention", "efficient_attention"))
+                  else "triton (compiled fusions)" if "triton" in low
+                  else "conv" if any(t in low for t in ("conv", "fprop", "implicit", "dgrad", "winograd"))
+                  else "gemm" if any(t in low for t in ("gemm", "cutlass", "cublas", "sm90_xmma", "nvjet", "matmul"))
+                  else "group_norm" if any(t in low for t in ("group_norm", "groupnorm", "rowwisemoments",
+                                                                "computefused"))
+                  else "copy / layout" if any(t in low for t in ("copy", "memcpy", "memset", "cat"))
+                  else "other elementwise / reduce")
+        families[family] = families.get(family, 0.0) + device_us / 1e6
+        kernels.append((device_us / 1e6, event.count, name[:140]))
+    busy = sum(families.values())
+    kernels.sort(reverse=True)
+    result.update({"profiled_batch_wall_s": round(wall, 3), "gpu_kernel_s": round(busy, 3),
+                   "gpu_busy_fraction": round(busy / wall, 3) if wall else None,
+                   "kernel_families_s": {k: round(v, 3) for k, v in sorted(families.items(), key=lambda x: -x[1])},
+                   "top_kernels": [[round(t, 4), n, name] for t, n, name in kernels[:25]]})
+    (b.profile_dir / f"profile_{job_name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        (b.profile_dir / f"profile_{job_name}.txt").write_text(prof.key_averages().table(
+            sort_by="self_cuda_time_total", row_limit=60, max_name_column_width=90))
+    except Exception as exc:
+        (b.profile_dir / f"profile_{job_name}.txt").write_text(f"table failed: {exc}\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "top_kernels"}), flush=True)
+    return {k: v for k, v in result.items() if k != "top_kernels"}
+
+
+def sdpa_backends(torch) -> dict:
+    """Milliseconds of SD1.5's largest attention (64² latents: 4096 tokens, 8 heads of 40; CFG batch 64, fp16)
+    through each SDPA backend, and its TFLOP/s: is attention where the denoiser loses time?"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(64, 8, 4096, 40, device="cuda", dtype=torch.float16) for _ in range(3))
+    flop = 4 * 64 * 8 * 4096 * 4096 * 40
+    result = {}
+    for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION):
+        try:
+            with sdpa_kernel([backend]):
+                for _ in range(3):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(10):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                torch.cuda.synchronize()
+            ms = (time.perf_counter() - start) / 10 * 1e3
+            result[backend.name] = {"ms": round(ms, 2), "tflops": round(flop / ms / 1e9, 1)}
+        except Exception as exc:
+            result[backend.name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    default = None
+    try:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(10):
+            torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        torch.cuda.synchronize()
+        default = round((time.perf_counter() - start) / 10 * 1e3, 2)
+    except Exception:
+        pass
+    result["default_ms"] = default
+    return result
 
 
 def set_levers(b: Bench, job: str) -> None:
@@ -390,10 +524,32 @@ def job_video2video(b: Bench) -> dict:
     set_levers(b, "video2video")
     ff = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
                        controlnet=True, job_name="v2v")
-    return b.record("video2video", "framefarm DiffusersRenderer (video2video, SD1.5 + 1 ControlNet) + FrameWriterPool",
-                    "diffusers StableDiffusionControlNetImg2ImgPipeline, 1 frame per call",
-                    s.v2v_frames, ff.pop("seconds"), s.baseline_frames, base_s, flop, batch_size=s.v2v_batch,
-                    width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak, **ff)
+    record = b.record("video2video",
+                      "framefarm DiffusersRenderer (video2video, SD1.5 + 1 ControlNet) + FrameWriterPool",
+                      "diffusers StableDiffusionControlNetImg2ImgPipeline, 1 frame per call",
+                      s.v2v_frames, ff.pop("seconds"), s.baseline_frames, base_s, flop, batch_size=s.v2v_batch,
+                      width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak, **ff)
+    if b.compare_per_frame_vae:
+        # Same process, same (compiled) models: the renderer as before issue 9's VAE slices (diffusers encodes each
+        # frame in its own call, each frame decoded alone with its NaN checks and host copy).
+        from framefarm.renderers import diffusers_image
+
+        saved = diffusers_image.encode_sources, diffusers_image.decode_frames
+        diffusers_image.encode_sources = lambda vae, pixels, generators, slice_size: diffusers_image._to_tensor(pixels)
+        diffusers_image.decode_frames = lambda vae, latents, frames, slice_size: {
+            f: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=f) for k, f in enumerate(frames)}
+        try:
+            n = 2 * s.v2v_batch
+            old = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=n, batch=s.v2v_batch, controlnet=True,
+                                job_name="v2v-per-frame-vae")
+            old_fps = n / old["seconds"]
+            record["per_frame_vae"] = {"frames": n, "seconds": round(old["seconds"], 3),
+                                       "frames_per_s": round(old_fps, 3),
+                                       "fraction_of_ceiling": round(flop * old_fps / 1e12 / b.ceiling_tflops, 4),
+                                       "profile": old.get("profile")}
+        finally:
+            diffusers_image.encode_sources, diffusers_image.decode_frames = saved
+    return record
 
 
 def job_sdxl_img2img(b: Bench) -> dict:
@@ -444,7 +600,7 @@ def job_deforum_chain(b: Bench) -> dict:
 
     from framefarm.images import encode_png
     from framefarm.renderers import diffusers_image, sd15_image
-    from framefarm.renderers.diffusers_image import decode_latents
+    from framefarm.renderers.diffusers_image import decode_frames, encode_sources, vae_slice
     from framefarm.renderers.samplers import make_scheduler
     from framefarm.storage import FrameStore
     from framefarm.storage.writer_pool import FrameWriterPool
@@ -486,6 +642,7 @@ def job_deforum_chain(b: Bench) -> dict:
     from framefarm.renderers.prompt_encode import PromptEncoder
 
     store = FrameStore(str(b.work / "frames"), "chain")
+    slice_size = vae_slice(w, w)
 
     def shots(n: int) -> None:
         previous = [first] * s.chain_shots
@@ -495,11 +652,12 @@ def job_deforum_chain(b: Bench) -> dict:
             for i in range(n):
                 pipe_ff = sd15_image.build_pipeline(base, img2img=True, controlnets=[], vae=setup.vae,
                                                     scheduler=make_scheduler("Euler", base.scheduler_config))
-                images = torch.from_numpy(np.stack([_zoom(p) for p in previous])).permute(0, 3, 1, 2).float() / 255
-                latents = pipe_ff(image=images, strength=strength, num_inference_steps=s.steps, output_type="latent",
-                                  generator=[torch.Generator("cpu").manual_seed(1000 * k + i)
-                                             for k in range(s.chain_shots)], **kwargs).images
-                previous = [decode_latents(setup.vae, latents[k:k + 1], frame=i) for k in range(s.chain_shots)]
+                generators = [torch.Generator("cpu").manual_seed(1000 * k + i) for k in range(s.chain_shots)]
+                init = encode_sources(setup.vae, [_zoom(p) for p in previous], generators, slice_size=slice_size)
+                latents = pipe_ff(image=init, strength=strength, num_inference_steps=s.steps, output_type="latent",
+                                  generator=generators, **kwargs).images
+                decoded = decode_frames(setup.vae, latents, range(s.chain_shots), slice_size=slice_size)
+                previous = [decoded[k] for k in range(s.chain_shots)]
                 for k, image in enumerate(previous):
                     writer.submit(k * 10000 + i, image, key="bench", seed=i, width=w, height=w)
 
@@ -509,8 +667,7 @@ def job_deforum_chain(b: Bench) -> dict:
     frames = s.chain_frames * s.chain_shots
     return b.record("deforum_chain",
                     f"img2img chain from framefarm parts (loader + accel levers, sd15_image.build_pipeline, "
-                    f"decode_latents, FrameWriterPool), {s.chain_shots} shots batched; issue-5 chain renderer "
-                    "not on main",
+                    f"encode_sources/decode_frames (VAE slices), FrameWriterPool), {s.chain_shots} shots batched",
                     "diffusers StableDiffusionImg2ImgPipeline chain, 1 frame per call", frames, seconds,
                     s.chain_frames, base_s, flop, batch_size=s.chain_shots, width=w, height=w, steps=s.steps,
                     strength=strength, baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(),
@@ -587,6 +744,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--v2v-batch", type=int, default=None, help="video2video batch size (default 16)")
     parser.add_argument("--v2v-frames", type=int, default=None, help="video2video frames (a multiple of the batch)")
     parser.add_argument("--name", default="gpu_throughput", help="JSON file name (without .json)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after each framefarm job: phase timings and the kernel table of one batch (GPU only)")
+    parser.add_argument("--compare-per-frame-vae", action="store_true",
+                        help="video2video: also time 2 batches with one frame per VAE call (the renderer before)")
     args = parser.parse_args(argv)
     jobs = [j for j in args.jobs.split(",") if j]
     unknown = [j for j in jobs if j not in RUNNERS]
@@ -615,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     document["ceiling_what"] = "fp32 512³" if args.tiny else "fp16 8192³ (random data, median of 10)"
     document["records"] = []
     print(f"{document['device']}: matmul ceiling {document['matmul_ceiling_tflops']} TFLOP/s", flush=True)
+    if args.profile and device == "cuda":
+        document["sdpa_backends"] = sdpa_backends(torch)
+        print(json.dumps(document["sdpa_backends"]), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="framefarm-gpu-bench-") as tmp:
         work = Path(tmp)
@@ -623,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         models = build_models(work / "library", size, torch, device, with_xl="sdxl_img2img" in jobs)
         document["build_models_s"] = round(time.perf_counter() - started, 1)
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
-                      document["matmul_ceiling_tflops"])
+                      document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae)
         for job in jobs:
             started = time.perf_counter()
             try:

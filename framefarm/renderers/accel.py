@@ -16,7 +16,8 @@ with the tiny models; the figures below are the bounds they assert):
 * CFG in one batch: diffusers' pipelines already concatenate the unconditional and conditional halves into one
   UNet call; nothing to do here.
 * ``compile`` (off by default): ``torch.compile`` of the repeated blocks (regional compilation: every
-  ``BasicTransformerBlock`` and ``ResnetBlock2D`` of UNet and ControlNet, or ``"model"``: the whole forward).
+  ``Transformer2DModel`` and ``ResnetBlock2D`` of UNet, ControlNet and VAE, see ``REPEATED_BLOCKS``, or
+  ``"model"``: the whole forward).
   Compiled kernels fuse elementwise work into the matmuls/convolutions and change rounding; it is off by default
   because its first batch pays tens of seconds of compilation on a GPU (and minutes on a CPU, which is why no CPU
   test covers it). Turn it on per worker with ``FRAMEFARM_ACCEL=compile`` (or ``Acceleration(compile=True)``); the
@@ -44,9 +45,17 @@ ACCEL_ENV = "FRAMEFARM_ACCEL"
 # assert it. One step: the rounding of a different summation order, never a visible change.
 PIXEL_TOLERANCE = 1
 LEVERS = ("channels_last", "fuse_qkv", "compile")
-# The block classes regional compilation compiles one by one: they repeat (16 transformer blocks and 22 ResNet
-# blocks in SD1.5's UNet) with few distinct shapes, so dynamo reuses each compiled graph across instances.
-REPEATED_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D", "TemporalBasicTransformerBlock")
+# The diffusers renderer encodes and decodes with the VAE in slices of frames (issue 9), not one frame per call: not a
+# switch (≤ PIXEL_TOLERANCE, tested like the levers), but it moves pixels by rounding, so it is in every frame key.
+VAE_TAG = "vae=slices"
+# The block classes regional compilation compiles one by one: they repeat (16 transformer models and 22 ResNet
+# blocks in SD1.5's UNet) with few distinct shapes, so dynamo reuses each compiled graph across instances. The
+# spatial transformer is compiled whole (Transformer2DModel: GroupNorm, proj_in, its blocks, proj_out, residual):
+# compiling only its inner BasicTransformerBlocks left the GroupNorm and the NCHW ↔ channels-last copies around the
+# 1×1 projections eager (issue 9's H200 profile, video2video batch 32: layout copies 0.43 s of 3.0 s of kernel time
+# per batch; compiled whole: 0.11 s, and 0.34 s less kernel time in all). A block nested in one
+# already compiled is not compiled again; BasicTransformerBlocks outside a Transformer2DModel (motion modules) are.
+REPEATED_BLOCKS = ("Transformer2DModel", "BasicTransformerBlock", "ResnetBlock2D", "TemporalBasicTransformerBlock")
 
 
 @dataclass(frozen=True)
@@ -205,15 +214,20 @@ def _compile(model, accel: Acceleration) -> int:
 
     # Every distinct (block class, input shape) pair is one compiled graph; SD1.5's UNet + ControlNet have ~20
     # distinct ResNet shapes, more than dynamo's default of 8 recompiles per code object.
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 128)
     if accel.compile_scope == "model":
         model.compile(mode=accel.compile_mode, dynamic=False)
         return 1
     count = 0
-    for module in model.modules():
-        if type(module).__name__ in REPEATED_BLOCKS:
-            module.compile(mode=accel.compile_mode, dynamic=False)
-            count += 1
+    compiled: list[str] = []
+    for name, module in model.named_modules():  # parents come before their children
+        if type(module).__name__ not in REPEATED_BLOCKS:
+            continue
+        if any(name.startswith(prefix + ".") for prefix in compiled):
+            continue  # inside a compiled region already
+        module.compile(mode=accel.compile_mode, dynamic=False)
+        compiled.append(name)
+        count += 1
     return count
 
 
@@ -230,9 +244,9 @@ def version_tag() -> str:
     """``accel=<fingerprint>`` for a renderer's version string (``accel=invalid`` if the variable is malformed:
     the render itself then fails with the readable error, not the import)."""
     try:
-        return f"accel={worker_acceleration().fingerprint()}"
+        return f"accel={worker_acceleration().fingerprint()};{VAE_TAG}"
     except InputError:
-        return "accel=invalid"
+        return f"accel=invalid;{VAE_TAG}"
 
 
 def accelerate_setup(base, vae, controlnets, accel: Acceleration | None = None) -> None:

@@ -17,11 +17,14 @@ Seed lock and batching (why frames are byte-identical across chunkings and worke
    frame index: batch ``b`` is frames ``b·B … b·B+B−1`` (``B`` = ``job.batch_size``). A chunk always renders its
    batches whole — also when only some of their frames are still missing — and yields only the requested frames.
 3. Within a batch, frames whose per-frame settings differ (strength, CFG, ControlNet weights, LoRA tags) are run as
-   separate groups — again fixed by the batch's frames alone. Prompts are encoded one by one and the VAE decodes one
-   frame at a time, so only the UNet/ControlNet see the batch.
+   separate groups — again fixed by the batch's frames alone. Prompts are encoded one by one; the VAE encodes and
+   decodes a group in slices of :func:`vae_slice` frames (a fixed size per image size, so a frame's slice-mates are
+   again fixed by its batch), which is what keeps the GPU busy (issue 9: one frame at a time left it idle between
+   hundreds of small launches and a device sync per frame).
 
-Numerical safety: a frame that decodes to NaN or to all black (the fp16 VAE overflow of SDXL) is decoded again with
-the VAE in float32; if that fails too the render stops with an error rather than storing a broken frame.
+Numerical safety: a frame that decodes to NaN or to all black (the fp16 VAE overflow of SDXL) is decoded again, alone,
+with the VAE in float32; if that fails too the render stops with an error rather than storing a broken frame. The
+check runs on the GPU for a whole group and costs one device sync per group, not several per frame.
 """
 
 from __future__ import annotations
@@ -291,7 +294,12 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
                         control_guidance_end=[u.guidance_end for _, u, _ in active],
                         height=job.height, width=job.width)
         if img2img:
-            call.update(image=_to_tensor([sources[f] for f in frames]), strength=settings.strength)
+            pixels = [sources[f] for f in frames]
+            if base.family == SDXL:  # diffusers' SDXL encode (float32 upcast, latents mean/std): left to it
+                init = _to_tensor(pixels)
+            else:  # SD1.5: encoded here in slices (diffusers encodes a generator list one frame per call)
+                init = encode_sources(setup.vae, pixels, generators, slice_size=vae_slice(job.width, job.height))
+            call.update(image=init, strength=settings.strength)
             if active:
                 call["control_image"] = controls
         else:
@@ -301,15 +309,24 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         with torch.inference_mode():
             latents = pipe(**call).images
 
-        # 5. Decode frame by frame, with the NaN / black-frame guard.
-        return {frame: decode_latents(setup.vae, latents[k:k + 1], frame=frame) for k, frame in enumerate(frames)}
+        # 5. Decode in slices, with the NaN / black-frame guard (one device sync for the group).
+        return decode_frames(setup.vae, latents, frames, slice_size=vae_slice(job.width, job.height))
 
 
-def _to_tensor(images: list[np.ndarray]):
-    """RGB uint8 frames → a float ``[B, 3, H, W]`` tensor in 0…1 (what diffusers' image processors take as is)."""
+def _to_tensor(images: list[np.ndarray], device=None):
+    """RGB uint8 frames → a float ``[B, 3, H, W]`` tensor in 0…1 (what diffusers' image processors take as is).
+
+    With ``device``: the uint8 frames travel (a quarter of the float bytes) and are converted there, with a true
+    division by a device tensor (a Python-number divisor makes CUDA multiply by the reciprocal, which can differ from
+    the CPU's division in the last bit): the same values as on the CPU.
+    """
     import torch
 
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+    pixels = torch.from_numpy(np.stack(images))
+    if device is None or torch.device(device).type == "cpu":
+        return pixels.permute(0, 3, 1, 2).float().div(255.0)
+    pixels = pixels.to(device, non_blocking=True)
+    return pixels.permute(0, 3, 1, 2).float() / torch.tensor(255.0, device=device)
 
 
 def _control_batch(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frames: list[int],
@@ -331,7 +348,7 @@ def _control_batch(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frame
                          fix="Set the unit's image to a control image file")
     # Stored per unit and frame (framefarm/renderers/control_cache.py): a rerun or resume skips the preprocessor.
     return _to_tensor(control_images(controls, unit.preprocessor, inputs, settings=settings,
-                                     field=f"controlnet.{index}.preprocessor"))
+                                     field=f"controlnet.{index}.preprocessor"), device=setup.vae.device)
 
 
 def _embeddings_for(setup: _Setup, refs, texts: list[str]) -> dict[str, Any]:
@@ -353,7 +370,70 @@ def _embeddings_for(setup: _Setup, refs, texts: list[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# VAE: slices of frames
+
+
+# Pixels the VAE sees per call: 8 frames at 512², 2 at 1024². Big enough to fill a GPU (the decoder's GroupNorms and
+# convolutions at batch 1 use a fraction of it), small enough to add little to the UNet's peak memory.
+VAE_SLICE_PIXELS = 8 * 512 * 512
+
+
+def vae_slice(width: int, height: int) -> int:
+    """Frames per VAE encode/decode call for this image size (fixed per job, so results don't depend on chunking)."""
+    return max(1, VAE_SLICE_PIXELS // max(1, width * height))
+
+
+def encode_sources(vae, images: list[np.ndarray], generators: list, *, slice_size: int):
+    """RGB uint8 frames → img2img's initial latents (scaled), what diffusers' SD1.5 img2img pipelines compute from a
+    ``[0, 1]`` image tensor with a list of generators, but ``slice_size`` frames per VAE call.
+
+    Same arithmetic step by step: ``/255`` (a true division on the device, like the CPU's), ``2x − 1``, the VAE's
+    dtype, ``mean + std · noise`` with each frame's noise drawn from its own generator (its first draw, as in
+    diffusers), times the scaling factor. Only the encoder's batch differs (rounding, within ``PIXEL_TOLERANCE``).
+    The pipeline takes 4-channel input as latents and skips its own encode.
+    """
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    device, dtype = vae.device, vae.dtype
+    image = (2.0 * _to_tensor(images, device=device) - 1.0).to(dtype=dtype)
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, image.shape[0], slice_size):
+            dist = vae.encode(image[start:start + slice_size]).latent_dist
+            shape = (1, *dist.mean.shape[1:])
+            noise = torch.cat([randn_tensor(shape, generator=g, device=device, dtype=dist.parameters.dtype)
+                               for g in generators[start:start + slice_size]])
+            parts.append(dist.mean + dist.std * noise)
+        return vae.config.scaling_factor * torch.cat(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Decoding
+
+
+def decode_frames(vae, latents, frames: Sequence[int], *, slice_size: int) -> dict[int, np.ndarray]:
+    """Latents ``[N, C, h, w]`` → frame → RGB uint8, decoded ``slice_size`` at a time on the device.
+
+    The NaN / all-black test and the uint8 conversion run on the device for every frame; the host waits once, for
+    the flags and the pixels of the whole group. A broken frame is then decoded again alone by
+    :func:`decode_latents` (float32 fallback), exactly as before.
+    """
+    import torch
+
+    pixels, ok = [], []
+    for start in range(0, latents.shape[0], slice_size):
+        raw = _decode_raw(vae, latents[start:start + slice_size])
+        image = (raw / 2 + 0.5).clamp(0, 1)
+        finite = torch.isfinite(raw).flatten(1).all(dim=1)
+        ok.append(finite & (image.flatten(1).amax(dim=1) > 0.0))
+        pixels.append(_to_uint8(image))
+    flags = torch.cat(ok).cpu().tolist()  # the one device sync
+    host = torch.cat(pixels).cpu().numpy()
+    result: dict[int, np.ndarray] = {}
+    for k, frame in enumerate(frames):
+        result[frame] = host[k] if flags[k] else decode_latents(vae, latents[k:k + 1], frame=frame)
+    return result
 
 
 def decode_latents(vae, latents, *, frame: int) -> np.ndarray:
@@ -371,11 +451,18 @@ def decode_latents(vae, latents, *, frame: int) -> np.ndarray:
     if not bool(torch.isfinite(image).all()):
         raise RenderError(f"frame {frame} decoded to NaN even with the VAE in float32: the latents are broken "
                           "(try another sampler, fewer steps, a lower CFG, or float32)")
-    pixels = (image[0].permute(1, 2, 0).float() * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-    return np.ascontiguousarray(pixels)
+    return np.ascontiguousarray(_to_uint8(image)[0].cpu().numpy())
 
 
-def _decode(vae, latents):
+def _to_uint8(image):
+    """``[N, 3, H, W]`` in 0…1 → ``[N, H, W, 3]`` uint8 (on the image's device)."""
+    import torch
+
+    return (image.permute(0, 2, 3, 1).float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def _decode_raw(vae, latents):
+    """The VAE decoder's output for ``latents`` (unscaled by the caller), −1…1, no checks."""
     import torch
 
     config = vae.config
@@ -388,7 +475,13 @@ def _decode(vae, latents):
     else:
         z = z / config.scaling_factor
     with torch.inference_mode():
-        image = vae.decode(z, return_dict=False)[0]
+        return vae.decode(z, return_dict=False)[0]
+
+
+def _decode(vae, latents):
+    import torch
+
+    image = _decode_raw(vae, latents)
     return (image / 2 + 0.5).clamp(0, 1) if bool(torch.isfinite(image).all()) else image
 
 

@@ -97,3 +97,75 @@ def test_batch_size_for_memory():
     assert batch_size_for_memory(1, free_bytes=100 * gib, cap=64) == 64
     with pytest.raises(ValueError, match="bytes_per_frame must be positive"):
         batch_size_for_memory(0, free_bytes=gib)
+
+
+def _per_frame_vae(monkeypatch):
+    """The renderer as it was before issue 9's VAE slices: diffusers encodes each frame in its own call, and each
+    frame is decoded alone (with its NaN checks)."""
+    from framefarm.renderers import diffusers_image
+
+    monkeypatch.setattr(diffusers_image, "encode_sources",
+                        lambda vae, pixels, generators, slice_size: diffusers_image._to_tensor(pixels))
+    monkeypatch.setattr(diffusers_image, "decode_frames", lambda vae, latents, frames, slice_size: {
+        frame: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=frame) for k, frame in enumerate(frames)})
+
+
+def test_vae_slices_keep_frames_within_tolerance_and_slices_of_one_are_exact(monkeypatch, models_dir):
+    from framefarm.renderers import diffusers_image
+
+    job = v2v_job(models_dir, frames=4)  # 64×64: one slice holds the whole batch of 4
+    assert diffusers_image.vae_slice(job.width, job.height) >= 4
+    sliced = render(job)
+    with monkeypatch.context() as patch:
+        patch.setattr(diffusers_image, "VAE_SLICE_PIXELS", 1)  # one frame per VAE call
+        single = render(job)
+    with monkeypatch.context() as patch:
+        _per_frame_vae(patch)
+        before = render(job)
+    drift = max_diff(before, sliced)
+    print(f"max abs pixel difference, VAE slices vs one frame per VAE call: {drift}")
+    assert sorted(sliced) == sorted(before) == [0, 1, 2, 3]
+    assert drift <= PIXEL_TOLERANCE
+    # The same arithmetic as diffusers' encode + the per-frame decode, step by step: identical at slice size 1.
+    assert all(np.array_equal(single[i], before[i]) for i in before)
+
+
+def test_vae_slice_sizes():
+    from framefarm.renderers.diffusers_image import vae_slice
+
+    assert vae_slice(512, 512) == 8
+    assert vae_slice(1024, 1024) == 2
+    assert vae_slice(2048, 2048) == 1
+    assert vae_slice(64, 64) == 512
+
+
+def test_a_broken_frame_in_a_slice_is_decoded_again_alone(monkeypatch):
+    from diffusers import AutoencoderKL
+
+    from framefarm.errors import RenderError
+    from framefarm.renderers import diffusers_image
+    from tests.fixtures.tiny_models import VAE
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**VAE).eval()
+    half = AutoencoderKL(**VAE).eval().to(torch.float16)
+    half.load_state_dict({k: v.half() for k, v in vae.state_dict().items()})
+    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    alone = []
+    real = diffusers_image.decode_latents
+    monkeypatch.setattr(diffusers_image, "decode_latents",
+                        lambda v, latent, *, frame: alone.append(frame) or real(v, latent, frame=frame))
+
+    frames = diffusers_image.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
+    assert sorted(frames) == [10, 11, 12] and alone == []  # nothing broken: one pass, no frame decoded alone
+    for k, frame in enumerate([10, 11, 12]):
+        one = real(vae, latents[k:k + 1], frame=frame)
+        assert frames[frame].shape == one.shape and frames[frame].dtype == np.uint8
+        assert max_diff({0: frames[frame]}, {0: one}) <= PIXEL_TOLERANCE
+
+    latents[1] = 3e4  # overflows float16 inside the decoder: that frame alone goes to float32
+    frames = diffusers_image.decode_frames(half, latents, [10, 11, 12], slice_size=2)
+    assert alone == [11] and frames[11].max() > 0 and half.dtype == torch.float16
+    latents[1] = float("nan")
+    with pytest.raises(RenderError, match="frame 11 decoded to NaN even with the VAE in float32"):
+        diffusers_image.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
