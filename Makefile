@@ -26,8 +26,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/framefarm demo
 
+# Two pytest workers: much of the suite waits on servers, subprocesses and ffmpeg, so two keep both cores busy.
+# The integration tests (a real `prefect server start` with workers) run one after another on one of them.
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Headless Chromium for the job-report test (Debian's package; the test skips, saying why, where it can't install).
 browser:

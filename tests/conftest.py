@@ -95,3 +95,11 @@ def tiny_library(tmp_path_factory):
 @pytest.fixture(scope="session")
 def models_dir(tiny_library) -> str:
     return str(tiny_library.root)
+
+
+def pytest_collection_modifyitems(config, items):
+    # `make test` runs two xdist workers with --dist loadgroup: the integration tests, each of which starts a real
+    # Prefect server, workers and render processes, go to one worker one after another instead of side by side.
+    for item in items:
+        if "tests/integration/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("integration"))
