@@ -377,7 +377,7 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
         return wrapper
 
-    originals = {name: getattr(diffusers_image, name) for name in ("_control_batch", "encode_sources", "decode_frames")}
+    originals = {name: getattr(diffusers_image, name) for name in ("_control_arrays", "encode_sources", "decode_frames")}
     for name, fn in originals.items():
         setattr(diffusers_image, name, timed(name, fn))
     from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline

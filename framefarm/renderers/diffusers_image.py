@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
@@ -117,6 +118,7 @@ class DiffusersRenderer:
             if context.source_frame is None:
                 raise RenderError("video2video needs the prepared source frames")
             size = job.batch_size
+            batches = []
             for batch in sorted({f // size for f in wanted}):
                 members = list(range(batch * size, min((batch + 1) * size, job.frames)))
                 outside = [f for f in members if not chunk.start <= f < chunk.stop]
@@ -124,10 +126,20 @@ class DiffusersRenderer:
                     raise RenderError(f"chunk {chunk.index} ({chunk.start}…{chunk.stop - 1}) does not hold all of "
                                       f"batch {batch} (frames {members[0]}…{members[-1]}); chunks must be whole "
                                       f"batches of {size}")
-                images = _render_batch(setup, job, chunk, members, context)
-                for frame in members:
-                    if frame in wanted:  # colour match to the source, when the job asks (animation/source_color.py)
-                        yield frame, color_match_frame(job, images[frame], frame, context.source_frame)
+                batches.append(members)
+            # The next batch's source frames and control images (PNG decode, Canny: CPU work that releases the GIL)
+            # are made on a helper thread while this batch denoises: on an H200 they were 9 % of a batch's wall
+            # time with the GPU idle (benchmarks/results/gpu/README.md). Same inputs, same pixels.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-inputs") as helper:
+                upcoming = helper.submit(_batch_inputs, setup, job, chunk, batches[0], context)
+                for n, members in enumerate(batches):
+                    prepared = upcoming.result()
+                    if n + 1 < len(batches):
+                        upcoming = helper.submit(_batch_inputs, setup, job, chunk, batches[n + 1], context)
+                    images = _render_batch(setup, job, chunk, members, context, prepared)
+                    for frame in members:
+                        if frame in wanted:  # colour match to the source, when asked (animation/source_color.py)
+                            yield frame, color_match_frame(job, images[frame], frame, prepared.sources.__getitem__)
         else:
             for frame in wanted:  # no batch size on these kinds: one frame per call
                 yield frame, _render_batch(setup, job, chunk, [frame], context)[frame]
@@ -225,8 +237,25 @@ def _frame_settings(job, chunk: ChunkSpec, frame: int) -> tuple[FrameSettings, s
     return FrameSettings(strength, cfg, tuple(weights), tuple(loras), tuple(hypernets)), positive, negative
 
 
-def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], context: RenderContext
-                  ) -> dict[int, np.ndarray]:
+@dataclass(frozen=True)
+class _BatchInputs:
+    """What a video2video batch needs before any model runs: its source frames and each unit's control images."""
+
+    sources: dict[int, np.ndarray]
+    controls: dict[tuple[int, int], np.ndarray]  # (unit index, frame) → control image
+
+
+def _batch_inputs(setup: _Setup, job, chunk: ChunkSpec, members: list[int], context: RenderContext) -> _BatchInputs:
+    sources = {f: context.source_frame(f) for f in members}
+    controls: dict[tuple[int, int], np.ndarray] = {}
+    for index, unit, _ in setup.units:
+        arrays = _control_arrays(setup, job, chunk, index, unit, members, sources, context.controls)
+        controls.update({(index, f): image for f, image in zip(members, arrays)})
+    return _BatchInputs(sources, controls)
+
+
+def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], context: RenderContext,
+                  prepared: _BatchInputs | None = None) -> dict[int, np.ndarray]:
     """Render the frames of one batch; frames with equal settings share a pipeline call."""
     groups: dict[FrameSettings, list[tuple[int, str, str]]] = {}
     for frame in members:
@@ -237,12 +266,13 @@ def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], cont
         # Out of GPU memory: the group is rendered again in halves (framefarm/renderers/oom.py says what that
         # keeps deterministic and what it may change by a level or so).
         images.update(render_halving_on_oom(
-            lambda part, settings=settings: _render_group(setup, job, chunk, settings, part, context), items))
+            lambda part, settings=settings: _render_group(setup, job, chunk, settings, part, context, prepared), items))
     return images
 
 
 def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
-                  items: list[tuple[int, str, str]], context: RenderContext) -> dict[int, np.ndarray]:
+                  items: list[tuple[int, str, str]], context: RenderContext,
+                  prepared: _BatchInputs | None = None) -> dict[int, np.ndarray]:
     import torch
 
     from framefarm.renderers import sd15_image, sdxl_image
@@ -257,11 +287,18 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
     img2img = job.kind == "video2video"
 
     # 1. Inputs that need no model: source frames, control images, seeds.
-    sources = {f: context.source_frame(f) for f in frames} if img2img else {}
+    if not img2img:
+        sources = {}
+    elif prepared is not None:
+        sources = {f: prepared.sources[f] for f in frames}
+    else:
+        sources = {f: context.source_frame(f) for f in frames}
     if img2img and int(refs.steps * settings.strength) < 1:
         return dict(sources)  # no denoising step at this strength: the frame is its source
     active = [(i, unit, model) for i, unit, model in setup.units if settings.control_weights[i] > 0]
-    controls = [_control_batch(setup, job, chunk, index, unit, frames, sources, context.controls)
+    controls = [_to_tensor([prepared.controls[(index, f)] for f in frames] if prepared is not None else
+                           _control_arrays(setup, job, chunk, index, unit, frames, sources, context.controls),
+                           device=setup.vae.device)
                 for index, unit, _ in active]
     generators = [torch.Generator("cpu").manual_seed(chunk.seeds[chunk.local(f)]) for f in frames]
     family = sdxl_image if base.family == SDXL else sd15_image
@@ -329,8 +366,8 @@ def _to_tensor(images: list[np.ndarray], device=None):
     return pixels.permute(0, 3, 1, 2).float() / torch.tensor(255.0, device=device)
 
 
-def _control_batch(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frames: list[int],
-                   sources: dict[int, np.ndarray], controls=None):
+def _control_arrays(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frames: list[int],
+                    sources: dict[int, np.ndarray], controls=None) -> list[np.ndarray]:
     from framefarm.images import fit_cover, load_image
     from framefarm.renderers.control_cache import control_images
     from framefarm.renderers.preprocessors import PreprocessSettings
@@ -347,8 +384,8 @@ def _control_batch(setup: _Setup, job, chunk: ChunkSpec, index: int, unit, frame
                                                               "make control images from",
                          fix="Set the unit's image to a control image file")
     # Stored per unit and frame (framefarm/renderers/control_cache.py): a rerun or resume skips the preprocessor.
-    return _to_tensor(control_images(controls, unit.preprocessor, inputs, settings=settings,
-                                     field=f"controlnet.{index}.preprocessor"), device=setup.vae.device)
+    return control_images(controls, unit.preprocessor, inputs, settings=settings,
+                          field=f"controlnet.{index}.preprocessor")
 
 
 def _embeddings_for(setup: _Setup, refs, texts: list[str]) -> dict[str, Any]:

@@ -125,3 +125,23 @@ def test_gpu_batch_size_follows_free_memory_and_a_measured_figure(models_dir, mo
     measured = gpu_choice(job, 40 * gib)
     assert measured.bytes_per_frame == gib
     assert measured.batch_size == (int(40 * gib * 0.85) - measured.fixed_bytes) // gib
+
+
+def test_the_next_batch_inputs_are_made_on_a_helper_thread_with_the_same_pixels(models_dir, monkeypatch):
+    """video2video makes batch n+1's source frames and control images on a helper thread while batch n denoises
+    (an H200 otherwise idles through the CPU's Canny): the frames are those of one batch per chunk."""
+    import threading
+
+    real = preprocessors.BUILTIN["canny"]
+    threads = []
+
+    def canny(image, *, seed, settings):
+        threads.append(threading.current_thread().name)
+        return real(image, seed=seed, settings=settings)
+
+    monkeypatch.setitem(preprocessors.BUILTIN, "canny", canny)
+    job = v2v_job(models_dir, 'controlnet.0.preprocessor="canny"', frames=12)  # batch size 4: 3 batches
+    three_batches = render(job, chunk_size=12)
+    assert len(threads) == 12 and all(name.startswith("batch-inputs") for name in threads)
+    one_batch_each = render(job, chunk_size=4)  # prefetch has nothing to overlap with here
+    assert all(np.array_equal(three_batches[i], one_batch_each[i]) for i in range(12))
