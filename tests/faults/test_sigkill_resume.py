@@ -20,7 +20,7 @@ from tests.faults.conftest import fault_trials, frame_hashes as hashes_in
 
 pytestmark = pytest.mark.slow
 
-KILLS = fault_trials(3)
+KILLS = fault_trials(2)
 FRAMES = max(40, 5 * KILLS)  # the full version (20 kills) needs room for every kill to land on a new frame
 JOB = ["--set", f"frames={FRAMES}", "--set", "width=320", "--set", "height=320", "--set", "name=killme",
        "--chunk-size", "6"]
