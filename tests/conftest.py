@@ -51,20 +51,14 @@ def s3_bucket(tmp_path_factory):
 
     from tests.support.s3_server import seaweedfs_s3
 
-    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as (endpoint, _process):
-        saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "framefarm",
-                           "AWS_SECRET_ACCESS_KEY": "framefarm-secret"})
-        fs = fsspec.filesystem("s3", skip_instance_cache=True)
-        fs.mkdir("framefarm-test")
-        try:
-            yield "s3://framefarm-test"
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    # Session-wide environment, restored afterwards (MonkeyPatch.context: the function-scoped fixture is not usable).
+    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as (endpoint, _process), \
+            pytest.MonkeyPatch.context() as patch:
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "framefarm",
+                           "AWS_SECRET_ACCESS_KEY": "framefarm-secret"}.items():
+            patch.setenv(key, value)
+        fsspec.filesystem("s3", skip_instance_cache=True).mkdir("framefarm-test")
+        yield "s3://framefarm-test"
 
 
 # The tiny A1111-style models folder (tests/fixtures/tiny_models.py), built once per session for every test
@@ -79,17 +73,11 @@ def tiny_library(tmp_path_factory):
     # One thread: CPU results are then independent of the machine's core count, and the 2-core CI box is not
     # oversubscribed by torch while Prefect's threads run.
     torch.set_num_threads(1)
-    saved = {k: os.environ.get(k) for k in ("FRAMEFARM_CACHE_DIR", "FRAMEFARM_MODELS", "FRAMEFARM_ANNOTATORS")}
-    os.environ["FRAMEFARM_CACHE_DIR"] = str(tmp_path_factory.mktemp("framefarm-cache"))
-    os.environ.pop("FRAMEFARM_MODELS", None)
-    os.environ.pop("FRAMEFARM_ANNOTATORS", None)
-    library = build_library(tmp_path_factory.mktemp("models"))
-    yield library
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path_factory.mktemp("framefarm-cache")))
+        patch.delenv("FRAMEFARM_MODELS", raising=False)
+        patch.delenv("FRAMEFARM_ANNOTATORS", raising=False)
+        yield build_library(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +86,7 @@ def models_dir(tiny_library) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    # `make test` runs two xdist workers with --dist loadgroup: the integration tests, each of which starts a real
+    # `make test` runs xdist workers with --dist loadgroup: the integration tests, each of which starts a real
     # Prefect server, workers and render processes, go to one worker one after another instead of side by side.
     for item in items:
         if "tests/integration/" in item.nodeid:

@@ -231,6 +231,8 @@ def close_render_processes() -> None:
 # ----- errors across the pipe
 
 
+# Pickle here carries only exceptions between framefarm's own parent and child over a private pipe (never a file,
+# never user data from outside), so the pickle opt-in for model files does not apply.
 def _pack_error(exc: BaseException) -> tuple:
     if isinstance(exc, InputError):  # its args are the formatted message, not (field, value, problem, fix)
         return ("input", exc.field, exc.value, exc.problem, exc.fix)

@@ -85,10 +85,12 @@ class TestChecks:
             deforum(motion=motion)
 
     def test_even_kernel_is_fine_where_anti_blur_is_off(self):
-        deforum(motion={"anti_blur": {"kernel": "0:(4)", "amount": "0:(0)"}})
+        job = deforum(motion={"anti_blur": {"kernel": "0:(4)", "amount": "0:(0)"}})
+        assert job.motion.anti_blur.kernel == "0:(4)"  # accepted as written: no error where it has no effect
 
     def test_flip_fv_is_only_checked_when_the_flip_is_on(self):
-        deforum(motion={"perspective_flip": {"fv": "0:(0)"}})
+        job = deforum(motion={"perspective_flip": {"fv": "0:(0)"}})
+        assert job.motion.perspective_flip.fv == "0:(0)"
 
     def test_string_and_seed_schedules_are_checked_at_load(self):
         with pytest.raises(InputError, match=r"sampler_schedule: .*unterminated"):
