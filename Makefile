@@ -26,11 +26,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/framefarm demo
 
-# Three pytest workers on two cores: much of the suite waits on servers, subprocesses and ffmpeg (with two workers
-# the cores were 75 % busy: 21 CPU-minutes in 15 wall-minutes). The integration tests (a real `prefect server start`
-# with workers) run one after another on one worker.
+# Two pytest workers: much of the suite waits on servers, subprocesses and ffmpeg, so two keep both cores busy (a third
+# was no faster: 15.8 min against 14.8). The integration tests (a real `prefect server start` with workers) run one
+# after another on one worker.
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest -n 3 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Headless Chromium for the job-report test (Debian's package; the test skips, saying why, where it can't install).
 browser:
