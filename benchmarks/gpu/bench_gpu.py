@@ -70,14 +70,14 @@ class Size:
     xl_frames: int
     xl_batch: int
     baseline_frames: int
-    chain_frames: int
-    chain_shots: int
+    chain_frames: int  # baseline chain
+    chain_job_frames: int  # framefarm's chain
     clip_frames: int
     clips: int
 
 
-FULL = Size(False, 512, 1024, 20, 96, 16, 16, 8, 6, 6, 16, 16, 4)
-TINY = Size(True, 64, 64, 2, 8, 4, 4, 2, 2, 2, 2, 4, 2)
+FULL = Size(False, 512, 1024, 20, 96, 16, 16, 8, 6, 6, 32, 16, 4)
+TINY = Size(True, 64, 64, 2, 8, 4, 4, 2, 2, 2, 3, 4, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -146,8 +146,10 @@ TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_
 TINY_CLIP_G = dict(TINY_CLIP, hidden_size=64)
 
 
-def build_models(root: Path, size: Size, torch, device: str, *, with_xl: bool = True) -> dict:
-    """Random-weight SD1.5 + ControlNet (+ SDXL) as diffusers folders under ``root`` (an A1111-style layout)."""
+def build_models(root: Path, size: Size, torch, device: str, *, with_xl: bool = True,
+                 with_motion: bool = True) -> dict:
+    """Random-weight SD1.5 + ControlNet (+ SDXL, + an AnimateDiff v2-shaped motion module) as diffusers folders
+    under ``root`` (an A1111-style layout)."""
     from diffusers import (
         AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionPipeline,
         StableDiffusionXLPipeline, UNet2DConditionModel,
@@ -187,8 +189,22 @@ def build_models(root: Path, size: Size, torch, device: str, *, with_xl: bool = 
             torch.nn.init.normal_(p, std=0.02)
     controlnet.to(torch.float16 if not size.tiny else torch.float32).save_pretrained(cn_dir / "bench-canny")
     del sd15, controlnet
+    found = {"models_dir": str(root), "sd15": sd_dir / "bench-sd15", "controlnet": cn_dir / "bench-canny"}
+    if with_motion:
+        from diffusers import MotionAdapter
+
+        tiny = dict(block_out_channels=TINY_UNET["block_out_channels"], motion_layers_per_block=1,
+                    motion_num_attention_heads=8, motion_norm_num_groups=32, motion_max_seq_length=32)
+        with torch.device(build_device):
+            adapter = MotionAdapter(**(tiny if size.tiny else {}))  # defaults: mm_sd_v15_v2's shapes
+        for p in adapter.parameters():  # zero-initialised output projections: random here, as in a trained module
+            if not p.abs().sum():
+                torch.nn.init.normal_(p, std=0.02)
+        found["motion"] = root / "models" / "AnimateDiff" / "bench-motion"
+        adapter.to(torch.float16 if not size.tiny else torch.float32).save_pretrained(found["motion"])
+        del adapter
     if not with_xl:
-        return {"models_dir": str(root), "sd15": sd_dir / "bench-sd15", "controlnet": cn_dir / "bench-canny"}
+        return found
 
     xl_unet = model(UNet2DConditionModel, {**_config("sdxl", "unet"), **(TINY_XL_UNET if size.tiny else {})})
     xl_vae = model(AutoencoderKL, {**_config("sdxl", "vae"), **(TINY_VAE if size.tiny else {})})
@@ -202,8 +218,7 @@ def build_models(root: Path, size: Size, torch, device: str, *, with_xl: bool = 
     del xl
     if device == "cuda":
         torch.cuda.empty_cache()
-    return {"models_dir": str(root), "sd15": sd_dir / "bench-sd15", "sdxl": sd_dir / "bench-sdxl",
-            "controlnet": cn_dir / "bench-canny"}
+    return {**found, "sdxl": sd_dir / "bench-sdxl"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -222,6 +237,7 @@ class Bench:
     ceiling_tflops: float
     profile_dir: Path | None = None  # --profile: where the phase timings and the kernel table of one batch go
     compare_per_frame_vae: bool = False  # --compare-per-frame-vae: video2video also through the pre-issue-9 VAE path
+    compare_sync_decode: bool = False  # --compare-sync-decode: video2video also fetching each batch's pixels at once
 
     def flops(self, run) -> float:
         """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
@@ -377,7 +393,7 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
         return wrapper
 
-    originals = {name: getattr(diffusers_image, name) for name in ("_control_arrays", "encode_sources", "decode_frames")}
+    originals = {name: getattr(diffusers_image, name) for name in ("_control_arrays", "encode_sources", "queue_decode")}
     for name, fn in originals.items():
         setattr(diffusers_image, name, timed(name, fn))
     from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline
@@ -534,10 +550,11 @@ def job_video2video(b: Bench) -> dict:
         # frame in its own call, each frame decoded alone with its NaN checks and host copy).
         from framefarm.renderers import diffusers_image
 
-        saved = diffusers_image.encode_sources, diffusers_image.decode_frames
+        saved = diffusers_image.encode_sources, diffusers_image.queue_decode
         diffusers_image.encode_sources = lambda vae, pixels, generators, slice_size: diffusers_image._to_tensor(pixels)
-        diffusers_image.decode_frames = lambda vae, latents, frames, slice_size: {
-            f: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=f) for k, f in enumerate(frames)}
+        diffusers_image.queue_decode = lambda vae, latents, frames, slice_size, lock=None: (
+            diffusers_image.PendingFrames.ready({f: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=f)
+                                                 for k, f in enumerate(frames)}))
         try:
             n = 2 * s.v2v_batch
             old = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=n, batch=s.v2v_batch, controlnet=True,
@@ -548,7 +565,25 @@ def job_video2video(b: Bench) -> dict:
                                        "fraction_of_ceiling": round(flop * old_fps / 1e12 / b.ceiling_tflops, 4),
                                        "profile": old.get("profile")}
         finally:
-            diffusers_image.encode_sources, diffusers_image.decode_frames = saved
+            diffusers_image.encode_sources, diffusers_image.queue_decode = saved
+    if b.compare_sync_decode:
+        # Same process, same (compiled) models, same frames: each batch's pixels fetched from the GPU before the
+        # next batch is queued (the renderer before PendingFrames), against the deferred fetch measured above.
+        from framefarm.renderers import diffusers_image
+
+        queued = diffusers_image.queue_decode
+        diffusers_image.queue_decode = lambda *args, **kwargs: diffusers_image.PendingFrames.ready(
+            queued(*args, **kwargs).result())
+        try:
+            sync = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
+                                 controlnet=True, job_name="v2v-sync-decode")
+            sync_fps = s.v2v_frames / sync["seconds"]
+            record["sync_decode"] = {"frames": s.v2v_frames, "seconds": round(sync["seconds"], 3),
+                                     "frames_per_s": round(sync_fps, 3),
+                                     "fraction_of_ceiling": round(flop * sync_fps / 1e12 / b.ceiling_tflops, 4),
+                                     "deferred_over_sync": round(record["frames_per_s"] / sync_fps, 3)}
+        finally:
+            diffusers_image.queue_decode = queued
     return record
 
 
@@ -593,17 +628,32 @@ def _zoom(image: np.ndarray) -> np.ndarray:
     return warp_2d(image, matrix)
 
 
+def _chunk_job(b: Bench, job) -> int:
+    """Render ``job`` chunk by chunk through ``render_chunk_frames``: the code a farm's render process runs per chunk
+    (manifest check, renderer, frame writer pool, atomic writes), without Prefect around it."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.flows.chunk_work import render_chunk_frames
+    from framefarm.renderers import get_renderer
+    from framefarm.storage import FrameStore
+
+    plan = plan_job(job, renderer=get_renderer("diffusers").id)
+    store = FrameStore(str(b.work / "frames"), job.name)
+    return sum(len(render_chunk_frames(chunk, job, "diffusers", store)[0]) for chunk in plan.chunks)
+
+
+def _model_overrides(b: Bench, width: int) -> list[str]:
+    return [f'model.models_dir="{b.models["models_dir"]}"', 'model.checkpoint="bench-sd15"', f"width={width}",
+            f"height={width}", f"model.steps={b.size.steps}", 'model.sampler="Euler"',
+            f'model.dtype="{"float32" if b.size.tiny else "float16"}"']
+
+
 def job_deforum_chain(b: Bench) -> dict:
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
     from PIL import Image
 
-    from framefarm.images import encode_png
-    from framefarm.renderers import diffusers_image, sd15_image
-    from framefarm.renderers.diffusers_image import decode_frames, encode_sources, vae_slice
-    from framefarm.renderers.samplers import make_scheduler
-    from framefarm.storage import FrameStore
-    from framefarm.storage.writer_pool import FrameWriterPool
+    from framefarm.job import job_from_preset
+    from framefarm.renderers import diffusers_image
 
     s, w, strength = b.size, b.size.width, 0.65
     first = testcard_frames(1, w, w)[0]
@@ -627,105 +677,94 @@ def job_deforum_chain(b: Bench) -> dict:
     base_peak = b.peak()
     _free(b, pipe)
 
-    # framefarm's parts: its loader (with the levers), pipeline builder, decoder and writer pool; shots batched.
+    # framefarm: the zoom-tunnel preset (2 % zoom, no rotation, to match the baseline's motion; its noise and colour
+    # coherence run as in any Deforum job) from the same start image, rendered by the Deforum chain renderer.
     set_levers(b, "deforum_chain")
-    from framefarm.job import job_from_preset
+    init = b.work / "chain-init.png"
+    write_png(init, first)
 
-    job = job_from_preset("zoom-tunnel", [f'model.models_dir="{b.models["models_dir"]}"',
-                                          'model.checkpoint="bench-sd15"', f"width={w}", f"height={w}",
-                                          f'model.dtype="{"float32" if s.tiny else "float16"}"'])
+    def job_for(n: int, name: str):
+        return job_from_preset("zoom-tunnel", _model_overrides(b, w) + [
+            f"frames={n}", f'name="{name}"', f'init_image="{init}"', 'motion.zoom="0:(1.02)"',
+            'motion.angle="0:(0)"', f'motion.strength="0:({strength})"', f'prompts.0="{PROMPT}"',
+            f'negative_prompt="{NEGATIVE}"'])
+
     started = time.perf_counter()
-    setup = diffusers_image._setup(job)
+    diffusers_image._setup(job_for(1, "chain-load"))
     load_s = time.perf_counter() - started
-    base = setup.base
-    texts = [PROMPT] * s.chain_shots + [NEGATIVE] * s.chain_shots
-    from framefarm.renderers.prompt_encode import PromptEncoder
-
-    store = FrameStore(str(b.work / "frames"), "chain")
-    slice_size = vae_slice(w, w)
-
-    def shots(n: int) -> None:
-        previous = [first] * s.chain_shots
-        with FrameWriterPool(store, encode_png, threads=8) as writer, torch.inference_mode():
-            conditioning = PromptEncoder(base, {}, clip_skip=1).encode_many(texts)
-            kwargs = sd15_image.conditioning_kwargs(conditioning[:s.chain_shots], conditioning[s.chain_shots:])
-            for i in range(n):
-                pipe_ff = sd15_image.build_pipeline(base, img2img=True, controlnets=[], vae=setup.vae,
-                                                    scheduler=make_scheduler("Euler", base.scheduler_config))
-                generators = [torch.Generator("cpu").manual_seed(1000 * k + i) for k in range(s.chain_shots)]
-                init = encode_sources(setup.vae, [_zoom(p) for p in previous], generators, slice_size=slice_size)
-                latents = pipe_ff(image=init, strength=strength, num_inference_steps=s.steps, output_type="latent",
-                                  generator=generators, **kwargs).images
-                decoded = decode_frames(setup.vae, latents, range(s.chain_shots), slice_size=slice_size)
-                previous = [decoded[k] for k in range(s.chain_shots)]
-                for k, image in enumerate(previous):
-                    writer.submit(k * 10000 + i, image, key="bench", seed=i, width=w, height=w)
-
-    warm_s = b.timed(lambda: shots(1))
-    seconds = b.timed(lambda: shots(s.chain_frames))
-    compile_s = max(0.0, warm_s - seconds / s.chain_frames)
-    frames = s.chain_frames * s.chain_shots
+    warm_s = b.timed(lambda: _chunk_job(b, job_for(2, "chain-warm")))
+    seconds = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain")))
+    compile_s = max(0.0, warm_s - 2 * seconds / s.chain_job_frames)
+    frames = s.chain_job_frames
     return b.record("deforum_chain",
-                    f"img2img chain from framefarm parts (loader + accel levers, sd15_image.build_pipeline, "
-                    f"encode_sources/decode_frames (VAE slices), FrameWriterPool), {s.chain_shots} shots batched",
+                    "framefarm Deforum chain renderer (zoom-tunnel preset, init image) through render_chunk_frames "
+                    "(chunk work of a render process: renderer + FrameWriterPool + manifest)",
                     "diffusers StableDiffusionImg2ImgPipeline chain, 1 frame per call", frames, seconds,
-                    s.chain_frames, base_s, flop, batch_size=s.chain_shots, width=w, height=w, steps=s.steps,
+                    s.chain_frames, base_s, flop, batch_size=1, width=w, height=w, steps=s.steps,
                     strength=strength, baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(),
                     load_s=round(load_s, 2), warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
-                    levers=os.environ.get("FRAMEFARM_ACCEL"))
+                    levers=os.environ.get("FRAMEFARM_ACCEL"),
+                    note="a chain is sequential: one frame per UNet batch (CFG 2) on one GPU")
 
 
 def job_animatediff(b: Bench) -> dict:
     import torch
     from diffusers import AnimateDiffPipeline, MotionAdapter, StableDiffusionPipeline
 
-    from framefarm.renderers.accel import Acceleration, accelerate_model
+    from framefarm.job import validate_job
 
     s, w = b.size, b.size.width
     sd = StableDiffusionPipeline.from_pretrained(b.models["sd15"], dtype=b.dtype, safety_checker=None,
                                                  feature_extractor=None, requires_safety_checker=False)
-    tiny = dict(block_out_channels=(32, 32, 64, 64), motion_layers_per_block=1, motion_num_attention_heads=2,
-                motion_max_seq_length=32)
-    with torch.device(b.device):
-        adapter = MotionAdapter(**(tiny if s.tiny else {})).to(b.dtype)
-
-    def make():
-        pipe = AnimateDiffPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-                                   motion_adapter=adapter, scheduler=sd.scheduler)
-        return _euler(pipe).to(b.device)
-
-    pipe = make()
+    adapter = MotionAdapter.from_pretrained(b.models["motion"], dtype=b.dtype)
+    pipe = _euler(AnimateDiffPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
+                                      unet=sd.unet, motion_adapter=adapter, scheduler=sd.scheduler)).to(b.device)
     out = b.work / "baseline-ad"
     out.mkdir(exist_ok=True)
 
-    def clip(p, clips: int, tag: str) -> None:
-        result = p([PROMPT] * clips, negative_prompt=[NEGATIVE] * clips, num_frames=s.clip_frames, height=w,
-                   width=w, num_inference_steps=s.steps, output_type="np",
-                   generator=[torch.Generator("cpu").manual_seed(k) for k in range(clips)]).frames
-        for k, video in enumerate(result):
-            for i, frame in enumerate(video):
-                write_png(out / f"{tag}{k}-{i:06d}.png", (np.asarray(frame) * 255).round().astype(np.uint8))
+    def clip(tag: str, seed: int) -> None:
+        video = pipe(PROMPT, negative_prompt=NEGATIVE, num_frames=s.clip_frames, height=w, width=w,
+                     num_inference_steps=s.steps, output_type="np",
+                     generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+        for i, frame in enumerate(video):
+            write_png(out / f"{tag}-{i:06d}.png", (np.asarray(frame) * 255).round().astype(np.uint8))
 
-    flop = b.flops(lambda: clip(pipe, 1, "f")) / s.clip_frames
-    clip(pipe, 1, "w")
-    base_s = b.timed(lambda: clip(pipe, 1, "b"))
+    flop = b.flops(lambda: clip("f", 0)) / s.clip_frames
+    clip("w", 0)
+    base_s = b.timed(lambda: clip("b", 1))
     base_peak = b.peak()
-    # framefarm's levers on the motion UNet (built from the same weights; the baseline's pipeline is gone).
-    levers = Acceleration(compile="animatediff" in b.compile_jobs)
-    fast = make()
-    for model in (fast.unet, fast.vae):
-        accelerate_model(model, levers)
-    warm_s = b.timed(lambda: clip(fast, s.clips, "w"))
-    seconds = b.timed(lambda: clip(fast, s.clips, "c"))
-    compile_s = max(0.0, warm_s - seconds)
+    _free(b, pipe, sd, adapter)
+
+    # framefarm: AnimateDiff jobs of one 16-frame context window each (the baseline's arithmetic), rendered by the
+    # AnimateDiff renderer through render_chunk_frames, with the motion module loaded from the models folder.
+    set_levers(b, "animatediff")
+    from framefarm.renderers.animatediff.renderer import motion_setup
+
+    def job_for(seed: int):
+        data = {"name": f"ad-{seed}", "kind": "animatediff", "width": w, "height": w, "fps": 16,
+                "frames": s.clip_frames, "seed": seed, "prompts": {"0": PROMPT}, "negative_prompt": NEGATIVE,
+                "model": {"models_dir": b.models["models_dir"], "checkpoint": "bench-sd15", "steps": s.steps,
+                          "sampler": "Euler", "dtype": "float32" if s.tiny else "float16"},
+                "animatediff": {"motion_module": "bench-motion", "context_length": s.clip_frames,
+                                "context_overlap": s.clip_frames // 4}}
+        return validate_job(data)
+
+    started = time.perf_counter()
+    motion_setup(job_for(0))
+    load_s = time.perf_counter() - started
+    warm_s = b.timed(lambda: _chunk_job(b, job_for(100)))
+    seconds = b.timed(lambda: [_chunk_job(b, job_for(k)) for k in range(s.clips)])
+    compile_s = max(0.0, warm_s - seconds / s.clips)
     frames = s.clips * s.clip_frames
-    return b.record("animatediff", f"diffusers AnimateDiffPipeline + framefarm accel levers "
-                                   f"({levers.fingerprint()}), {s.clips} clips per call; issue-6 renderer not on main",
+    return b.record("animatediff", "framefarm AnimateDiff renderer (motion module from the models folder, VAE "
+                                   "slices) through render_chunk_frames, one 16-frame clip per job",
                     "diffusers AnimateDiffPipeline, 1 clip per call", frames, seconds, s.clip_frames, base_s, flop,
-                    batch_size=s.clips, num_frames=s.clip_frames, width=w, height=w, steps=s.steps,
-                    baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(), warmup_batch_s=round(warm_s, 2),
-                    compile_s=round(compile_s, 2), frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3))
+                    batch_size=1, num_frames=s.clip_frames, width=w, height=w, steps=s.steps,
+                    baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(), load_s=round(load_s, 2),
+                    warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
+                    frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
+                    levers=os.environ.get("FRAMEFARM_ACCEL"))
 
 
 RUNNERS = {"video2video": job_video2video, "deforum_chain": job_deforum_chain, "animatediff": job_animatediff,
@@ -748,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="after each framefarm job: phase timings and the kernel table of one batch (GPU only)")
     parser.add_argument("--compare-per-frame-vae", action="store_true",
                         help="video2video: also time 2 batches with one frame per VAE call (the renderer before)")
+    parser.add_argument("--compare-sync-decode", action="store_true",
+                        help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
     jobs = [j for j in args.jobs.split(",") if j]
     unknown = [j for j in jobs if j not in RUNNERS]
@@ -784,10 +825,12 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         os.environ.setdefault("FRAMEFARM_CACHE_DIR", str(work / "cache"))
         started = time.perf_counter()
-        models = build_models(work / "library", size, torch, device, with_xl="sdxl_img2img" in jobs)
+        models = build_models(work / "library", size, torch, device, with_xl="sdxl_img2img" in jobs,
+                              with_motion="animatediff" in jobs)
         document["build_models_s"] = round(time.perf_counter() - started, 1)
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
-                      document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae)
+                      document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
+                      args.compare_sync_decode)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -59,14 +59,19 @@ def match_histogram(channel: np.ndarray, reference: np.ndarray) -> np.ndarray:
     The classic CDF-matching method (as ``skimage.exposure.match_histograms`` does it for integer images): source
     quantiles are interpolated into the reference's quantile→value curve. Returns float64.
     """
+    channel = np.asarray(channel)
+    return _histogram_lookup(channel, reference)[channel]
+
+
+def _histogram_lookup(channel: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """:func:`match_histogram` as a table: value → matched value (float64), for values 0…255."""
     channel, reference = np.asarray(channel), np.asarray(reference)
     source_counts = np.bincount(channel.ravel(), minlength=256)
     reference_counts = np.bincount(reference.ravel(), minlength=256)
     reference_values = np.flatnonzero(reference_counts)
     source_quantiles = np.cumsum(source_counts) / channel.size
     reference_quantiles = np.cumsum(reference_counts[reference_values]) / reference.size
-    lookup = np.interp(source_quantiles, reference_quantiles, reference_values)
-    return lookup[channel]
+    return np.interp(source_quantiles, reference_quantiles, reference_values)
 
 
 def match_colors(image: np.ndarray, reference: np.ndarray, mode: ColorSpace = "LAB") -> np.ndarray:
@@ -91,8 +96,11 @@ def match_colors(image: np.ndarray, reference: np.ndarray, mode: ColorSpace = "L
         raise InputError("color_coherence.mode", mode, "is not a colour space to match in", "Use LAB, HSV or RGB")
     source = image if to_space is None else cv2.cvtColor(image, to_space)
     target = reference if to_space is None else cv2.cvtColor(reference, to_space)
-    matched = np.stack([match_histogram(source[..., c], target[..., c]) for c in range(3)], axis=-1)
-    matched = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
+    # Rounded per value first, then looked up per pixel: the same bytes as rounding the float frame (a pixel's
+    # result depends on its value only), without three float64 frames (a sequential chain waits for this).
+    tables = [np.clip(np.rint(_histogram_lookup(source[..., c], target[..., c])), 0, 255).astype(np.uint8)
+              for c in range(3)]
+    matched = np.stack([tables[c][source[..., c]] for c in range(3)], axis=-1)
     return matched if from_space is None else cv2.cvtColor(matched, from_space)
 
 
@@ -170,18 +178,20 @@ def perlin_noise(
         x = (np.arange(width) + 0.5) * cells_x / width
         y0, x0 = np.minimum(y.astype(int), cells_y - 1), np.minimum(x.astype(int), cells_x - 1)
         fy, fx = (y - y0)[:, None], (x - x0)[None, :]
-        yi, xi = y0[:, None], x0[None, :]
 
         def corner(dy: int, dx: int) -> np.ndarray:
-            # Dot product of the corner's gradient with the offset from that corner.
-            return gx[yi + dy, xi + dx] * (fx - dx) + gy[yi + dy, xi + dx] * (fy - dy)
+            # Dot product of the corner's gradient with the offset from that corner. The lattice lookup is an
+            # outer (row × column) gather, np.ix_: the same values as broadcast fancy indexing, a third of the time.
+            rows_cols = np.ix_(y0 + dy, x0 + dx)
+            return gx[rows_cols] * (fx - dx) + gy[rows_cols] * (fy - dy)
 
         def fade(t: np.ndarray) -> np.ndarray:
             return t * t * t * (t * (t * 6 - 15) + 10)
 
         u, v = fade(fx), fade(fy)
-        top = corner(0, 0) + u * (corner(0, 1) - corner(0, 0))
-        bottom = corner(1, 0) + u * (corner(1, 1) - corner(1, 0))
+        c00, c01, c10, c11 = corner(0, 0), corner(0, 1), corner(1, 0), corner(1, 1)  # each once (a frame apiece)
+        top = c00 + u * (c01 - c00)
+        bottom = c10 + u * (c11 - c10)
         total += amplitude * np.sqrt(2) * (top + v * (bottom - top))
         amplitude *= persistence
     return total

@@ -319,7 +319,7 @@ class DeforumChain:
         import torch
 
         from framefarm.renderers import sd15_image, sdxl_image
-        from framefarm.renderers.diffusers_image import _embeddings_for, _frame_settings, _to_tensor, decode_latents
+        from framefarm.renderers.diffusers_image import _embeddings_for, _frame_settings, _to_tensor, decode_frames
         from framefarm.renderers.models.detect import SDXL
         from framefarm.renderers.models.lora import LoraRequest, apply_loras
         from framefarm.renderers.prompt_encode import PromptEncoder
@@ -364,7 +364,8 @@ class DeforumChain:
                     call["image"] = controls
             with torch.inference_mode():
                 latents = pipe(**call).images
-            return decode_latents(setup.vae, latents[:1], frame=n)
+            # A slice of one: decode_latents' arithmetic with one device sync instead of four.
+            return decode_frames(setup.vae, latents[:1], [n], slice_size=1)[n]
 
     def _control_image(self, index: int, unit, n: int, init: np.ndarray | None) -> np.ndarray:
         """A unit's control image: its fixed ``image``, else the hybrid video frame, else the warped input frame."""

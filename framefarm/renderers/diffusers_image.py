@@ -29,6 +29,7 @@ check runs on the GPU for a whole group and costs one device sync per group, not
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,8 @@ from framefarm.renderers import accel
 from framefarm.renderers.base import RenderContext
 from framefarm.renderers.oom import render_halving_on_oom
 
-RENDERER_VERSION = "2"  # 2: deforum jobs render as a chain (frames differ from 1's txt2img stand-in)
+RENDERER_VERSION = "3"  # 2: deforum jobs render as a chain (frames differ from 1's txt2img stand-in);
+#                        3: animatediff frames decode in VAE slices (within PIXEL_TOLERANCE of 2's)
 
 
 def _renderer_version() -> str:
@@ -130,19 +132,36 @@ class DiffusersRenderer:
             # The next batch's source frames and control images (PNG decode, Canny: CPU work that releases the GIL)
             # are made on a helper thread while this batch denoises: on an H200 they were 9 % of a batch's wall
             # time with the GPU idle (benchmarks/results/gpu/README.md). Same inputs, same pixels.
+            # Each batch's pixels are fetched from the GPU only after the next batch's work is queued behind them
+            # (PendingFrames): the host's work between two batches (handing frames to the writers, the next batch's
+            # settings, prompts, pipeline) then overlaps the GPU's decode instead of leaving the GPU idle.
+            def finish(members, images, prepared):
+                images = _resolve(images)
+                for frame in members:
+                    if frame in wanted:  # colour match to the source, when asked (animation/source_color.py)
+                        yield frame, color_match_frame(job, images[frame], frame, prepared.sources.__getitem__)
+
+            pending = None
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-inputs") as helper:
                 upcoming = helper.submit(_batch_inputs, setup, job, chunk, batches[0], context)
                 for n, members in enumerate(batches):
                     prepared = upcoming.result()
                     if n + 1 < len(batches):
                         upcoming = helper.submit(_batch_inputs, setup, job, chunk, batches[n + 1], context)
-                    images = _render_batch(setup, job, chunk, members, context, prepared)
-                    for frame in members:
-                        if frame in wanted:  # colour match to the source, when asked (animation/source_color.py)
-                            yield frame, color_match_frame(job, images[frame], frame, prepared.sources.__getitem__)
+                    try:
+                        images = _render_batch(setup, job, chunk, members, context, prepared)
+                    except BaseException:
+                        if pending is not None:  # the previous batch is finished: keep its frames
+                            yield from finish(*pending)
+                        raise
+                    if pending is not None:
+                        yield from finish(*pending)
+                    pending = (members, images, prepared)
+                if pending is not None:
+                    yield from finish(*pending)
         else:
             for frame in wanted:  # no batch size on these kinds: one frame per call
-                yield frame, _render_batch(setup, job, chunk, [frame], context)[frame]
+                yield frame, _resolve(_render_batch(setup, job, chunk, [frame], context))[frame]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -255,8 +274,9 @@ def _batch_inputs(setup: _Setup, job, chunk: ChunkSpec, members: list[int], cont
 
 
 def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], context: RenderContext,
-                  prepared: _BatchInputs | None = None) -> dict[int, np.ndarray]:
-    """Render the frames of one batch; frames with equal settings share a pipeline call."""
+                  prepared: _BatchInputs | None = None) -> dict[int, np.ndarray | PendingFrames]:
+    """Render the frames of one batch; frames with equal settings share a pipeline call. Decoded frames may still
+    be on their way to the host (:func:`_resolve` waits for them)."""
     groups: dict[FrameSettings, list[tuple[int, str, str]]] = {}
     for frame in members:
         settings, positive, negative = _frame_settings(job, chunk, frame)
@@ -272,7 +292,7 @@ def _render_batch(setup: _Setup, job, chunk: ChunkSpec, members: list[int], cont
 
 def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
                   items: list[tuple[int, str, str]], context: RenderContext,
-                  prepared: _BatchInputs | None = None) -> dict[int, np.ndarray]:
+                  prepared: _BatchInputs | None = None) -> dict[int, np.ndarray | PendingFrames]:
     import torch
 
     from framefarm.renderers import sd15_image, sdxl_image
@@ -346,8 +366,16 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         with torch.inference_mode():
             latents = pipe(**call).images
 
-        # 5. Decode in slices, with the NaN / black-frame guard (one device sync for the group).
-        return decode_frames(setup.vae, latents, frames, slice_size=vae_slice(job.width, job.height))
+        # 5. Decode in slices, with the NaN / black-frame guard; the pixels come to the host when asked for.
+        decoded = queue_decode(setup.vae, latents, frames, slice_size=vae_slice(job.width, job.height),
+                               lock=base.lock)
+        return {frame: decoded for frame in frames}
+
+
+def _resolve(images: dict[int, np.ndarray | PendingFrames]) -> dict[int, np.ndarray]:
+    """Frame → pixels, waiting for the frames still on their way from the device."""
+    return {frame: image.result()[frame] if isinstance(image, PendingFrames) else image
+            for frame, image in images.items()}
 
 
 def _to_tensor(images: list[np.ndarray], device=None):
@@ -456,6 +484,45 @@ def decode_frames(vae, latents, frames: Sequence[int], *, slice_size: int) -> di
     the flags and the pixels of the whole group. A broken frame is then decoded again alone by
     :func:`decode_latents` (float32 fallback), exactly as before.
     """
+    return queue_decode(vae, latents, frames, slice_size=slice_size).result()
+
+
+class PendingFrames:
+    """Frames decoded (or being decoded) on the device whose pixels and NaN flags are being copied to pinned host
+    memory; :meth:`result` waits for that copy only (a CUDA event), not for work queued after it."""
+
+    def __init__(self, vae, latents, frames: Sequence[int], host, flags, event, lock=None) -> None:
+        self.vae, self.latents, self.frames = vae, latents, list(frames)
+        self.host, self.flags, self.event = host, flags, event
+        self.lock = lock if lock is not None else contextlib.nullcontext()  # the base's lock: the fallback
+        self._done: dict[int, np.ndarray] | None = None                   # switches the shared VAE to float32
+
+    @classmethod
+    def ready(cls, images: dict[int, np.ndarray]) -> PendingFrames:
+        """Frames already on the host (tests stand in other decoders with it)."""
+        pending = cls(None, None, list(images), None, None, None)
+        pending._done = dict(images)
+        return pending
+
+    def result(self) -> dict[int, np.ndarray]:
+        if self._done is None:
+            if self.event is not None:
+                self.event.synchronize()
+            flags, host = self.flags.tolist(), self.host.numpy()
+            done = {}
+            for k, frame in enumerate(self.frames):
+                if flags[k]:
+                    done[frame] = host[k]
+                else:
+                    with self.lock:
+                        done[frame] = decode_latents(self.vae, self.latents[k:k + 1], frame=frame)
+            self._done = done
+            self.latents = None  # kept only for a broken frame's float32 decode
+        return self._done
+
+
+def queue_decode(vae, latents, frames: Sequence[int], *, slice_size: int, lock=None) -> PendingFrames:
+    """Queue :func:`decode_frames`' work on the device and the copy of its results to the host; don't wait."""
     import torch
 
     pixels, ok = [], []
@@ -465,12 +532,17 @@ def decode_frames(vae, latents, frames: Sequence[int], *, slice_size: int) -> di
         finite = torch.isfinite(raw).flatten(1).all(dim=1)
         ok.append(finite & (image.flatten(1).amax(dim=1) > 0.0))
         pixels.append(_to_uint8(image))
-    flags = torch.cat(ok).cpu().tolist()  # the one device sync
-    host = torch.cat(pixels).cpu().numpy()
-    result: dict[int, np.ndarray] = {}
-    for k, frame in enumerate(frames):
-        result[frame] = host[k] if flags[k] else decode_latents(vae, latents[k:k + 1], frame=frame)
-    return result
+    flags, pixels = torch.cat(ok), torch.cat(pixels)
+    if pixels.device.type != "cuda":
+        return PendingFrames(vae, latents, frames, pixels.cpu(), flags.cpu(), None, lock)
+    # Pinned buffers make the copies asynchronous; the event marks their end in the stream.
+    host = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
+    host_flags = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+    host.copy_(pixels, non_blocking=True)
+    host_flags.copy_(flags, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return PendingFrames(vae, latents, frames, host, host_flags, event, lock)
 
 
 def decode_latents(vae, latents, *, frame: int) -> np.ndarray:

@@ -106,8 +106,10 @@ def _per_frame_vae(monkeypatch):
 
     monkeypatch.setattr(diffusers_image, "encode_sources",
                         lambda vae, pixels, generators, slice_size: diffusers_image._to_tensor(pixels))
-    monkeypatch.setattr(diffusers_image, "decode_frames", lambda vae, latents, frames, slice_size: {
-        frame: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=frame) for k, frame in enumerate(frames)})
+    monkeypatch.setattr(diffusers_image, "queue_decode", lambda vae, latents, frames, slice_size, lock=None:
+                        diffusers_image.PendingFrames.ready({
+                            frame: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=frame)
+                            for k, frame in enumerate(frames)}))
 
 
 def test_vae_slices_keep_frames_within_tolerance_and_slices_of_one_are_exact(monkeypatch, models_dir):
@@ -169,3 +171,43 @@ def test_a_broken_frame_in_a_slice_is_decoded_again_alone(monkeypatch):
     latents[1] = float("nan")
     with pytest.raises(RenderError, match="frame 11 decoded to NaN even with the VAE in float32"):
         diffusers_image.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
+
+
+def test_fetching_pixels_a_batch_late_changes_nothing_and_keeps_a_finished_batch_when_the_next_fails(
+        monkeypatch, models_dir):
+    """Each video2video batch's pixels reach the host only after the next batch is queued (PendingFrames): the same
+    bytes as fetching them at once, and a failure in batch n+1 still hands over batch n's frames first."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers import diffusers_image, get_renderer
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.testcard import source_testcard
+
+    job = v2v_job(models_dir, frames=12)  # three batches of 4 in one chunk
+    deferred = render(job, chunk_size=12)
+    with monkeypatch.context() as patch:
+        queued = diffusers_image.queue_decode
+        patch.setattr(diffusers_image, "queue_decode", lambda *args, **kwargs: diffusers_image.PendingFrames.ready(
+            queued(*args, **kwargs).result()))
+        at_once = render(job, chunk_size=12)
+    assert sorted(deferred) == list(range(12))
+    assert all(np.array_equal(deferred[i], at_once[i]) for i in deferred)
+
+    calls = []
+    original = diffusers_image._render_batch
+
+    def second_batch_fails(setup, job, chunk, members, *args, **kwargs):
+        calls.append(members[0])
+        if members[0] == 4:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original(setup, job, chunk, members, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers_image, "_render_batch", second_batch_fails)
+    renderer = get_renderer("diffusers")
+    chunk = plan_job(job, renderer=renderer.id, chunk_size=12).chunks[0]
+    context = RenderContext(job=job, source_frame=lambda i: source_testcard(i, job.width, job.height, job.fps))
+    handed = []
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        for frame, image in renderer.render(chunk, chunk.frames, context):
+            handed.append(frame)
+            assert np.array_equal(image, deferred[frame])
+    assert calls == [0, 4] and handed == [0, 1, 2, 3]

@@ -41,7 +41,7 @@ def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderC
     """Yield ``(frame, RGB uint8)`` for the requested frames of an AnimateDiff chunk, in order."""
     import torch
 
-    from framefarm.renderers.diffusers_image import decode_latents
+    from framefarm.renderers.diffusers_image import decode_frames, vae_slice
 
     job = context.job
     wanted = sorted(set(frames))
@@ -49,12 +49,31 @@ def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderC
         return
     setup = motion_setup(job)
     segs = job_segments(job)
-    for frame in wanted:
-        parts = owners(frame, segs)
-        z = sum(weight * _segment_latents(setup, job, seg, context)[seg.frames.index(frame)] for seg, weight in parts)
-        latent = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[None]
+    # Decoded in VAE slices (issue 9: one frame per call left the GPU idle, and diffusers' own AnimateDiff pipeline
+    # decodes 16 at a time). Which frames share a slice is fixed by the job alone (decode_groups), never by the
+    # chunk or by which frames are still missing, so a frame's pixels don't depend on how the job was cut.
+    for group in decode_groups(wanted, segs, vae_slice(job.width, job.height)):
+        z = np.stack([sum(weight * _segment_latents(setup, job, seg, context)[seg.frames.index(frame)]
+                          for seg, weight in owners(frame, segs)) for frame in group])
+        latents = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
         with setup.base.lock:
-            yield frame, decode_latents(setup.vae, latent.to(setup.base.dtype), frame=frame)
+            images = decode_frames(setup.vae, latents.to(setup.base.dtype), group, slice_size=len(group))
+        for frame in group:
+            if frame in wanted:
+                yield frame, images[frame]
+
+
+def decode_groups(wanted: Sequence[int], segs: list[Segment], slice_size: int) -> list[list[int]]:
+    """The VAE slices holding ``wanted`` frames, whole: each segment's owned frames cut into runs of ``slice_size``
+    from the segment's start. A slice lies within one segment, which one chunk renders, so every frame's slice-mates
+    are the same however the job is chunked or resumed (batched convolutions round differently at other sizes)."""
+    want, groups = set(wanted), []
+    for seg in segs:
+        for start in range(seg.start, seg.stop, slice_size):
+            group = list(range(start, min(start + slice_size, seg.stop)))
+            if want.intersection(group):
+                groups.append(group)
+    return groups
 
 
 def clip_record(job) -> dict[str, Any]:
