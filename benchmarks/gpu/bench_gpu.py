@@ -20,15 +20,11 @@ Jobs and the code each one measures (``measured_through`` in every record):
   ``StableDiffusionControlNetImg2ImgPipeline``.
 * ``sdxl_img2img``: framefarm's ``DiffusersRenderer`` (SDXL img2img 1024², 20 steps at 0.6) vs
   ``StableDiffusionXLImg2ImgPipeline``.
-* ``deforum_chain``: the Deforum chain renderer (issue 5) is not on main. Baseline: a plain
-  ``StableDiffusionImg2ImgPipeline`` chain (frame n = img2img of frame n−1 zoomed 2 %, strength 0.65). framefarm
-  side: the same chain built from framefarm's parts (models from its loader with the speed levers,
-  ``sd15_image.build_pipeline``, the VAE slices of ``encode_sources``/``decode_frames``, the writer pool), several
-  shots batched per call — a chain is
-  sequential within a shot, so batching across shots is where a GPU's width comes from.
-* ``animatediff``: the AnimateDiff renderer (issue 6) is not on main. Baseline: ``AnimateDiffPipeline``, one
-  16-frame clip per call. framefarm side: the same pipeline with framefarm's speed levers applied to its UNet,
-  several clips per call.
+* ``deforum_chain``: the Deforum chain renderer through ``render_chunk_frames`` (the chunk work of a render
+  process), the zoom-tunnel preset from an init image with a 2 % zoom, vs a plain ``StableDiffusionImg2ImgPipeline``
+  chain (frame n = img2img of frame n−1 zoomed 2 %, strength 0.65). A chain is sequential: one frame per call.
+* ``animatediff``: the AnimateDiff renderer through ``render_chunk_frames``, jobs of one 16-frame context window with
+  the motion module loaded from the models folder, vs ``AnimateDiffPipeline``, one 16-frame clip per call.
 
 Run: ``python benchmarks/gpu/bench_gpu.py --out DIR`` on a GPU; ``--tiny`` runs everything at toy size on a CPU in
 seconds (the CPU smoke test does that). ``--jobs`` picks jobs, ``--compile`` the jobs whose framefarm side compiles.
