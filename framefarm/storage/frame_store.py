@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import fsspec
+from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from framefarm.errors import InputError
@@ -67,6 +68,15 @@ class FrameStore:
             raise InputError("job name", job, "cannot be used as a folder name", "Use letters, digits, . _ and -")
         self.root = str(root)
         self.job = job
+        protocol = fsspec.core.split_protocol(self.root)[0] or "file"
+        if issubclass(fsspec.get_filesystem_class(protocol), AsyncFileSystem):
+            # No listings cache on object stores (s3fs, gcsfs, …): render processes and other workers commit frames
+            # all the time, so a listing this process took is stale at once, and s3fs answers cat_file, info and
+            # exists from a cached listing of the folder without asking the store. A listing of manifest/ taken
+            # while a render ran in other processes (a progress bar) made the verify step miss the frames committed
+            # since, and its repair delete their PNGs but keep their records (SECURITY.md, store restart). Every
+            # read here is then asked of the store. An explicit ``use_listings_cache`` is kept.
+            storage_options.setdefault("use_listings_cache", False)
         self.fs, base = fsspec.core.url_to_fs(self.root, **storage_options)
         self.job_dir = posixpath.join(base.rstrip("/") or "/", job) if base else job
         self.frames_dir = posixpath.join(self.job_dir, "frames")

@@ -30,11 +30,7 @@ def tunnel(name: str):
     job = job_from_preset("zoom-tunnel", [f"frames={FRAMES}", "width=256", "height=256", f"name={name}",
                                           "farm.chunk_retries=3", "farm.retry_delay_seconds=1",
                                           "farm.error_budget=10", "farm.max_parallel_chunks=2"])
-    # Chunks render in the flow's own threads here (no watchdog render process). KNOWN GAP, open: with the
-    # default long-lived render processes, frames committed around a SIGKILL-and-restart of SeaweedFS come back
-    # as records without their PNGs, and the repair pass does not restore them, so the job fails clearly (frames
-    # "still missing after re-rendering") instead of completing. Not yet understood; see SECURITY.md.
-    return job.model_copy(update={"farm": job.farm.model_copy(update={"chunk_timeout": None})})
+    return job
 
 
 def _fresh_s3_clients() -> None:
