@@ -234,6 +234,7 @@ class Bench:
     profile_dir: Path | None = None  # --profile: where the phase timings and the kernel table of one batch go
     compare_per_frame_vae: bool = False  # --compare-per-frame-vae: video2video also through the pre-issue-9 VAE path
     compare_sync_decode: bool = False  # --compare-sync-decode: video2video also fetching each batch's pixels at once
+    compile_spec: str = "blocks"  # --compile-spec: FRAMEFARM_ACCEL's compile=<scope>[:<mode>] for the --compile jobs
 
     def flops(self, run) -> float:
         """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
@@ -498,7 +499,7 @@ def set_levers(b: Bench, job: str) -> None:
     from framefarm.renderers.models.loader import clear_cache
 
     clear_cache()
-    levers = "channels_last,fuse_qkv" + (",compile" if job in b.compile_jobs else "")
+    levers = "channels_last,fuse_qkv" + (f",compile={b.compile_spec}" if job in b.compile_jobs else "")
     os.environ["FRAMEFARM_ACCEL"] = levers
 
 
@@ -783,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="after each framefarm job: phase timings and the kernel table of one batch (GPU only)")
     parser.add_argument("--compare-per-frame-vae", action="store_true",
                         help="video2video: also time 2 batches with one frame per VAE call (the renderer before)")
+    parser.add_argument("--compile-spec", default="blocks",
+                        help="compile scope[:mode] for the --compile jobs, e.g. model:reduce-overhead (CUDA graphs)")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -826,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         document["build_models_s"] = round(time.perf_counter() - started, 1)
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
-                      args.compare_sync_decode)
+                      args.compare_sync_decode, args.compile_spec)
         for job in jobs:
             started = time.perf_counter()
             try:

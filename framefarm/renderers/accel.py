@@ -45,6 +45,9 @@ ACCEL_ENV = "FRAMEFARM_ACCEL"
 # assert it. One step: the rounding of a different summation order, never a visible change.
 PIXEL_TOLERANCE = 1
 LEVERS = ("channels_last", "fuse_qkv", "compile")
+# torch.compile modes a worker may ask for (None: the default mode). "reduce-overhead" replays CUDA graphs: for
+# batch-1 work such as a Deforum chain, whose time goes to kernel launches; the max-autotune modes take many minutes.
+COMPILE_MODES = (None, "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # The diffusers renderer encodes and decodes with the VAE in slices of frames (issue 9), not one frame per call: not a
 # switch (≤ PIXEL_TOLERANCE, tested like the levers), but it moves pixels by rounding, so it is in every frame key.
 VAE_TAG = "vae=slices"
@@ -79,11 +82,15 @@ class Acceleration:
     def __post_init__(self) -> None:
         if self.compile_scope not in ("blocks", "model"):
             raise InputError(ACCEL_ENV, self.compile_scope, "is not a compile scope", "Use blocks or model")
+        if self.compile_mode not in COMPILE_MODES:
+            raise InputError(ACCEL_ENV, self.compile_mode, "is not a torch.compile mode",
+                             f"Use one of {', '.join(m for m in COMPILE_MODES if m)}")
 
     @classmethod
     def from_env(cls) -> Acceleration:
         """``$FRAMEFARM_ACCEL``: unset → the defaults; ``none`` → every lever off; else a comma list of the levers
-        to turn on (``channels_last,fuse_qkv,compile``; ``compile=model`` for whole-model compilation)."""
+        to turn on (``channels_last,fuse_qkv,compile``; ``compile=model`` for whole-model compilation,
+        ``compile=model:reduce-overhead`` with a torch.compile mode: CUDA graphs, for launch-bound batch-1 chains)."""
         raw = os.environ.get(ACCEL_ENV)
         if raw is None or raw.strip() == "":
             return cls()
@@ -97,7 +104,9 @@ class Acceleration:
                                  f"Use none or a comma list of {', '.join(LEVERS)}")
             chosen[name] = True
             if name == "compile" and value:
-                chosen["compile_scope"] = value
+                scope, _, mode = value.partition(":")
+                chosen["compile_scope"] = scope or "blocks"
+                chosen["compile_mode"] = None if mode in ("", "default") else mode
         return cls(**chosen)
 
     def fingerprint(self) -> str:

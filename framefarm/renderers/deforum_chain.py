@@ -319,7 +319,9 @@ class DeforumChain:
         import torch
 
         from framefarm.renderers import sd15_image, sdxl_image
-        from framefarm.renderers.diffusers_image import _embeddings_for, _frame_settings, _to_tensor, decode_frames
+        from framefarm.renderers.diffusers_image import (
+            _embeddings_for, _frame_settings, _to_tensor, control_kwargs, decode_frames,
+        )
         from framefarm.renderers.models.detect import SDXL
         from framefarm.renderers.models.lora import LoraRequest, apply_loras
         from framefarm.renderers.prompt_encode import PromptEncoder
@@ -351,13 +353,11 @@ class DeforumChain:
             pipe = family.build_pipeline(base, img2img=init is not None, controlnets=[m for _, _, m in active],
                                          vae=setup.vae, scheduler=make_scheduler(sampler, base.scheduler_config))
             if active:
-                call.update(controlnet_conditioning_scale=[settings.control_weights[i] for i, _, _ in active],
-                            control_guidance_start=[u.guidance_start for _, u, _ in active],
-                            control_guidance_end=[u.guidance_end for _, u, _ in active])
+                call.update(control_kwargs(job, settings, active))
             if init is not None:
                 call.update(image=_to_tensor([init]), strength=strength)
                 if active:
-                    call.update(control_image=controls, height=job.height, width=job.width)
+                    call["control_image"] = controls
             else:
                 call.update(height=job.height, width=job.width)
                 if active:

@@ -346,10 +346,7 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         call: dict[str, Any] = dict(num_inference_steps=refs.steps, guidance_scale=settings.cfg,
                                     generator=generators, output_type="latent", **kwargs)
         if active:
-            call.update(controlnet_conditioning_scale=[settings.control_weights[i] for i, _, _ in active],
-                        control_guidance_start=[u.guidance_start for _, u, _ in active],
-                        control_guidance_end=[u.guidance_end for _, u, _ in active],
-                        height=job.height, width=job.width)
+            call.update(control_kwargs(job, settings, active))
         if img2img:
             pixels = [sources[f] for f in frames]
             if base.family == SDXL:  # diffusers' SDXL encode (float32 upcast, latents mean/std): left to it
@@ -370,6 +367,13 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         decoded = queue_decode(setup.vae, latents, frames, slice_size=vae_slice(job.width, job.height),
                                lock=base.lock)
         return {frame: decoded for frame in frames}
+
+
+def control_kwargs(job, settings: FrameSettings, active: list) -> dict[str, Any]:
+    """The pipeline arguments of the active ControlNet units: weights, guidance windows and the frame size."""
+    return dict(controlnet_conditioning_scale=[settings.control_weights[i] for i, _, _ in active],
+                control_guidance_start=[u.guidance_start for _, u, _ in active],
+                control_guidance_end=[u.guidance_end for _, u, _ in active], height=job.height, width=job.width)
 
 
 def _resolve(images: dict[int, np.ndarray | PendingFrames]) -> dict[int, np.ndarray]:

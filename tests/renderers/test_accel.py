@@ -83,6 +83,15 @@ def test_settings_parse_strictly(monkeypatch):
     monkeypatch.setenv(ACCEL_ENV, "channels_last,compile=model")
     chosen = Acceleration.from_env()
     assert (chosen.channels_last, chosen.fuse_qkv, chosen.compile, chosen.compile_scope) == (True, False, True, "model")
+    monkeypatch.setenv(ACCEL_ENV, "compile=model:reduce-overhead")
+    chosen = Acceleration.from_env()
+    assert (chosen.compile_scope, chosen.compile_mode) == ("model", "reduce-overhead")
+    assert chosen.fingerprint() == "compile-model-reduce-overhead"
+    monkeypatch.setenv(ACCEL_ENV, "compile=:default")
+    assert (Acceleration.from_env().compile_scope, Acceleration.from_env().compile_mode) == ("blocks", None)
+    monkeypatch.setenv(ACCEL_ENV, "compile=model:fastest")
+    with pytest.raises(InputError, match=r"is not a torch.compile mode \(got 'fastest'\)\. Use one of reduce-overhead"):
+        Acceleration.from_env()
     monkeypatch.setenv(ACCEL_ENV, "tome")
     with pytest.raises(InputError, match="unknown lever 'tome'"):
         Acceleration.from_env()
