@@ -235,6 +235,7 @@ class Bench:
     compare_per_frame_vae: bool = False  # --compare-per-frame-vae: video2video also through the pre-issue-9 VAE path
     compare_sync_decode: bool = False  # --compare-sync-decode: video2video also fetching each batch's pixels at once
     compile_spec: str = "blocks"  # --compile-spec: FRAMEFARM_ACCEL's compile=<scope>[:<mode>] for the --compile jobs
+    compare_inline_noise: bool = False  # --compare-inline-noise: the Deforum chain also with its noise made in line
 
     def flops(self, run) -> float:
         """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
@@ -693,6 +694,20 @@ def job_deforum_chain(b: Bench) -> dict:
     seconds = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain")))
     compile_s = max(0.0, warm_s - 2 * seconds / s.chain_job_frames)
     frames = s.chain_job_frames
+    extra = {}
+    if b.compare_inline_noise:
+        # Same process, same (compiled) models and frames: each frame's noise made in line, as before the helper
+        # thread made the next frame's while this one diffuses.
+        from framefarm.renderers.deforum_chain import DeforumChain
+
+        ahead = DeforumChain._make_noise_ahead
+        DeforumChain._make_noise_ahead = lambda self, n: None
+        try:
+            inline_s = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain-inline-noise")))
+        finally:
+            DeforumChain._make_noise_ahead = ahead
+        extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
+                                 "ahead_over_inline": round(inline_s / seconds, 3)}
     return b.record("deforum_chain",
                     "framefarm Deforum chain renderer (zoom-tunnel preset, init image) through render_chunk_frames "
                     "(chunk work of a render process: renderer + FrameWriterPool + manifest)",
@@ -702,7 +717,7 @@ def job_deforum_chain(b: Bench) -> dict:
                     load_s=round(load_s, 2), warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
                     levers=os.environ.get("FRAMEFARM_ACCEL"),
-                    note="a chain is sequential: one frame per UNet batch (CFG 2) on one GPU")
+                    note="a chain is sequential: one frame per UNet batch (CFG 2) on one GPU", **extra)
 
 
 def job_animatediff(b: Bench) -> dict:
@@ -786,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="video2video: also time 2 batches with one frame per VAE call (the renderer before)")
     parser.add_argument("--compile-spec", default="blocks",
                         help="compile scope[:mode] for the --compile jobs, e.g. model:reduce-overhead (CUDA graphs)")
+    parser.add_argument("--compare-inline-noise", action="store_true",
+                        help="deforum_chain: also time the job with each frame's noise made in line")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -829,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         document["build_models_s"] = round(time.perf_counter() - started, 1)
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
-                      args.compare_sync_decode, args.compile_spec)
+                      args.compare_sync_decode, args.compile_spec, args.compare_inline_noise)
         for job in jobs:
             started = time.perf_counter()
             try:

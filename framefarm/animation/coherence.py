@@ -33,6 +33,7 @@ __all__ = [
     "force_grayscale",
     "match_colors",
     "match_histogram",
+    "noise_image",
     "optical_flow",
     "perlin_noise",
     "unsharp_mask",
@@ -197,6 +198,29 @@ def perlin_noise(
     return total
 
 
+def noise_image(
+    height: int,
+    width: int,
+    seed: int,
+    *,
+    noise_type: Literal["uniform", "perlin"] = "perlin",
+    perlin_octaves: int = 4,
+    perlin_persistence: float = 0.5,
+    perlin_resolution: tuple[int, int] = (8, 8),
+) -> np.ndarray:
+    """The ``noise_img`` (float64, ``(height, width, 3)``, 0…255) that :func:`add_noise` blends in. It depends on the
+    seed and the frame size only, never on the image, so a chain can make frame n+1's while frame n diffuses."""
+    if noise_type not in ("uniform", "perlin"):
+        raise InputError("noise_type", noise_type, "is not a noise type", "Use uniform or perlin")
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((height, width, 3))
+    if noise_type == "perlin":
+        pattern = perlin_noise(height, width, rng=rng, resolution=perlin_resolution, octaves=perlin_octaves,
+                               persistence=perlin_persistence)
+        noise *= ((pattern + 1.0) / 2.0)[..., None]
+    return np.clip(0.5 + 0.5 * noise, 0.0, 1.0) * 255.0
+
+
 def add_noise(
     image: np.ndarray,
     amount: float,
@@ -206,6 +230,7 @@ def add_noise(
     perlin_octaves: int = 4,
     perlin_persistence: float = 0.5,
     perlin_resolution: tuple[int, int] = (8, 8),
+    noise: np.ndarray | None = None,
 ) -> np.ndarray:
     """Deforum's frame noise: ``img·(1 − amount) + noise_img·amount``, rounded.
 
@@ -218,6 +243,7 @@ def add_noise(
         image: RGB uint8 frame.
         amount: noise weight, 0…1 (Deforum's ``noise_schedule``).
         seed: the frame's seed (Deforum uses the frame's seed).
+        noise: :func:`noise_image` for this seed, size and type, made ahead of time (else made here).
     """
     image = _check_image(image)
     if not np.isfinite(amount) or not 0 <= amount <= 1:
@@ -226,15 +252,13 @@ def add_noise(
         raise InputError("noise_type", noise_type, "is not a noise type", "Use uniform or perlin")
     if amount == 0:
         return image.copy()
-    rng = np.random.default_rng(seed)
     height, width = image.shape[:2]
-    noise = rng.standard_normal((height, width, 3))
-    if noise_type == "perlin":
-        pattern = perlin_noise(height, width, rng=rng, resolution=perlin_resolution, octaves=perlin_octaves,
-                               persistence=perlin_persistence)
-        noise *= ((pattern + 1.0) / 2.0)[..., None]
-    noise_image = np.clip(0.5 + 0.5 * noise, 0.0, 1.0) * 255.0
-    return np.clip(np.rint(image * (1.0 - amount) + noise_image * amount), 0, 255).astype(np.uint8)
+    if noise is None:
+        noise = noise_image(height, width, seed, noise_type=noise_type, perlin_octaves=perlin_octaves,
+                            perlin_persistence=perlin_persistence, perlin_resolution=perlin_resolution)
+    elif noise.shape != image.shape:
+        raise ValueError(f"noise of shape {noise.shape} for an image of shape {image.shape}")
+    return np.clip(np.rint(image * (1.0 - amount) + noise * amount), 0, 255).astype(np.uint8)
 
 
 # ----- Cadence in-betweens ----------------------------------------------------------------------------------------

@@ -255,3 +255,16 @@ class TestCadence:
             cadence_blend(image, image, 1.5)
         with pytest.raises(InputError, match="same size"):
             cadence_blend(image, image[:10], 0.5)
+
+
+def test_noise_made_ahead_is_the_noise_made_in_line():
+    from framefarm.animation.coherence import noise_image
+
+    image = smooth_image()
+    h, w = image.shape[:2]
+    for kind in ("perlin", "uniform"):
+        ahead = noise_image(h, w, 11, noise_type=kind)
+        np.testing.assert_array_equal(add_noise(image, 0.4, 11, noise_type=kind, noise=ahead),
+                                      add_noise(image, 0.4, 11, noise_type=kind))
+    with pytest.raises(ValueError, match="noise of shape"):
+        add_noise(image, 0.4, 11, noise=noise_image(h + 1, w, 11))

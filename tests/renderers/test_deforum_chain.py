@@ -141,3 +141,26 @@ def test_hybrid_video_flow_and_composite_and_init_image(tmp_path, models_dir):
 
     with pytest.raises(InputError, match=r"hybrid\.flow_method: needs a RAFT model.*got .RAFT.*DIS Medium"):
         chain_frames(small_job(models_dir, hybrid=hybrid | {"flow_method": "RAFT"}))
+
+
+def test_noise_made_ahead_on_a_helper_thread_gives_the_same_frames(models_dir, monkeypatch):
+    """Each diffused frame's noise image is made on a helper thread while the previous frame diffuses: the same
+    bytes as making it in line (it depends on the frame's seed and the size only), across a shot cut and cadence."""
+    from framefarm.renderers.deforum_chain import DeforumChain
+
+    job = small_job(models_dir, frames=7, cadence=2, shots=[0, 4], motion={"noise": "0:(0.2)", "zoom": "0:(1.05)"})
+    made_ahead = []
+    original = DeforumChain._noise_image
+
+    def spy(self, n):
+        made_ahead.append(n)
+        return original(self, n)
+
+    monkeypatch.setattr(DeforumChain, "_noise_image", spy)
+    ahead = chain_frames(job)
+    # Diffused frames: 0, 2 (shot 0: starts at 0) and 4, 6 (shot 1). Frame 4 starts a shot: nothing made ahead for it.
+    assert sorted(made_ahead) == [2, 6]
+    monkeypatch.setattr(DeforumChain, "_make_noise_ahead", lambda self, n: None)
+    inline = chain_frames(job)
+    assert sorted(ahead) == list(range(7))
+    assert all(np.array_equal(ahead[f], inline[f]) for f in ahead)
