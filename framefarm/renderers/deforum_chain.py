@@ -351,7 +351,7 @@ class DeforumChain:
 
         from framefarm.renderers import sd15_image, sdxl_image
         from framefarm.renderers.diffusers_image import (
-            _embeddings_for, _frame_settings, _to_tensor, control_kwargs, decode_frames,
+            _embeddings_for, _frame_settings, _to_tensor, control_kwargs, decode_frames, image_kwargs,
         )
         from framefarm.renderers.models.detect import SDXL
         from framefarm.renderers.models.lora import LoraRequest, apply_loras
@@ -385,14 +385,7 @@ class DeforumChain:
                                          vae=setup.vae, scheduler=make_scheduler(sampler, base.scheduler_config))
             if active:
                 call.update(control_kwargs(job, settings, active))
-            if init is not None:
-                call.update(image=_to_tensor([init]), strength=strength)
-                if active:
-                    call["control_image"] = controls
-            else:
-                call.update(height=job.height, width=job.width)
-                if active:
-                    call["image"] = controls
+            call.update(image_kwargs(job, _to_tensor([init]) if init is not None else None, strength, controls))
             with torch.inference_mode():
                 latents = pipe(**call).images
             # A slice of one: decode_latents' arithmetic with one device sync instead of four.

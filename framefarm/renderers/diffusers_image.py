@@ -353,13 +353,9 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
                 init = _to_tensor(pixels)
             else:  # SD1.5: encoded here in slices (diffusers encodes a generator list one frame per call)
                 init = encode_sources(setup.vae, pixels, generators, slice_size=vae_slice(job.width, job.height))
-            call.update(image=init, strength=settings.strength)
-            if active:
-                call["control_image"] = controls
         else:
-            call.update(height=job.height, width=job.width)
-            if active:
-                call["image"] = controls
+            init = None
+        call.update(image_kwargs(job, init, settings.strength, controls))
         with torch.inference_mode():
             latents = pipe(**call).images
 
@@ -367,6 +363,14 @@ def _render_group(setup: _Setup, job, chunk: ChunkSpec, settings: FrameSettings,
         decoded = queue_decode(setup.vae, latents, frames, slice_size=vae_slice(job.width, job.height),
                                lock=base.lock)
         return {frame: decoded for frame in frames}
+
+
+def image_kwargs(job, init, strength: float, controls: list) -> dict[str, Any]:
+    """The pipeline's image arguments: img2img's ``image`` (pixels or latents) and ``strength``, with the control
+    images as ``control_image``; or, with no ``init``, txt2img's frame size with the control images as ``image``."""
+    if init is not None:
+        return dict(image=init, strength=strength, **({"control_image": controls} if controls else {}))
+    return dict(height=job.height, width=job.width, **({"image": controls} if controls else {}))
 
 
 def control_kwargs(job, settings: FrameSettings, active: list) -> dict[str, Any]:
