@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from framefarm.errors import FramefarmError, InputError
+from framefarm.errors import FramefarmError, InputError, WorkerPoolBroken
 
 app = typer.Typer(
     name="framefarm",
@@ -31,6 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+# Flow runs on a fresh process pool after a pool process died (--gpus), before the render fails.
+POOL_RESTARTS = 2
 DEMO_PRESET = "zoom-tunnel"
 
 JobArg = Annotated[Path, typer.Argument(help="Job file (TOML or JSON).", show_default=False)]
@@ -71,27 +73,42 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
     try:
         get_renderer(backend)  # an unknown backend is an input error before anything starts
         store = FrameStore(str(out), job.name)
-        flow = render_job
+        flows = [render_job]  # the flow of each run; a run after a dead process pool gets a fresh pool
         if gpus:
             from framefarm.flows.gpu_runner import gpu_task_runner
 
-            flow = render_job.with_options(task_runner=gpu_task_runner(gpus.split(",")))
+            ids = gpus.split(",")
+            flows = [render_job.with_options(task_runner=gpu_task_runner(ids))]  # bad ids: an input error now
+            for _ in range(POOL_RESTARTS):
+                flows.append(render_job.with_options(task_runner=gpu_task_runner(ids)))
         if dask:
             from framefarm.flows.dask_runner import dask_task_runner
 
             if gpus:
                 raise InputError("--dask", dask, "cannot be combined with --gpus",
                                  "Run one Dask worker per GPU instead (see docs/farm.md)")
-            flow = render_job.with_options(task_runner=dask_task_runner(dask))
+            flows = [render_job.with_options(task_runner=dask_task_runner(dask))]
     except FramefarmError as exc:
         fail(exc)
     result_box: dict = {}
 
     def run() -> None:
-        try:
-            result_box["result"] = flow(job, backend=backend, out=str(out), chunk_size=chunk_size)
-        except BaseException as exc:  # handed to the main thread, which owns the exit code
-            result_box["error"] = exc
+        for attempt, flow in enumerate(flows):
+            try:
+                result_box["result"] = flow(job, backend=backend, out=str(out), chunk_size=chunk_size)
+            except WorkerPoolBroken as exc:
+                # A pool process died (killed, out of host memory): its pool is gone, the finished frames are not.
+                # Another flow run on a fresh pool renders what is missing, as a rerun by hand would.
+                if attempt + 1 == len(flows):
+                    result_box["error"] = exc
+                    return
+                err.print(f"[yellow]a worker process died[/] ({escape(str(exc))[:300]}); resuming on a fresh "
+                          f"process pool ({attempt + 1}/{len(flows) - 1})", highlight=False, soft_wrap=True)
+            except BaseException as exc:  # handed to the main thread, which owns the exit code
+                result_box["error"] = exc
+                return
+            else:
+                return
 
     worker = threading.Thread(target=run, name="framefarm-render", daemon=True)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),

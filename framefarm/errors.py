@@ -45,3 +45,8 @@ class InputError(FramefarmError, ValueError):
 
 class RenderError(FramefarmError, RuntimeError):
     """The work itself failed (a renderer, ffmpeg, storage). Finished frames are kept."""
+
+
+class WorkerPoolBroken(RenderError):
+    """A process of the flow's process pool (``--gpus``) died and took the pool down with it: every chunk in flight
+    failed with ``BrokenProcessPool``. Finished frames are kept; the CLI resumes on a fresh pool."""

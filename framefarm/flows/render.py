@@ -20,7 +20,7 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
 from framefarm.animation.plan import plan_job
-from framefarm.errors import InputError, RenderError
+from framefarm.errors import InputError, RenderError, WorkerPoolBroken
 from framefarm.job import validate_job
 from framefarm.flows.tasks import (
     ChunkResult,
@@ -149,8 +149,12 @@ def _raise_for_failures(job, failures: list[tuple[int, str]]) -> None:
         return
     detail = "; ".join(f"chunk {index}: {error}" for index, error in sorted(failures)[:5])
     spent = " (error budget spent: remaining chunks not started)" if len(failures) >= job.farm.error_budget else ""
-    raise RenderError(f"{len(failures)} chunk(s) of {job.name} failed{spent}: {detail}. Finished frames are kept; "
-                      "run the job again to resume")
+    # A dead pool process fails every chunk in flight, and every later submission, with BrokenProcessPool: the
+    # pool, not the chunks, is what failed, and a fresh pool can resume (framefarm/cli.py does).
+    broken = any("BrokenProcessPool" in error for _, error in failures)
+    raise (WorkerPoolBroken if broken else RenderError)(
+        f"{len(failures)} chunk(s) of {job.name} failed{spent}: {detail}. Finished frames are kept; "
+        "run the job again to resume")
 
 
 def _run_name() -> str:

@@ -1,6 +1,6 @@
 """SIGKILL of a worker process: ``framefarm render --gpus 0,1`` renders chunks in two spawned processes (one per
-GPU); one of them is killed at a random point. The render must not hang: it ends complete, or fails with a clear
-message, and every frame finished before the kill is intact; a rerun then completes with frames identical to a
+GPU); one of them is killed at a random point. The render must not hang, every frame finished before the kill stays
+intact, and the render completes (on a fresh process pool: the CLI resumes by itself) with frames identical to a
 clean render."""
 
 from __future__ import annotations
@@ -104,17 +104,13 @@ def test_sigkill_of_a_worker_process(tmp_path, fault_log):
         else:
             finished_before = set(store.records())
         err = finish(render)
-        if render.returncode != 0:
-            assert "render failed" in err, err[-2000:]  # a clear failure, not a traceback from nowhere
+        # The dead process takes its pool down (BrokenProcessPool for every chunk in flight); the CLI resumes on a
+        # fresh pool, so the render completes without a rerun by hand.
+        assert render.returncode == 0, err[-2000:]
         current = frame_hashes(out / "workers" / "frames")
         lost = sum(current.get(f"{i:06d}.png") != expected[f"{i:06d}.png"] for i in finished_before)
         assert lost == 0
-        outcome = "completed" if render.returncode == 0 else "failed clearly"
-        if render.returncode != 0 or store.count_records() < FRAMES:
-            rerun = start(out, tmp_path, "--gpus", "0,1")
-            err = finish(rerun)
-            assert rerun.returncode == 0, err[-2000:]
-            outcome += ", resumed"
+        outcome = "resumed on a fresh pool" if "a worker process died" in err else "completed"
         assert frame_hashes(out / "workers" / "frames") == expected
         fault_log.trial("SIGKILL of a worker process", survived=True, frames_lost=lost,
                         outcome=f"{outcome}, frames identical" + ("" if killed else " (finished before the kill)"),
