@@ -78,9 +78,10 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
             from framefarm.flows.gpu_runner import gpu_task_runner
 
             ids = gpus.split(",")
-            flows = [render_job.with_options(task_runner=gpu_task_runner(ids))]  # bad ids: an input error now
-            for _ in range(POOL_RESTARTS):
-                flows.append(render_job.with_options(task_runner=gpu_task_runner(ids)))
+            first = render_job.with_options(task_runner=gpu_task_runner(ids))  # bad ids: an input error now
+            # Each later run's pool (and its GPU-claims folder) is made only when a pool has died.
+            flows = [first, *(lambda *a, **k: render_job.with_options(task_runner=gpu_task_runner(ids))(*a, **k)
+                              for _ in range(POOL_RESTARTS))]
         if dask:
             from framefarm.flows.dask_runner import dask_task_runner
 

@@ -502,8 +502,9 @@ class PendingFrames:
     def __init__(self, vae, latents, frames: Sequence[int], host, flags, event, lock=None) -> None:
         self.vae, self.latents, self.frames = vae, latents, list(frames)
         self.host, self.flags, self.event = host, flags, event
-        self.lock = lock if lock is not None else contextlib.nullcontext()  # the base's lock: the fallback
-        self._done: dict[int, np.ndarray] | None = None                   # switches the shared VAE to float32
+        # The base's lock: a broken frame's fallback decode switches the shared VAE to float32.
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self._done: dict[int, np.ndarray] | None = None
 
     @classmethod
     def ready(cls, images: dict[int, np.ndarray]) -> PendingFrames:
