@@ -698,7 +698,7 @@ def job_deforum_chain(b: Bench) -> dict:
     if b.compare_inline_noise:
         # Same process, same (compiled) models and frames: each frame's noise made in line, as before the helper
         # thread made the next frame's while this one diffuses.
-        from framefarm.renderers.deforum_chain import DeforumChain
+        from framefarm.renderers.diffusers.kinds.deforum import DeforumChain
 
         ahead = DeforumChain._make_noise_ahead
         DeforumChain._make_noise_ahead = lambda self, n: None
@@ -751,7 +751,7 @@ def job_animatediff(b: Bench) -> dict:
     # framefarm: AnimateDiff jobs of one 16-frame context window each (the baseline's arithmetic), rendered by the
     # AnimateDiff renderer through render_chunk_frames, with the motion module loaded from the models folder.
     set_levers(b, "animatediff")
-    from framefarm.renderers.animatediff.renderer import motion_setup
+    from framefarm.renderers.diffusers.kinds.animatediff.renderer import motion_setup
 
     def job_for(seed: int):
         data = {"name": f"ad-{seed}", "kind": "animatediff", "width": w, "height": w, "fps": 16,

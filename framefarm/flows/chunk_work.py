@@ -7,13 +7,15 @@ can be killed when it hangs.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from framefarm.animation.plan import ChunkSpec
+from framefarm.animation.plan import ChunkSpec, canonical_hash
 from framefarm.images import decode_png, encode_png
 from framefarm.renderers import get_renderer
-from framefarm.renderers.base import RenderContext
+from framefarm.renderers.base import RenderContext, job_timeline
 from framefarm.renderers.control_cache import ControlStore
 from framefarm.storage import FrameStore
 from framefarm.storage.writer_pool import FrameWriterPool
@@ -35,6 +37,26 @@ def previous_reader(store: FrameStore) -> Callable[[int], Any]:
     return read
 
 
+_timelines: OrderedDict[str, ChunkSpec] = OrderedDict()
+_timelines_lock = threading.Lock()
+
+
+def timeline_of(job: Any) -> ChunkSpec:
+    """The whole job's per-frame inputs (:attr:`RenderContext.timeline`), planned once per job in this process: a
+    render process renders many chunks of one job, and planning a long job hashes every frame."""
+    key = canonical_hash(job.model_dump(mode="json"))
+    with _timelines_lock:
+        if key in _timelines:
+            _timelines.move_to_end(key)
+            return _timelines[key]
+    timeline = job_timeline(job)
+    with _timelines_lock:
+        _timelines[key] = timeline
+        while len(_timelines) > 4:
+            _timelines.popitem(last=False)
+    return timeline
+
+
 def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore,
                         on_frame: Callable[[int], None] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Render the frames of ``chunk`` not yet in the manifest. Returns ``(rendered, reused)`` frame numbers.
@@ -49,8 +71,8 @@ def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameSt
     done = store.done_frames(dict(zip(chunk.frames, chunk.frame_keys)))
     todo = [frame for frame in chunk.frames if frame not in done]
     context = RenderContext(job=job, source_frame=source_reader(store), previous_frame=previous_reader(store),
-                            controls=ControlStore(store))
-    # PNG encoding and writes run on writer threads, overlapping the next batch's denoising (issue 9). Leaving the
+                            controls=ControlStore(store), timeline=timeline_of(job))
+    # PNG encoding and writes run on writer threads, overlapping the next batch's denoising. Leaving the
     # block waits for every frame handed over, also when the renderer failed, so finished frames are kept.
     with FrameWriterPool(store, encode_png) as writer:
         for frame, image in renderer.render(chunk, todo, context):

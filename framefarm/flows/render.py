@@ -230,7 +230,7 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         # A1111 short hashes of every model file the frames came from: what a person compares across renders.
         extra["models"] = model_short_hashes(job)
     if job.kind == "animatediff" and backend == "diffusers":
-        from framefarm.renderers.animatediff.renderer import clip_record
+        from framefarm.renderers.diffusers.kinds.animatediff.renderer import clip_record
 
         extra["animatediff"] = clip_record(job)  # windows, segments, seeds, scheduler: what the clip depends on
     if batch_choice is not None:

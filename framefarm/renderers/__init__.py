@@ -15,9 +15,9 @@ def get_renderer(backend: str) -> Renderer:
 
         return PreviewRenderer()
     if backend == "diffusers":
-        # SD1.5/SDXL from the user's own model files, offline (framefarm/renderers/diffusers_image.py). Importing it
+        # SD1.5/SDXL from the user's own model files, offline (framefarm/renderers/diffusers/). Importing it
         # imports neither torch nor diffusers: models load on the first render.
-        from framefarm.renderers.diffusers_image import DiffusersRenderer
+        from framefarm.renderers.diffusers.renderer import DiffusersRenderer
 
         return DiffusersRenderer()
     # A studio's package may register more backends under the framefarm.renderers entry-point group.

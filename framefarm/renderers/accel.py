@@ -9,7 +9,8 @@ with the tiny models; the figures below are the bounds they assert):
 * ``fuse_qkv`` (on by default): diffusers' ``fuse_qkv_projections`` — one matmul for q, k, v (self-attention) and one
   for k, v (cross-attention) instead of three/two small ones. The fused weight is the concatenation of the originals,
   so each output element is the same dot product; kept in step with framefarm's LoRA fusing by
-  :func:`refresh_fused_projections` (a LoRA changes ``to_q`` etc., which the fused layer would not see otherwise).
+  :func:`refresh_fused_projections`, which :class:`framefarm.renderers.diffusers.patches.ModelPatches` calls after
+  every LoRA change (a LoRA changes ``to_q`` etc., which the fused layer would not see otherwise).
 * SDPA: diffusers' default attention processors already call ``torch.nn.functional.scaled_dot_product_attention``
   (flash / memory-efficient kernels on a GPU); :func:`attention_backends` reports which processors are in use so a
   benchmark can show it, nothing is switched.
@@ -48,14 +49,14 @@ LEVERS = ("channels_last", "fuse_qkv", "compile")
 # torch.compile modes a worker may ask for (None: the default mode). "reduce-overhead" replays CUDA graphs: for
 # batch-1 work such as a Deforum chain, whose time goes to kernel launches; the max-autotune modes take many minutes.
 COMPILE_MODES = (None, "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# The diffusers renderer encodes and decodes with the VAE in slices of frames (issue 9), not one frame per call: not a
+# The diffusers renderer encodes and decodes with the VAE in slices of frames, not one frame per call: not a
 # switch (≤ PIXEL_TOLERANCE, tested like the levers), but it moves pixels by rounding, so it is in every frame key.
 VAE_TAG = "vae=slices"
 # The block classes regional compilation compiles one by one: they repeat (16 transformer models and 22 ResNet
 # blocks in SD1.5's UNet) with few distinct shapes, so dynamo reuses each compiled graph across instances. The
 # spatial transformer is compiled whole (Transformer2DModel: GroupNorm, proj_in, its blocks, proj_out, residual):
 # compiling only its inner BasicTransformerBlocks left the GroupNorm and the NCHW ↔ channels-last copies around the
-# 1×1 projections eager (issue 9's H200 profile, video2video batch 32: layout copies 0.43 s of 3.0 s of kernel time
+# 1×1 projections eager (an H200 profile, video2video batch 32: layout copies 0.43 s of 3.0 s of kernel time
 # per batch; compiled whole: 0.11 s, and 0.34 s less kernel time in all). A block nested in one
 # already compiled is not compiled again; BasicTransformerBlocks outside a Transformer2DModel (motion modules) are.
 REPEATED_BLOCKS = ("Transformer2DModel", "BasicTransformerBlock", "ResnetBlock2D", "TemporalBasicTransformerBlock")
@@ -241,7 +242,7 @@ def _compile(model, accel: Acceleration) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Hooks for the renderers (kept here so the renderer modules change by a line or two)
+# The worker's levers
 
 
 def worker_acceleration() -> Acceleration:
@@ -256,20 +257,3 @@ def version_tag() -> str:
         return f"accel={worker_acceleration().fingerprint()};{VAE_TAG}"
     except InputError:
         return f"accel=invalid;{VAE_TAG}"
-
-
-def accelerate_setup(base, vae, controlnets, accel: Acceleration | None = None) -> None:
-    """Apply the worker's levers to a loaded base (UNet), the VAE in use and the ControlNets, once each."""
-    accel = accel or worker_acceleration()
-    for model in (base.unet, vae, *controlnets):
-        accelerate_model(model, accel)
-    base.patches.setdefault("fused_for", base.patches.get("active", ()))
-
-
-def sync_after_lora(base) -> None:
-    """After :func:`framefarm.renderers.models.lora.apply_loras`: if the LoRA set changed, the fused projections
-    copy the patched weights again (a no-op when nothing is fused or nothing changed)."""
-    active = base.patches.get("active", ())
-    if base.patches.get("fused_for", ()) != active:
-        refresh_fused_projections(base.unet)
-        base.patches["fused_for"] = active

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from framefarm.animation.plan import ChunkSpec
+from framefarm.animation.plan import ChunkSpec, plan_job
+from framefarm.errors import RenderError
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,34 @@ class RenderContext:
         controls: where ControlNet control images are stored per unit and frame
             (:class:`framefarm.renderers.control_cache.ControlStore`), so a rerun skips the preprocessors; ``None``
             runs them every time.
+        timeline: the whole job's per-frame inputs (seeds, prompts, schedule values) as one chunk spanning every
+            frame — what a kind reads when a frame depends on frames outside its chunk (a Deforum chain looks
+            back, an AnimateDiff clip's windows and prompt travel span segments). Renderers never plan the job
+            themselves; :meth:`for_job` makes one.
     """
 
     job: Any
     source_frame: Callable[[int], np.ndarray] | None = None
     previous_frame: Callable[[int], np.ndarray] | None = None
     controls: Any = None
+    timeline: ChunkSpec | None = None
+
+    @classmethod
+    def for_job(cls, job: Any, **fields: Any) -> RenderContext:
+        """A context for ``job`` with its :attr:`timeline` planned here."""
+        return cls(job=job, timeline=job_timeline(job), **fields)
+
+    def whole_job(self) -> ChunkSpec:
+        """:attr:`timeline`, which a kind that looks past its chunk needs."""
+        if self.timeline is None:
+            raise RenderError(f"a {self.job.kind} render needs the whole job's per-frame values "
+                              "(RenderContext.timeline; RenderContext.for_job makes them)")
+        return self.timeline
+
+
+def job_timeline(job: Any) -> ChunkSpec:
+    """The whole job's per-frame inputs as one chunk over every frame (frame keys included, unused here)."""
+    return plan_job(job, renderer="timeline", chunk_size=job.frames, cut_at_shots=False).chunks[0]
 
 
 class Renderer(Protocol):

@@ -46,7 +46,7 @@ BYTES_PER_FRAME_ENV = "FRAMEFARM_BYTES_PER_FRAME"
 SD15_BYTES_PER_MEGAPIXEL = 2.4 * 2**30
 SDXL_FACTOR = 1.6
 CONTROLNET_FACTOR = 0.5
-# One frame at a time goes through the VAE decoder (diffusers_image.decode_latents): its peak, per megapixel.
+# One frame at a time goes through the VAE decoder (framefarm.renderers.diffusers.vae): its peak, per megapixel.
 VAE_DECODE_BYTES_PER_MEGAPIXEL = 2.5 * 2**30
 
 _FREE_MEMORY_PROBE = (

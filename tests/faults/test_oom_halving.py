@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from framefarm.errors import RenderError
-from framefarm.renderers.diffusers_image import _setup
+from framefarm.renderers.diffusers.components import load_components
 from framefarm.renderers.oom import is_out_of_memory, split_halves
 from tests.faults.conftest import fault_trials
 from tests.renderers.jobs import v2v_job
@@ -29,7 +29,7 @@ HALVING_TOLERANCE = 1
 def unet_memory(job, *, max_frames: int | None, seen: list[int] | None = None):
     """While active, a UNet call with more than ``max_frames`` frames raises out-of-memory (CFG doubles the latent
     batch: 2 latents per frame). ``seen`` collects the frame count of every call that went through."""
-    unet = _setup(job).base.unet  # the process-wide cached base: the same object the renderer uses
+    unet = load_components(job).base.unet  # the process-wide cached base: the same object the renderer uses
 
     def hook(_module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
@@ -93,7 +93,7 @@ def test_a_frame_that_does_not_fit_alone_fails_the_job_and_keeps_finished_frames
     out = tmp_path / "oom"
     store = FrameStore(str(out), job.name)
     calls = {"n": 0}
-    unet = _setup(job).base.unet
+    unet = load_components(job).base.unet
 
     def memory_gone_after_first_chunk(_module, args, kwargs):
         calls["n"] += 1

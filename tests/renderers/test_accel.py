@@ -109,26 +109,26 @@ def test_batch_size_for_memory():
 
 
 def _per_frame_vae(monkeypatch):
-    """The renderer as it was before issue 9's VAE slices: diffusers encodes each frame in its own call, and each
-    frame is decoded alone (with its NaN checks)."""
-    from framefarm.renderers import diffusers_image
+    """The renderer as it was before the VAE slices: diffusers encodes each frame in its own call, and each frame is
+    decoded alone (with its NaN checks)."""
+    from framefarm.renderers.diffusers import denoise, vae as vae_module
 
-    monkeypatch.setattr(diffusers_image, "encode_sources",
-                        lambda vae, pixels, generators, slice_size: diffusers_image._to_tensor(pixels))
-    monkeypatch.setattr(diffusers_image, "queue_decode", lambda vae, latents, frames, slice_size, lock=None:
-                        diffusers_image.PendingFrames.ready({
-                            frame: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=frame)
+    monkeypatch.setattr(denoise, "encode_sources",
+                        lambda vae, pixels, generators, slice_size: vae_module.to_tensor(pixels))
+    monkeypatch.setattr(denoise, "queue_decode", lambda vae, latents, frames, slice_size, lock=None:
+                        vae_module.PendingFrames.ready({
+                            frame: vae_module.decode_latents(vae, latents[k:k + 1], frame=frame)
                             for k, frame in enumerate(frames)}))
 
 
 def test_vae_slices_keep_frames_within_tolerance_and_slices_of_one_are_exact(monkeypatch, models_dir):
-    from framefarm.renderers import diffusers_image
+    from framefarm.renderers.diffusers import vae
 
     job = v2v_job(models_dir, frames=4)  # 64×64: one slice holds the whole batch of 4
-    assert diffusers_image.vae_slice(job.width, job.height) >= 4
+    assert vae.vae_slice(job.width, job.height) >= 4
     sliced = render(job)
     with monkeypatch.context() as patch:
-        patch.setattr(diffusers_image, "VAE_SLICE_PIXELS", 1)  # one frame per VAE call
+        patch.setattr(vae, "VAE_SLICE_PIXELS", 1)  # one frame per VAE call
         single = render(job)
     with monkeypatch.context() as patch:
         _per_frame_vae(patch)
@@ -142,7 +142,7 @@ def test_vae_slices_keep_frames_within_tolerance_and_slices_of_one_are_exact(mon
 
 
 def test_vae_slice_sizes():
-    from framefarm.renderers.diffusers_image import vae_slice
+    from framefarm.renderers.diffusers.vae import vae_slice
 
     assert vae_slice(512, 512) == 8
     assert vae_slice(1024, 1024) == 2
@@ -154,7 +154,7 @@ def test_a_broken_frame_in_a_slice_is_decoded_again_alone(monkeypatch):
     from diffusers import AutoencoderKL
 
     from framefarm.errors import RenderError
-    from framefarm.renderers import diffusers_image
+    from framefarm.renderers.diffusers import vae as vae_module
     from tests.fixtures.tiny_models import VAE
 
     torch.manual_seed(0)
@@ -163,11 +163,11 @@ def test_a_broken_frame_in_a_slice_is_decoded_again_alone(monkeypatch):
     half.load_state_dict({k: v.half() for k, v in vae.state_dict().items()})
     latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     alone = []
-    real = diffusers_image.decode_latents
-    monkeypatch.setattr(diffusers_image, "decode_latents",
+    real = vae_module.decode_latents
+    monkeypatch.setattr(vae_module, "decode_latents",
                         lambda v, latent, *, frame: alone.append(frame) or real(v, latent, frame=frame))
 
-    frames = diffusers_image.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
+    frames = vae_module.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
     assert sorted(frames) == [10, 11, 12] and alone == []  # nothing broken: one pass, no frame decoded alone
     for k, frame in enumerate([10, 11, 12]):
         one = real(vae, latents[k:k + 1], frame=frame)
@@ -175,11 +175,11 @@ def test_a_broken_frame_in_a_slice_is_decoded_again_alone(monkeypatch):
         assert max_diff({0: frames[frame]}, {0: one}) <= PIXEL_TOLERANCE
 
     latents[1] = 3e4  # overflows float16 inside the decoder: that frame alone goes to float32
-    frames = diffusers_image.decode_frames(half, latents, [10, 11, 12], slice_size=2)
+    frames = vae_module.decode_frames(half, latents, [10, 11, 12], slice_size=2)
     assert alone == [11] and frames[11].max() > 0 and half.dtype == torch.float16
     latents[1] = float("nan")
     with pytest.raises(RenderError, match="frame 11 decoded to NaN even with the VAE in float32"):
-        diffusers_image.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
+        vae_module.decode_frames(vae, latents, [10, 11, 12], slice_size=2)
 
 
 def test_fetching_pixels_a_batch_late_changes_nothing_and_keeps_a_finished_batch_when_the_next_fails(
@@ -187,36 +187,54 @@ def test_fetching_pixels_a_batch_late_changes_nothing_and_keeps_a_finished_batch
     """Each video2video batch's pixels reach the host only after the next batch is queued (PendingFrames): the same
     bytes as fetching them at once, and a failure in batch n+1 still hands over batch n's frames first."""
     from framefarm.animation.plan import plan_job
-    from framefarm.renderers import diffusers_image, get_renderer
+    from framefarm.renderers import get_renderer
     from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers import denoise
+    from framefarm.renderers.diffusers.kinds import video2video
+    from framefarm.renderers.diffusers.vae import PendingFrames
     from framefarm.renderers.testcard import source_testcard
 
     job = v2v_job(models_dir, frames=12)  # three batches of 4 in one chunk
     deferred = render(job, chunk_size=12)
     with monkeypatch.context() as patch:
-        queued = diffusers_image.queue_decode
-        patch.setattr(diffusers_image, "queue_decode", lambda *args, **kwargs: diffusers_image.PendingFrames.ready(
+        queued = denoise.queue_decode
+        patch.setattr(denoise, "queue_decode", lambda *args, **kwargs: PendingFrames.ready(
             queued(*args, **kwargs).result()))
         at_once = render(job, chunk_size=12)
     assert sorted(deferred) == list(range(12))
     assert all(np.array_equal(deferred[i], at_once[i]) for i in deferred)
 
-    calls = []
-    original = diffusers_image._render_batch
+    renderer = get_renderer("diffusers")
+    chunk = plan_job(job, renderer=renderer.id, chunk_size=12).chunks[0]
 
-    def second_batch_fails(setup, job, chunk, members, *args, **kwargs):
+    def frames_until_failure(context):
+        handed = []
+        with pytest.raises(RuntimeError, match="illegal memory access|source frame 8 is unreadable"):
+            for frame, image in renderer.render(chunk, chunk.frames, context):
+                handed.append(frame)
+                assert np.array_equal(image, deferred[frame])
+        return handed
+
+    # The GPU call of batch 1 fails: batch 0's frames are handed over first.
+    calls = []
+    original = video2video.render_batch
+
+    def second_batch_fails(components, job, chunk, members, *args, **kwargs):
         calls.append(members[0])
         if members[0] == 4:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return original(setup, job, chunk, members, *args, **kwargs)
+        return original(components, job, chunk, members, *args, **kwargs)
 
-    monkeypatch.setattr(diffusers_image, "_render_batch", second_batch_fails)
-    renderer = get_renderer("diffusers")
-    chunk = plan_job(job, renderer=renderer.id, chunk_size=12).chunks[0]
-    context = RenderContext(job=job, source_frame=lambda i: source_testcard(i, job.width, job.height, job.fps))
-    handed = []
-    with pytest.raises(RuntimeError, match="illegal memory access"):
-        for frame, image in renderer.render(chunk, chunk.frames, context):
-            handed.append(frame)
-            assert np.array_equal(image, deferred[frame])
-    assert calls == [0, 4] and handed == [0, 1, 2, 3]
+    with monkeypatch.context() as patch:
+        patch.setattr(video2video, "render_batch", second_batch_fails)
+        source = lambda i: source_testcard(i, job.width, job.height, job.fps)  # noqa: E731
+        assert frames_until_failure(RenderContext(job=job, source_frame=source)) == [0, 1, 2, 3]
+    assert calls == [0, 4]
+
+    # Batch 2's inputs (read ahead on the helper thread) fail: batches 0 and 1 are handed over first.
+    def unreadable_from_8(i):
+        if i >= 8:
+            raise RuntimeError(f"source frame {i} is unreadable")
+        return source_testcard(i, job.width, job.height, job.fps)
+
+    assert frames_until_failure(RenderContext(job=job, source_frame=unreadable_from_8)) == list(range(8))

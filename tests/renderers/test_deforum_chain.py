@@ -72,11 +72,11 @@ def chain_frames(job, frames=None, store=None):
     """Render a job's frames with the chain directly (no flow): ``{frame: image}``; ``store`` plays the frame store."""
     from framefarm.animation.plan import plan_job
     from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.deforum_chain import render_deforum
+    from framefarm.renderers.diffusers.kinds.deforum import render as render_deforum
 
     store = {} if store is None else store
     chunk = plan_job(job, renderer="test", chunk_size=job.frames).chunks[0]
-    context = RenderContext(job=job, previous_frame=lambda i: store[i])
+    context = RenderContext.for_job(job, previous_frame=lambda i: store[i])
     for frame, image in render_deforum(chunk, list(frames if frames is not None else range(job.frames)), context):
         store[frame] = image
     return store
@@ -143,24 +143,27 @@ def test_hybrid_video_flow_and_composite_and_init_image(tmp_path, models_dir):
         chain_frames(small_job(models_dir, hybrid=hybrid | {"flow_method": "RAFT"}))
 
 
-def test_noise_made_ahead_on_a_helper_thread_gives_the_same_frames(models_dir, monkeypatch):
+def test_noise_made_ahead_on_a_helper_thread_gives_the_same_frames(models_dir):
     """Each diffused frame's noise image is made on a helper thread while the previous frame diffuses: the same
     bytes as making it in line (it depends on the frame's seed and the size only), across a shot cut and cadence."""
-    from framefarm.renderers.deforum_chain import DeforumChain
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.kinds.deforum import DeforumChain
 
     job = small_job(models_dir, frames=7, cadence=2, shots=[0, 4], motion={"noise": "0:(0.2)", "zoom": "0:(1.05)"})
-    made_ahead = []
-    original = DeforumChain._noise_image
 
-    def spy(self, n):
-        made_ahead.append(n)
-        return original(self, n)
+    def frames(noise_ahead: bool) -> tuple[dict[int, np.ndarray], list[int]]:
+        store: dict[int, np.ndarray] = {}
+        chain = DeforumChain(RenderContext.for_job(job, previous_frame=store.__getitem__), noise_ahead=noise_ahead)
+        try:
+            for frame in range(job.frames):
+                store[frame] = chain.output(frame)
+        finally:
+            chain.close()
+        return store, chain.noise_made_ahead
 
-    monkeypatch.setattr(DeforumChain, "_noise_image", spy)
-    ahead = chain_frames(job)
+    ahead, made_ahead = frames(True)
+    inline, made_inline = frames(False)
     # Diffused frames: 0, 2 (shot 0: starts at 0) and 4, 6 (shot 1). Frame 4 starts a shot: nothing made ahead for it.
-    assert sorted(made_ahead) == [2, 6]
-    monkeypatch.setattr(DeforumChain, "_make_noise_ahead", lambda self, n: None)
-    inline = chain_frames(job)
+    assert sorted(made_ahead) == [2, 6] and made_inline == []
     assert sorted(ahead) == list(range(7))
     assert all(np.array_equal(ahead[f], inline[f]) for f in ahead)

@@ -20,7 +20,7 @@ DRIFT_BOUND = 8
 def render(job, *, chunk_size: int = 8, only=None) -> dict[int, np.ndarray]:
     renderer = get_renderer("diffusers")
     plan = plan_job(job, renderer=renderer.id, chunk_size=chunk_size)
-    context = RenderContext(job=job, source_frame=lambda i: source_testcard(i, job.width, job.height, job.fps))
+    context = RenderContext.for_job(job, source_frame=lambda i: source_testcard(i, job.width, job.height, job.fps))
     frames = {}
     for chunk in plan.chunks:
         wanted = [f for f in chunk.frames if only is None or f in only]
@@ -93,7 +93,7 @@ def test_models_that_cannot_be_used_are_input_errors(models_dir, tiny_library):
 
 
 def test_nan_frames_are_decoded_again_in_float32(tiny_library):
-    from framefarm.renderers.diffusers_image import decode_latents
+    from framefarm.renderers.diffusers.vae import decode_latents
     from framefarm.renderers.models.library import ModelLibrary
     from framefarm.renderers.models.loader import load_vae, load_base
 

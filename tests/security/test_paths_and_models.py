@@ -65,12 +65,12 @@ def test_pickle_checkpoints_are_refused_by_default_and_never_unpickled(models):
 
 
 def test_a_rendered_job_with_a_pickle_checkpoint_fails_before_loading(models, tmp_path):
-    from framefarm.renderers.diffusers_image import _setup
+    from framefarm.renderers.diffusers.components import load_components
 
     job = job_from_preset("video-restyle", [f'model.models_dir="{models}"', 'model.checkpoint="evil.ckpt"',
                                             "controlnet=[]"])
     with pytest.raises(InputError, match="model.checkpoint.*pickle"):
-        _setup(job)
+        load_components(job)
     assert not (models.parent / "PWNED").exists()
 
 

@@ -215,24 +215,9 @@ class HypernetworkAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
-def apply_hypernetworks(base, requests: tuple[HypernetworkRequest, ...], *, allow_pickle: bool) -> None:
-    """Make ``base``'s UNet attention use exactly these hypernetworks (none: its own processors). Caller holds
-    base.lock. Only the transformer blocks' attention layers are hooked — where A1111 applies them."""
-    wanted = tuple(r.key for r in requests)
-    if base.patches.get("hypernetworks", ()) == wanted:
-        return
-    unet = base.unet
-    saved = base.patches.get("attn_processors")
-    if saved is not None:
-        unet.set_attn_processor(saved)
-        base.patches.pop("attn_processors")
-    base.patches["hypernetworks"] = ()
-    if requests:
-        networks = [(load_hypernetwork(r.entry, allow_pickle=allow_pickle), r.strength) for r in requests]
-        original = dict(unet.attn_processors)
-        processor = HypernetworkAttnProcessor(networks)
-        hooked = {name: (processor if ".transformer_blocks." in name else current)
-                  for name, current in original.items()}
-        unet.set_attn_processor(hooked)
-        base.patches["attn_processors"] = original
-    base.patches["hypernetworks"] = wanted
+def hypernetwork_processors(original: dict[str, Any], networks: list[tuple[Hypernetwork, float]]) -> dict[str, Any]:
+    """A UNet's attention processors with ``networks`` hooked in: only the spatial transformer blocks' attention
+    layers, where A1111 applies them (never an AnimateDiff motion module's temporal attention)."""
+    processor = HypernetworkAttnProcessor(networks)
+    return {name: (processor if ".transformer_blocks." in name and "motion_modules." not in name else current)
+            for name, current in original.items()}

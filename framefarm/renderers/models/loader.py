@@ -157,7 +157,8 @@ class LoadedBase:
         components: ``unet``, ``vae``, ``text_encoder``, ``tokenizer`` (+ ``text_encoder_2``, ``tokenizer_2``).
         scheduler_config: the family's scheduler config (samplers are built from it per call).
         lock: held while a task renders with this base (LoRA fusing, hypernetwork hooks).
-        patches: LoRA bookkeeping (see :mod:`.lora`).
+        patches: what is patched into the components (LoRAs, hypernetworks): the
+            :class:`framefarm.renderers.diffusers.patches.ModelPatches` made on first use.
     """
 
     key: tuple[str, ...]
@@ -168,7 +169,7 @@ class LoadedBase:
     device: str
     dtype: Any
     lock: threading.RLock = field(default_factory=threading.RLock)
-    patches: dict[str, Any] = field(default_factory=dict)
+    patches: Any = None
 
     @property
     def unet(self):

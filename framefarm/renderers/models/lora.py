@@ -1,9 +1,8 @@
 """LoRAs (``<lora:name:weight>`` in a prompt), fused into the cached base model and restored exactly afterwards.
 
 Each LoRA layer adds ``weight · (alpha / rank) · up @ down`` to one linear (or convolution) weight of the UNet or a
-text encoder. framefarm fuses that delta into the weight, and before fusing it keeps a copy of the original weight;
-switching to another LoRA set first copies the originals back — bit-exact, so a frame never depends on which LoRAs
-earlier jobs in the same process used, and the base model is never reloaded. (diffusers' own LoRA loading needs the
+text encoder. framefarm fuses that delta into the weight (:class:`framefarm.renderers.diffusers.patches.ModelPatches`
+keeps the original bits and restores them when the next group asks for other LoRAs, so the base is never reloaded). (diffusers' own LoRA loading needs the
 ``peft`` package and keeps LoRAs as extra layers; fusing costs nothing per step.)
 
 Key layouts read:
@@ -138,31 +137,12 @@ def _split_key(key: str, kohya_maps, dotted_maps) -> tuple[str, str, str] | None
     return None
 
 
-def apply_loras(base, requests: tuple[LoraRequest, ...], *, allow_pickle: bool = False) -> None:
-    """Make ``base``'s weights be the originals plus exactly these LoRAs (in this order). Caller holds base.lock."""
-    import torch
-
-    wanted = tuple(r.key for r in requests)
-    if base.patches.get("active", ()) == wanted:
-        return
-    backups: dict[tuple[str, str], Any] = base.patches.setdefault("backups", {})
-    with torch.no_grad():
-        # 1. Restore every patched weight to its original bits.
-        for (component, module), original in backups.items():
-            base.components[component].get_submodule(module).weight.copy_(original)
-        base.patches["active"] = ()
-        # 2. Fuse the requested LoRAs.
-        for request in requests:
-            for layer in parse_lora(request.entry, base, allow_pickle=allow_pickle):
-                target = base.components[layer.component].get_submodule(layer.module)
-                weight = target.weight
-                if (layer.component, layer.module) not in backups:
-                    backups[(layer.component, layer.module)] = weight.detach().clone()
-                strength = request.unet_weight if layer.component == "unet" else request.te_weight
-                delta = (layer.up.flatten(1) @ layer.down.flatten(1)) * (layer.scale * strength)
-                if delta.numel() != weight.numel():
-                    raise InputError("lora", request.entry.name, f"layer {layer.module} has shape "
-                                                                 f"{tuple(delta.shape)}, the model's is "
-                                                                 f"{tuple(weight.shape)}")
-                weight.add_(delta.reshape(weight.shape).to(device=weight.device, dtype=weight.dtype))
-    base.patches["active"] = wanted
+def lora_delta(layer: LoraLayer, request: LoraRequest, weight):
+    """What ``request`` adds to ``weight`` for ``layer``: ``strength · scale · up @ down``, in the weight's shape,
+    dtype and device (:class:`framefarm.renderers.diffusers.patches.ModelPatches` fuses it and restores it)."""
+    strength = request.unet_weight if layer.component == "unet" else request.te_weight
+    delta = (layer.up.flatten(1) @ layer.down.flatten(1)) * (layer.scale * strength)
+    if delta.numel() != weight.numel():
+        raise InputError("lora", request.entry.name, f"layer {layer.module} has shape {tuple(delta.shape)}, the "
+                                                     f"model's is {tuple(weight.shape)}")
+    return delta.reshape(weight.shape).to(device=weight.device, dtype=weight.dtype)

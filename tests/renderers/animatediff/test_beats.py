@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from framefarm.errors import InputError
-from framefarm.renderers.animatediff.beats import clip_frames, nearest_beats
+from framefarm.renderers.diffusers.kinds.animatediff.beats import clip_frames, nearest_beats
 
 
 def test_whole_clips():

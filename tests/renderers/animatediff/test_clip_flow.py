@@ -18,9 +18,9 @@ def _frames(out: str, name: str) -> list[np.ndarray]:
 
 
 def _clear_segment_cache():
-    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
 
-    renderer._latents.clear()
+    renderer.clear_segment_cache()
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -60,9 +60,9 @@ def test_looping_travel_clip_same_frames_for_1_and_3_chunks_and_a_smooth_wrap(tm
 def test_a_worker_with_nothing_cached_renders_a_chunk_to_the_same_pixels(models_dir, motion_models):
     """Per-frame seeds ("iter"): chunk 1 rendered alone (as on another GPU) equals the whole clip's frames 8…15."""
     from framefarm.animation.plan import plan_job
-    from framefarm.renderers.animatediff.renderer import render_animatediff
+    from framefarm.renderers.diffusers.kinds.animatediff.renderer import render as render_animatediff
     from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers_image import DiffusersRenderer
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
 
     job = ad_job(models_dir, "frames=24", "animatediff.loop=true", "animatediff.segment_frames=8",
                  "animatediff.segment_overlap=3", 'prompts.12="a blue bird"', "model.cfg_scale=1.0")
@@ -70,9 +70,9 @@ def test_a_worker_with_nothing_cached_renders_a_chunk_to_the_same_pixels(models_
     _clear_segment_cache()
     whole = {}
     for chunk in plan.chunks:
-        whole.update(render_animatediff(chunk, list(chunk.frames), RenderContext(job=job)))
+        whole.update(render_animatediff(chunk, list(chunk.frames), RenderContext.for_job(job)))
     _clear_segment_cache()
-    alone = dict(render_animatediff(plan.chunks[1], list(range(8, 16)), RenderContext(job=job)))
+    alone = dict(render_animatediff(plan.chunks[1], list(range(8, 16)), RenderContext.for_job(job)))
     assert all(np.array_equal(alone[f], whole[f]) for f in range(8, 16))
     assert not np.array_equal(whole[8], whole[9])
 
@@ -99,18 +99,18 @@ def test_video_to_video_starts_from_the_source_frames(tmp_path, models_dir, moti
 
 def test_controlnet_from_the_source_video_guides_the_clip(models_dir, motion_models):
     from framefarm.animation.plan import plan_job
-    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
     from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers_image import DiffusersRenderer
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
     from framefarm.renderers.testcard import source_testcard
 
     def clip(*extra: str) -> list[np.ndarray]:
         job = ad_job(models_dir, "frames=6", "model.cfg_scale=1.0", 'source={video="testcard"}',
                      "animatediff.strength=1.0", *extra)
-        renderer._latents.clear()
+        renderer.clear_segment_cache()
         plan = plan_job(job, renderer=DiffusersRenderer().id)
         source = lambda i: source_testcard(i, 64, 64, job.fps)  # noqa: E731 - what prepare_sources stores
-        frames = dict(renderer.render_animatediff(plan.chunks[0], range(6), RenderContext(job, source_frame=source)))
+        frames = dict(renderer.render(plan.chunks[0], range(6), RenderContext.for_job(job, source_frame=source)))
         return [frames[i].astype(np.float64) for i in range(6)]
 
     plain = clip()
@@ -122,9 +122,9 @@ def test_controlnet_from_the_source_video_guides_the_clip(models_dir, motion_mod
 
 def test_wrapping_windows_close_the_loop_that_an_open_clip_leaves_open(models_dir, motion_models):
     from framefarm.animation.plan import plan_job
-    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
     from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers_image import DiffusersRenderer
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
 
     def wrap_and_steps(loop: bool) -> tuple[float, float]:
         job = ad_job(models_dir, f"frames={FRAMES}", f"animatediff.loop={str(loop).lower()}",
@@ -132,7 +132,7 @@ def test_wrapping_windows_close_the_loop_that_an_open_clip_leaves_open(models_di
                      'seeds.behavior="fixed"')
         _clear_segment_cache()
         plan = plan_job(job, renderer=DiffusersRenderer().id)
-        frames = dict(renderer.render_animatediff(plan.chunks[0], range(FRAMES), RenderContext(job=job)))
+        frames = dict(renderer.render(plan.chunks[0], range(FRAMES), RenderContext.for_job(job)))
         a = [frames[i].astype(np.float64) for i in range(FRAMES)]
         return np.abs(a[0] - a[-1]).mean(), float(np.median([np.abs(a[i + 1] - a[i]).mean() for i in range(47)]))
 

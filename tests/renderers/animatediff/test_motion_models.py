@@ -11,13 +11,13 @@ from tests.renderers.animatediff.conftest import ad_job
 
 def _clip(job) -> list[np.ndarray]:
     from framefarm.animation.plan import plan_job
-    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
     from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers_image import DiffusersRenderer
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
 
-    renderer._latents.clear()
+    renderer.clear_segment_cache()
     plan = plan_job(job, renderer=DiffusersRenderer().id)
-    frames = dict(renderer.render_animatediff(plan.chunks[0], list(range(job.frames)), RenderContext(job=job)))
+    frames = dict(renderer.render(plan.chunks[0], list(range(job.frames)), RenderContext.for_job(job)))
     return [frames[i].astype(np.float64) for i in range(job.frames)]
 
 
@@ -58,7 +58,7 @@ def test_a_file_that_attaches_nothing_is_an_error():
 def test_freeinit_keeps_the_low_frequencies_and_changes_the_clip(models_dir, motion_models):
     import torch
 
-    from framefarm.renderers.animatediff.clip import freeinit_mix
+    from framefarm.renderers.diffusers.kinds.animatediff.clip import freeinit_mix
 
     a, b = torch.randn(8, 4, 8, 8), torch.randn(8, 4, 8, 8)
     mixed = freeinit_mix(a, b, 0.25)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from framefarm.renderers.accel import PIXEL_TOLERANCE
-from framefarm.renderers.animatediff.renderer import decode_groups
-from framefarm.renderers.animatediff.windows import segments
+from framefarm.renderers.diffusers.kinds.animatediff.renderer import decode_groups
+from framefarm.renderers.diffusers.kinds.animatediff.windows import segments
 from tests.renderers.animatediff.conftest import ad_job
 
 
@@ -24,19 +24,20 @@ def test_slices_stay_inside_a_segment_and_do_not_depend_on_which_frames_are_want
 
 def _frames(job, monkeypatch, slice_size: int | None, per_frame: bool = False) -> dict[int, np.ndarray]:
     from framefarm.animation.plan import plan_job
-    from framefarm.renderers import diffusers_image
-    from framefarm.renderers.animatediff import renderer
+    from framefarm.renderers.diffusers import vae as vae_module
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
     from framefarm.renderers.base import RenderContext
 
     with monkeypatch.context() as patch:
         if slice_size is not None:
-            patch.setattr(diffusers_image, "vae_slice", lambda width, height: slice_size)
+            patch.setattr(renderer, "vae_slice", lambda width, height: slice_size)
         if per_frame:  # the renderer before issue 9's slices: decode_latents, one frame per call
-            patch.setattr(diffusers_image, "decode_frames", lambda vae, latents, frames, slice_size: {
-                f: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=f) for k, f in enumerate(frames)})
-        renderer._latents.clear()
-        plan = plan_job(job, renderer=diffusers_image.DiffusersRenderer().id)
-        return dict(renderer.render_animatediff(plan.chunks[0], list(range(job.frames)), RenderContext(job=job)))
+            patch.setattr(renderer, "decode_frames", lambda vae, latents, frames, slice_size: {
+                f: vae_module.decode_latents(vae, latents[k:k + 1], frame=f) for k, f in enumerate(frames)})
+        renderer.clear_segment_cache()
+        plan = plan_job(job, renderer=DiffusersRenderer().id)
+        return dict(renderer.render(plan.chunks[0], list(range(job.frames)), RenderContext.for_job(job)))
 
 
 def test_sliced_decode_is_within_tolerance_and_exact_at_slice_size_one(models_dir, motion_models, monkeypatch):

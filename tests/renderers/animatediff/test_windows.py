@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framefarm.renderers.animatediff.windows import context_windows, owners, segments, window_weights
+from framefarm.renderers.diffusers.kinds.animatediff.windows import context_windows, owners, segments, window_weights
 
 
 def test_open_windows_cover_the_clip_and_end_on_its_last_frame():

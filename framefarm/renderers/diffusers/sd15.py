@@ -2,7 +2,7 @@
 
 The pipeline objects are assembled per call from the cached components (cheap: no weights move), with a fresh
 scheduler, and run with ``output_type="latent"``: decoding is framefarm's (NaN / black-frame guard,
-:func:`framefarm.renderers.diffusers_image.decode_latents`).
+:mod:`framefarm.renderers.diffusers.vae`).
 """
 
 from __future__ import annotations

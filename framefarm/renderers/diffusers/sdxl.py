@@ -1,6 +1,6 @@
 """SDXL txt2img / img2img (with or without ControlNet) through diffusers' pipelines, one call per frame group.
 
-As :mod:`framefarm.renderers.sd15_image`, plus SDXL's pooled text embedding and size conditioning (original and
+As :mod:`framefarm.renderers.diffusers.sd15`, plus SDXL's pooled text embedding and size conditioning (original and
 target size = the frame's size, no crop). The invisible watermark diffusers adds when its package is installed is
 switched off: it would change frame pixels depending on what is installed on a worker.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framefarm.renderers.sd15_image import assemble
+from framefarm.renderers.diffusers.sd15 import assemble
 
 
 def build_pipeline(base, *, img2img: bool, controlnets: list[Any], vae, scheduler):

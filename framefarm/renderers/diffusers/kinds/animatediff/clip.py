@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from framefarm.renderers.animatediff.windows import context_windows, window_weights
+from framefarm.renderers.diffusers.kinds.animatediff.windows import context_windows, window_weights
 
 
 @dataclass
@@ -36,18 +36,19 @@ class MotionSetup:
     vae: Any
     info: Any
     key: str
-    library: Any = None
+    components: Any = None  # the job's Components (library, ControlNets, patches)
 
 
-def build_motion_unet(base, adapter, *, loras: list[tuple[str, dict, float]], info, motion_scale: float):
+def build_motion_unet(unet2d, adapter, *, device, dtype, loras: list[tuple[str, dict, float]], info,
+                      motion_scale: float):
     """``UNetMotionModel`` from the base UNet and the motion adapter, motion LoRAs fused, motion scale hooked."""
     from diffusers import UNetMotionModel
 
     from framefarm.renderers.models.motion import fuse_motion_loras
 
-    with _fused_projections_detached(base.unet):
-        unet = UNetMotionModel.from_unet2d(base.unet, adapter)
-    unet.to(device=base.device, dtype=base.dtype).eval().requires_grad_(False)
+    with _fused_projections_detached(unet2d):
+        unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+    unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
     if loras:
         fuse_motion_loras(unet, loras, info)
     if motion_scale != 1.0:

@@ -1,5 +1,6 @@
 """The Deforum chain: each diffused frame is img2img of the previous frame, warped by the camera — for ``kind =
-"deforum"`` jobs on the diffusers backend.
+"deforum"`` jobs on the diffusers backend. The img2img call itself is the core's (:mod:`..denoise`), the same one
+video2video uses, so LoRAs, hypernetworks, embeddings, ControlNet and the speed levers behave alike in both.
 
 Per diffused frame ``n`` (numbered steps in :meth:`DeforumChain._diffused`):
 
@@ -43,13 +44,18 @@ import numpy as np
 
 from framefarm.animation import coherence
 from framefarm.animation.camera import camera_motion, perspective_flip_matrices, warp_2d, warp_3d
-from framefarm.animation.plan import ChunkSpec, plan_job, shot_of
+from framefarm.animation.plan import ChunkSpec, shot_of
 from framefarm.animation.schedules import evaluate_string_schedules
 from framefarm.errors import InputError, RenderError
 from framefarm.renderers.base import RenderContext
+from framefarm.renderers.diffusers.components import load_components
+from framefarm.renderers.diffusers.conditioning import split_networks
+from framefarm.renderers.diffusers.controls import fixed_image, unit_control_images
+from framefarm.renderers.diffusers.denoise import FrameSettings, Group, denoise_group
+from framefarm.renderers.diffusers.vae import resolve
 
 
-def render_deforum(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
+def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame, RGB uint8)`` for the requested frames of a Deforum chunk, in order (see the module doc)."""
     chain = DeforumChain(context)
     try:
@@ -63,23 +69,26 @@ class DeforumChain:
     """The chains of a job's shots. Memoises outputs, diffused frames (by their frame number) and warped
     in-between sources; everything else is recomputed from the store on demand."""
 
-    def __init__(self, context: RenderContext) -> None:
+    def __init__(self, context: RenderContext, *, noise_ahead: bool = True) -> None:
         job = context.job
         self.job = job
         self.context = context
         self.cadence = job.cadence
         # The whole job's per-frame values (seeds, prompts, schedules): a chain looks back past its chunk's start.
-        self.plan = plan_job(job, renderer="deforum-chain", chunk_size=job.frames, cut_at_shots=False).chunks[0]
+        self.plan = context.whole_job()
         self.shots = job.shot_list
         self.starts = tuple(shot.start for shot in self.shots)
         self.strings = evaluate_string_schedules(job)
         self.outputs: dict[int, np.ndarray] = {}
         self.diffused: dict[int, np.ndarray] = {}
         self.warped: dict[int, tuple[int, np.ndarray]] = {}  # diffused frame d -> (frame warped to, image)
-        self.setups: dict[str | None, Any] = {}
+        self.components: dict[str | None, Any] = {}
         # Noise images made ahead on a helper thread (they depend on a frame's seed and the size only): Perlin noise
         # is ~0.1 s of CPU a frame that a sequential chain would otherwise spend with the GPU idle.
+        # ``noise_ahead=False`` makes every noise image in line (the same bytes; tests and benchmarks compare).
+        self.make_noise_ahead = noise_ahead
         self.noise_ahead: dict[int, Future] = {}
+        self.noise_made_ahead: list[int] = []  # diffused frames whose noise image was made ahead, for tests
         self.helper: ThreadPoolExecutor | None = None
         _check_supported(job)
 
@@ -270,21 +279,22 @@ class DeforumChain:
         return coherence.noise_image(job.height, job.width, self.plan.seeds[n], noise_type=job.noise_type,
                                      perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence)
 
-    def _make_noise_ahead(self, n: int) -> None:
+    def _queue_noise(self, n: int) -> None:
         """Start diffused frame ``n``'s noise image on the helper thread, if ``n`` is in the same shot as ``n − c``
         and has noise."""
         c = self.cadence
-        if (n in self.noise_ahead or n >= self.job.frames or self.shot_start(n) != self.shot_start(n - c)
+        if (not self.make_noise_ahead or n in self.noise_ahead or n >= self.job.frames or self.shot_start(n) != self.shot_start(n - c)
                 or self.value("noise", n) == 0):
             return
         if self.helper is None:
             self.helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deforum-noise")
         self.noise_ahead[n] = self.helper.submit(self._noise_image, n)
+        self.noise_made_ahead.append(n)
 
     def _diffused(self, n: int) -> np.ndarray:
         job = self.job
         seed = self.plan.seeds[n]
-        self._make_noise_ahead(n + self.cadence)  # made while this frame diffuses
+        self._queue_noise(n + self.cadence)  # made while this frame diffuses
         ahead = self.noise_ahead.pop(n, None)
         # 1. The image to start from: the warped previous output (with hybrid video), or the shot's init image at
         # the shot's first frame.
@@ -334,84 +344,51 @@ class DeforumChain:
             return self.hybrid_frames[start]
         return None
 
-    def _setup(self, checkpoint: str | None):
+    def _components(self, checkpoint: str | None):
         """Models for a checkpoint of ``checkpoint_schedule`` (process caches keep each loaded once)."""
-        from framefarm.renderers.diffusers_image import _setup
+        if checkpoint not in self.components:
+            self.components[checkpoint] = load_components(self.job, checkpoint)
+        return self.components[checkpoint]
 
-        if checkpoint not in self.setups:
-            job = self.job
-            if checkpoint is not None and checkpoint != job.model.checkpoint:
-                job = job.model_copy(update={"model": job.model.model_copy(update={"checkpoint": checkpoint})})
-            self.setups[checkpoint] = _setup(job)
-        return self.setups[checkpoint]
+    def settings(self, n: int, *, img2img: bool) -> tuple[FrameSettings, str, str]:
+        """Frame ``n``'s scheduled settings and its prompts without extra-network tags."""
+        job, refs = self.job, self.job.model
+        positive, negative, networks = split_networks(self.plan.prompts[n], self.plan.negative_prompts[n])
+        weights = tuple(self.value(f"controlnet.{index}.weight", n, unit.weight)
+                        for index, unit in enumerate(job.controlnet))
+        settings = FrameSettings(strength=self.value("strength", n) if img2img else 1.0,
+                                 cfg=self.value("cfg_scale", n, refs.cfg_scale),
+                                 steps=int(self.value("steps", n, refs.steps)),
+                                 sampler=self.string("sampler_schedule", n, refs.sampler),
+                                 clip_skip=int(self.value("clip_skip", n, refs.clip_skip)),
+                                 control_weights=weights, networks=networks)
+        return settings, positive, negative
 
     def _diffuse(self, n: int, init: np.ndarray | None) -> np.ndarray:
-        """img2img of ``init`` (txt2img when ``None``) with frame ``n``'s scheduled settings, seed-locked."""
-        import torch
+        """img2img of ``init`` (txt2img when ``None``) with frame ``n``'s scheduled settings, seed-locked: one
+        frame of one chain through the shared group call."""
+        components = self._components(self.string("checkpoint_schedule", n, None))
+        settings, positive, negative = self.settings(n, img2img=init is not None)
+        controls = {i: [self._control_image(components, i, unit, n, init)] for i, unit, _ in components.units
+                    if settings.control_weights[i] > 0}
+        group = Group(frames=[n], seeds=[self.plan.seeds[n]], positives=[positive], negatives=[negative],
+                      settings=settings, init=None if init is None else [init], controls=controls)
+        return resolve(denoise_group(components, self.job, group))[n]
 
-        from framefarm.renderers import sd15_image, sdxl_image
-        from framefarm.renderers.diffusers_image import (
-            _embeddings_for, _frame_settings, _to_tensor, control_kwargs, decode_frames, image_kwargs,
-        )
-        from framefarm.renderers.models.detect import SDXL
-        from framefarm.renderers.models.lora import LoraRequest, apply_loras
-        from framefarm.renderers.prompt_encode import PromptEncoder
-        from framefarm.renderers.samplers import make_scheduler
-
-        job, refs = self.job, self.job.model
-        setup = self._setup(self.string("checkpoint_schedule", n, None))
-        settings, positive, negative = _frame_settings(job, self.plan, n)
-        steps = int(self.value("steps", n, refs.steps))
-        strength = self.value("strength", n) if init is not None else 1.0
-        if init is not None and int(steps * strength) < 1:
-            return init  # no denoising step at this strength: the frame is its warped input
-        sampler = self.string("sampler_schedule", n, refs.sampler)
-        clip_skip = int(self.value("clip_skip", n, refs.clip_skip))
-        active = [(i, unit, model) for i, unit, model in setup.units if settings.control_weights[i] > 0]
-        controls = [_to_tensor([self._control_image(i, unit, n, init)]) for i, unit, _ in active]
-        base = setup.base
-        family = sdxl_image if base.family == SDXL else sd15_image
-        generator = [torch.Generator("cpu").manual_seed(self.plan.seeds[n])]
-        with base.lock:
-            requests = tuple(LoraRequest(setup.library.find("lora", name, field="prompts <lora:…>"), te, unet)
-                             for name, te, unet in settings.loras) if settings.loras else ()
-            apply_loras(base, requests, allow_pickle=refs.allow_pickle)
-            encoder = PromptEncoder(base, _embeddings_for(setup, refs, [positive, negative]), clip_skip=clip_skip)
-            conditioning = encoder.encode_many([positive, negative])
-            call: dict[str, Any] = dict(num_inference_steps=steps, guidance_scale=settings.cfg, generator=generator,
-                                        output_type="latent",
-                                        **family.conditioning_kwargs(conditioning[:1], conditioning[1:]))
-            pipe = family.build_pipeline(base, img2img=init is not None, controlnets=[m for _, _, m in active],
-                                         vae=setup.vae, scheduler=make_scheduler(sampler, base.scheduler_config))
-            if active:
-                call.update(control_kwargs(job, settings, active))
-            call.update(image_kwargs(job, _to_tensor([init]) if init is not None else None, strength, controls))
-            with torch.inference_mode():
-                latents = pipe(**call).images
-            # A slice of one: decode_latents' arithmetic with one device sync instead of four.
-            return decode_frames(setup.vae, latents[:1], [n], slice_size=1)[n]
-
-    def _control_image(self, index: int, unit, n: int, init: np.ndarray | None) -> np.ndarray:
+    def _control_image(self, components, index: int, unit, n: int, init: np.ndarray | None) -> np.ndarray:
         """A unit's control image: its fixed ``image``, else the hybrid video frame, else the warped input frame."""
-        from framefarm.images import fit_cover, load_image
-        from framefarm.renderers.preprocessors import PreprocessSettings, annotator_folder, preprocess
-
-        if unit.image:
-            source = fit_cover(load_image(unit.image, field=f"controlnet.{index}.image"), self.job.width,
-                               self.job.height)
-        elif self.hybrid_frames is not None:
+        source = fixed_image(self.job, index, unit)
+        if source is None and self.hybrid_frames is not None:
             source = self.hybrid_frames[n]
-        elif init is not None:
+        elif source is None:
             source = init
-        else:
+        if source is None:
             raise InputError(f"controlnet.{index}.image",
                              problem="is needed for frame 0 (or a shot's first frame) of a Deforum job without an "
                              "init image or hybrid video (there is no frame yet to make a control image from)",
                              fix="Set the unit's image, or init_image")
-        settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
-                                      annotators=annotator_folder(self.job.model.models_dir))
-        return preprocess(unit.preprocessor, source, seed=self.plan.seeds[n], settings=settings,
-                          field=f"controlnet.{index}.preprocessor")
+        return unit_control_images(components, index, unit, [(n, source, self.plan.seeds[n])],
+                                   self.context.controls)[0]
 
 
 def _check_supported(job) -> None:

@@ -9,6 +9,7 @@ or worker count renders them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -17,11 +18,14 @@ from typing import Any
 import numpy as np
 
 from framefarm.animation.plan import ChunkSpec, canonical_hash
-from framefarm.animation.prompts import prompts_for_frames
-from framefarm.animation.seeds import frame_seeds
 from framefarm.errors import InputError
-from framefarm.renderers.animatediff.windows import Segment, owners, segments
 from framefarm.renderers.base import RenderContext
+from framefarm.renderers.diffusers.components import load_components
+from framefarm.renderers.diffusers.conditioning import prompt_encoder, split_networks
+from framefarm.renderers.diffusers.controls import fixed_image, unit_control_images
+from framefarm.renderers.diffusers.kinds.animatediff.windows import Segment, owners, segments
+from framefarm.renderers.diffusers.patches import Networks
+from framefarm.renderers.diffusers.vae import decode_frames, vae_slice
 
 _setups: OrderedDict[str, Any] = OrderedDict()
 _latents: OrderedDict[tuple[str, int], Any] = OrderedDict()
@@ -31,17 +35,20 @@ _MAX_SEGMENTS = 32
 _TYPICAL_MODULE = {"SD1.5": "mm_sd_v15_v2", "SDXL": "mm_sdxl_v10_beta"}
 
 
+def clear_segment_cache() -> None:
+    """Forget every denoised segment of this process (tests render a clip afresh with it)."""
+    with _cache_lock:
+        _latents.clear()
+
+
 def job_segments(job) -> list[Segment]:
     ad = job.animatediff
     return segments(job.frames, ad.segment_frames, ad.segment_overlap, loop=ad.loop)
 
 
-def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext
-                       ) -> Iterator[tuple[int, np.ndarray]]:
+def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame, RGB uint8)`` for the requested frames of an AnimateDiff chunk, in order."""
     import torch
-
-    from framefarm.renderers.diffusers_image import decode_frames, vae_slice
 
     job = context.job
     wanted = sorted(set(frames))
@@ -49,7 +56,7 @@ def render_animatediff(chunk: ChunkSpec, frames: Sequence[int], context: RenderC
         return
     setup = motion_setup(job)
     segs = job_segments(job)
-    # Decoded in VAE slices (issue 9: one frame per call left the GPU idle, and diffusers' own AnimateDiff pipeline
+    # Decoded in VAE slices (one frame per call left the GPU idle, and diffusers' own AnimateDiff pipeline
     # decodes 16 at a time). Which frames share a slice is fixed by the job alone (decode_groups), never by the
     # chunk or by which frames are still missing, so a frame's pixels don't depend on how the job was cut.
     for group in decode_groups(wanted, segs, vae_slice(job.width, job.height)):
@@ -102,23 +109,29 @@ def clip_record(job) -> dict[str, Any]:
 
 
 def motion_setup(job):
-    """The job's base model and motion UNet (motion module, motion LoRAs, motion scale), cached per process."""
-    from framefarm.renderers.animatediff.clip import MotionSetup, build_motion_unet
-    from framefarm.renderers.diffusers_image import _setup
+    """The job's models (:func:`~framefarm.renderers.diffusers.components.load_components`) and its motion UNet
+    (motion module, motion LoRAs, motion scale), cached per process. The motion UNet is derived from the base UNet
+    through the base's patches, so a LoRA or hypernetwork of a later group reaches it as it reaches the base."""
+    from framefarm.renderers.diffusers.kinds.animatediff.clip import MotionSetup, build_motion_unet
+    from framefarm.renderers.models.hashing import sha256_of
     from framefarm.renderers.models.loader import read_state_dict
     from framefarm.renderers.models.motion import load_motion_adapter
 
     ad = job.animatediff
-    base_setup = _setup(job)
-    family = base_setup.base.family
-    if family != "SD1.5" and base_setup.units:
-        raise InputError("controlnet", f"{len(base_setup.units)} unit(s)",
+    components = load_components(job)
+    base = components.base
+    family = base.family
+    if family != "SD1.5" and components.units:
+        raise InputError("controlnet", f"{len(components.units)} unit(s)",
                          f"are not supported on {family} animatediff jobs yet (SD1.5 only)",
                          "Remove the controlnet units, or use an SD1.5 checkpoint and motion module")
     if not ad.motion_module:
         raise InputError("animatediff.motion_module", problem="is not set",
                          fix='Name a motion module of models/AnimateDiff, e.g. motion_module = "mm_sd_v15_v2"')
-    library = base_setup.library
+    library = components.library
+    if library is None:
+        raise InputError("animatediff.motion_module", ad.motion_module, "needs a models folder",
+                         "Set model.models_dir to the folder holding models/AnimateDiff")
     entry = library.find("motion_module", ad.motion_module, field="animatediff.motion_module")
     if entry.base in ("SD1.5", "SDXL") and entry.base != family:
         raise InputError("animatediff.motion_module", ad.motion_module,
@@ -126,23 +139,25 @@ def motion_setup(job):
                          f"Use an {family} motion module ({_TYPICAL_MODULE[family]}) or an {entry.base} checkpoint")
     lora_entries = [(library.find("motion_module", lora.name, field="animatediff.motion_loras"), lora.weight)
                     for lora in ad.motion_loras]
-    from framefarm.renderers.models.hashing import sha256_of
-
-    key = canonical_hash({"base": list(base_setup.base.key), "module": sha256_of(entry.path),
+    key = canonical_hash({"base": list(base.key), "module": sha256_of(entry.path),
                           "loras": [(sha256_of(e.path), w) for e, w in lora_entries],
                           "scale": ad.motion_scale, "vae": job.model.vae})
     with _cache_lock:
         if key in _setups:
             _setups.move_to_end(key)
-            return _setups[key]
-    adapter, info = load_motion_adapter(entry, base_setup.base.family, allow_pickle=job.model.allow_pickle)
+            # The motion UNet is shared; the job's own ControlNets, models folder and VAE are not in the key.
+            return dataclasses.replace(_setups[key], components=components, vae=components.vae)
+    adapter, info = load_motion_adapter(entry, family, allow_pickle=job.model.allow_pickle)
     if ad.context_length > info.max_frames:
         raise InputError("animatediff.context_length", ad.context_length,
                          f"is longer than the motion module's {info.max_frames} frames",
                          f"Use context_length ≤ {info.max_frames} (16 is what the modules were trained on)")
     loras = [(e.name, read_state_dict(e, allow_pickle=job.model.allow_pickle), w) for e, w in lora_entries]
-    unet = build_motion_unet(base_setup.base, adapter, loras=loras, info=info, motion_scale=ad.motion_scale)
-    setup = MotionSetup(base=base_setup.base, unet=unet, vae=base_setup.vae, info=info, key=key, library=library)
+    with components.lock:
+        unet = components.patches.derive_unet(lambda unet2d: build_motion_unet(
+            unet2d, adapter, device=base.device, dtype=base.dtype, loras=loras, info=info,
+            motion_scale=ad.motion_scale))
+    setup = MotionSetup(base=base, unet=unet, vae=components.vae, info=info, key=key, components=components)
     with _cache_lock:
         _setups[key] = setup
         while len(_setups) > 1:  # a motion UNet is a full UNet copy: keep one
@@ -175,41 +190,53 @@ def _segment_latents(setup, job, seg: Segment, context: RenderContext) -> np.nda
     return latents
 
 
+def clip_networks(job, positives: list[str], negatives: list[str]) -> tuple[list[str], list[str], Networks]:
+    """The prompts without extra-network tags, and the one set of networks the clip renders with. A clip's frames
+    are denoised together, so every frame must name the same LoRAs and hypernetworks (A1111's AnimateDiff applies a
+    prompt's tags to the whole clip too)."""
+    texts, untagged, found = [], [], {}
+    for frame, (positive, negative) in enumerate(zip(positives, negatives)):
+        positive, negative, networks = split_networks(positive, negative)
+        texts.append(positive)
+        untagged.append(negative)
+        found.setdefault(networks, frame)
+    if len(found) > 1:
+        (first, a), (second, b) = list(found.items())[:2]
+        raise InputError("prompts", f"frame {b}", f"names other LoRA/hypernetwork tags ({_tags(second)}) than frame "
+                                                  f"{a} ({_tags(first)}); a motion clip's frames are denoised together "
+                                                  "with one set of networks",
+                         "Put the same <lora:…>/<hypernet:…> tags in every prompt of the clip (or in the global "
+                         "positive_prompt)")
+    return texts, untagged, next(iter(found))
+
+
+def _tags(networks: Networks) -> str:
+    tags = [f"<lora:{n}:{u:g}>" for n, _, u in networks.loras] + [f"<hypernet:{n}:{s:g}>" for n, s in networks.hypernets]
+    return " ".join(tags) or "none"
+
+
 def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
-    from framefarm.renderers.animatediff.clip import clip_conditioning, denoise_segment, encode_frames, to_numpy
-    from framefarm.renderers.diffusers_image import _embeddings_for
-    from framefarm.renderers.prompt_encode import PromptEncoder
-    from framefarm.renderers.prompt_weights import extract_extra_networks
+    from framefarm.renderers.diffusers.kinds.animatediff.clip import (
+        clip_conditioning, denoise_segment, encode_frames, to_numpy,
+    )
     from framefarm.renderers.samplers import make_scheduler
 
-    ad, refs = job.animatediff, job.model
-    prompts = prompts_for_frames(job.prompts, frames=job.frames, positive=job.positive_prompt,
-                                 negative=job.negative_prompt, seed=job.seed)
-    texts, negatives = [], []
-    for p in prompts:
-        positive, networks = extract_extra_networks(p.positive, field="prompts")
-        negative, more = extract_extra_networks(p.negative, field="negative_prompt")
-        if networks or more:
-            raise InputError("prompts", f"<{(networks + more)[0].kind}:{(networks + more)[0].name}>",
-                             "LoRA and hypernetwork tags are not supported in animatediff prompts yet",
-                             "Remove the tag, or merge the LoRA into the checkpoint (framefarm models merge)")
-        texts.append(positive)
-        negatives.append(negative)
-    seeds = frame_seeds(job.seed, frames=job.frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
-                        seed_schedule=job.seeds.schedule, diffused=[True] * job.frames)
+    ad, refs, components = job.animatediff, job.model, setup.components
+    timeline = context.whole_job()  # the clip's prompts and seeds: the plan's, for every frame of the job
+    texts, negatives, networks = clip_networks(job, list(timeline.prompts), list(timeline.negative_prompts))
+    seeds = timeline.seeds
     whole_loop = ad.loop and len(seg.frames) == job.frames
     init = None
     if job.source is not None:  # video-to-video: the source frames, noised to ad.strength, are the start
         if context.source_frame is None:
             raise InputError("source.video", job.source.video, "was not prepared", "Render through the flow")
-        with setup.base.lock:
+        with components.lock:
             init = encode_frames(setup.vae, [context.source_frame(f) for f in seg.frames])
-    controls = _controls(job, seg, context, seeds)
-    with setup.base.lock:
-        from framefarm.renderers.models.lora import apply_loras
-
-        apply_loras(setup.base, ())  # the text encoder without any image LoRA another job left fused
-        encoder = PromptEncoder(setup.base, _embeddings_for(setup, refs, texts + negatives), clip_skip=refs.clip_skip)
+    controls = _controls(components, job, seg, context, seeds)
+    with components.lock:
+        components.patches.apply(components.library, networks, allow_pickle=refs.allow_pickle)
+        encoder = prompt_encoder(components, texts + negatives, clip_skip=refs.clip_skip,
+                                 allow_pickle=refs.allow_pickle)
         cond, uncond, pooled, pooled_uncond = clip_conditioning(encoder, texts, negatives, loop=ad.loop)
         latents = denoise_segment(
             setup, frames=list(seg.frames), seeds=[int(seeds[f]) for f in seg.frames], cond=cond, uncond=uncond,
@@ -222,33 +249,23 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
     return to_numpy(latents)
 
 
-def _controls(job, seg: Segment, context: RenderContext, seeds) -> tuple:
+def _controls(components, job, seg: Segment, context: RenderContext, seeds) -> tuple:
     """ControlNet units with their control images for the segment's frames: from the source video (each frame
-    through the unit's preprocessor) or the unit's fixed image. Weight schedules are not read: ``weight`` is."""
+    through the unit's preprocessor, stored in the job's control cache) or the unit's fixed image. Weight schedules
+    are not read: ``weight`` is."""
     import torch
 
-    from framefarm.images import fit_cover, load_image
-    from framefarm.renderers.animatediff.clip import ControlInput
-    from framefarm.renderers.diffusers_image import _setup
-    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+    from framefarm.renderers.diffusers.kinds.animatediff.clip import ControlInput
 
-    base_setup = _setup(job)  # cached: the loaded ControlNet models
     out = []
-    for index, unit, model in base_setup.units:
-        settings = PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b,
-                                      annotators=base_setup.annotators)
-        field = f"controlnet.{index}"
-        if unit.image:
-            fixed = fit_cover(load_image(unit.image, field=f"{field}.image"), job.width, job.height)
-            sources = {f: fixed for f in seg.frames}
-        elif job.source is not None and context.source_frame is not None:
-            sources = {f: context.source_frame(f) for f in seg.frames}
-        else:
-            raise InputError(f"{field}.image", problem="is needed: this animatediff job has no source video to make "
-                                                       "control images from",
+    for index, unit, model in components.units:
+        fixed = fixed_image(job, index, unit)
+        if fixed is None and (job.source is None or context.source_frame is None):
+            raise InputError(f"controlnet.{index}.image", problem="is needed: this animatediff job has no source "
+                                                                  "video to make control images from",
                              fix='Set source = { video = "clip.mp4" } or the unit\'s image')
-        images = [preprocess(unit.preprocessor, sources[f], seed=int(seeds[f]), settings=settings,
-                             field=f"{field}.preprocessor") for f in seg.frames]
+        inputs = [(f, fixed if fixed is not None else context.source_frame(f), int(seeds[f])) for f in seg.frames]
+        images = unit_control_images(components, index, unit, inputs, context.controls)
         tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
         out.append(ControlInput(model, tensor, float(unit.weight), unit.guidance_start, unit.guidance_end))
     return tuple(out)
