@@ -110,9 +110,9 @@ def bytes_per_frame(job: Any, *, sdxl: bool) -> int:
 
 def _weights(job: Any) -> tuple[int, bool]:
     """Bytes of the model files the job loads, and whether the checkpoint is SDXL (from its file, cheaply)."""
-    from framefarm.renderers.models.keys import _files
+    from framefarm.renderers.models.keys import model_files
 
-    files = _files(job)
+    files = model_files(job)
     size = sum(_size(Path(path)) for path in files.values())
     sdxl = False
     checkpoint = files.get("model.checkpoint")

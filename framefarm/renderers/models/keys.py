@@ -16,7 +16,7 @@ from framefarm.errors import InputError
 from framefarm.renderers.models.hashing import SHORT_HASH_LENGTH, sha256_of
 
 
-def _files(job: Any) -> dict[str, str]:
+def model_files(job: Any) -> dict[str, str]:
     """Field → path of every model file the job reads (resolved through its models folder)."""
     from framefarm.renderers.models.library import models_root, open_library
     from framefarm.renderers.prompt_weights import extract_extra_networks
@@ -69,7 +69,7 @@ def _files(job: Any) -> dict[str, str]:
 
 def model_input_hashes(job: Any) -> dict[str, str]:
     """``{field: full SHA-256}`` of the model files the job uses (see the module docstring)."""
-    return {field: sha256_of(path) for field, path in _files(job).items()}
+    return {field: sha256_of(path) for field, path in model_files(job).items()}
 
 
 def model_short_hashes(job: Any) -> dict[str, str]:

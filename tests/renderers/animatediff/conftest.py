@@ -1,15 +1,7 @@
-"""Tiny motion models beside the session's tiny SD1.5 models."""
+"""AnimateDiff job builder (the ``motion_models`` fixture lives in tests/renderers/conftest.py: the renderer
+contract test needs it too)."""
 
 from __future__ import annotations
-
-import pytest
-
-
-@pytest.fixture(scope="session")
-def motion_models(tiny_library):
-    from tests.fixtures.tiny_motion import write_motion_models
-
-    return write_motion_models(tiny_library.root)
 
 
 def ad_job(models_dir: str, *extra: str, frames: int = 12, module: str = "tiny-motion-diffusers"):

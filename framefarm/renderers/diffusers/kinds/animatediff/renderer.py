@@ -143,7 +143,9 @@ def motion_setup(job):
                           "loras": [(sha256_of(e.path), w) for e, w in lora_entries],
                           "scale": ad.motion_scale, "vae": job.model.vae})
     with _cache_lock:
-        if key in _setups:
+        # The motion UNet follows the patches of the base object it was derived from: a base loaded again (evicted
+        # from the model cache in between) needs its own.
+        if key in _setups and _setups[key].base is base:
             _setups.move_to_end(key)
             # The motion UNet is shared; the job's own ControlNets, models folder and VAE are not in the key.
             return dataclasses.replace(_setups[key], components=components, vae=components.vae)
