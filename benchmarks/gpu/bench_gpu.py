@@ -1,4 +1,4 @@
-"""GPU throughput of framefarm's renderers against plain diffusers, on one GPU (issue 9).
+"""GPU throughput of framefarm's renderers against plain diffusers, on one GPU.
 
 What it does, in one process:
 
@@ -232,7 +232,7 @@ class Bench:
     compile_jobs: set
     ceiling_tflops: float
     profile_dir: Path | None = None  # --profile: where the phase timings and the kernel table of one batch go
-    compare_per_frame_vae: bool = False  # --compare-per-frame-vae: video2video also through the pre-issue-9 VAE path
+    compare_per_frame_vae: bool = False  # --compare-per-frame-vae: video2video also through the per-frame VAE path
     compare_sync_decode: bool = False  # --compare-sync-decode: video2video also fetching each batch's pixels at once
     compile_spec: str = "blocks"  # --compile-spec: FRAMEFARM_ACCEL's compile=<scope>[:<mode>] for the --compile jobs
     compare_inline_noise: bool = False  # --compare-inline-noise: the Deforum chain also with its noise made in line
@@ -319,8 +319,9 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     from framefarm.animation.plan import plan_job
     from framefarm.images import encode_png
     from framefarm.job import job_from_preset
-    from framefarm.renderers import diffusers_image, get_renderer
+    from framefarm.renderers import get_renderer
     from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.components import load_components
     from framefarm.storage import FrameStore
     from framefarm.storage.writer_pool import FrameWriterPool
 
@@ -338,7 +339,7 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
 
     def run(job) -> int:
         plan = plan_job(job, renderer=renderer.id, chunk_size=job.frames)
-        context = RenderContext(job=job, source_frame=lambda i: sources[i])
+        context = RenderContext.for_job(job, source_frame=lambda i: sources[i])
         store = FrameStore(str(b.work / "frames"), job.name)
         with FrameWriterPool(store, encode_png, threads=8) as writer:
             for chunk in plan.chunks:
@@ -349,7 +350,7 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
         return len(writer.close())
 
     started = time.perf_counter()
-    setup = diffusers_image._setup(job_for(batch))  # loads and accelerates the models (process cache)
+    setup = load_components(job_for(batch))  # loads and accelerates the models (process cache)
     load_s = time.perf_counter() - started
     warm_s = b.timed(lambda: run(job_for(batch)))  # first batch: compilation, cuDNN plans, allocator warm-up
     seconds = b.timed(lambda: run(job_for(frames)))
@@ -376,7 +377,8 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
     kernel table of one batch, grouped by kernel family, against the batch's wall time (GPU busy fraction)."""
     import torch
 
-    from framefarm.renderers import diffusers_image
+    from framefarm.renderers.diffusers import denoise
+    from framefarm.renderers.diffusers.kinds import video2video
 
     phases: dict[str, float] = {}
 
@@ -391,9 +393,10 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
         return wrapper
 
-    originals = {name: getattr(diffusers_image, name) for name in ("_control_arrays", "encode_sources", "queue_decode")}
-    for name, fn in originals.items():
-        setattr(diffusers_image, name, timed(name, fn))
+    originals = {(module, name): getattr(module, name) for module, name in (
+        (video2video, "unit_control_images"), (denoise, "encode_sources"), (denoise, "queue_decode"))}
+    for (module, name), fn in originals.items():
+        setattr(module, name, timed(name, fn))
     from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline
 
     classes = (StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline)
@@ -407,8 +410,8 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
         torch.cuda.synchronize()
         synced_s = time.perf_counter() - start
     finally:
-        for name, fn in originals.items():
-            setattr(diffusers_image, name, fn)
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
         for cls in classes:
             cls.__call__ = calls[cls]
     result = {"steady_batch_s": round(steady_batch_s, 3), "phases_synced_batch_s": round(synced_s, 3),
@@ -544,15 +547,15 @@ def job_video2video(b: Bench) -> dict:
                       s.v2v_frames, ff.pop("seconds"), s.baseline_frames, base_s, flop, batch_size=s.v2v_batch,
                       width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak, **ff)
     if b.compare_per_frame_vae:
-        # Same process, same (compiled) models: the renderer as before issue 9's VAE slices (diffusers encodes each
-        # frame in its own call, each frame decoded alone with its NaN checks and host copy).
-        from framefarm.renderers import diffusers_image
+        # Same process, same (compiled) models: the renderer as before the VAE slices (diffusers encodes each frame
+        # in its own call, each frame decoded alone with its NaN checks and host copy).
+        from framefarm.renderers.diffusers import denoise, vae as vae_module
 
-        saved = diffusers_image.encode_sources, diffusers_image.queue_decode
-        diffusers_image.encode_sources = lambda vae, pixels, generators, slice_size: diffusers_image._to_tensor(pixels)
-        diffusers_image.queue_decode = lambda vae, latents, frames, slice_size, lock=None: (
-            diffusers_image.PendingFrames.ready({f: diffusers_image.decode_latents(vae, latents[k:k + 1], frame=f)
-                                                 for k, f in enumerate(frames)}))
+        saved = denoise.encode_sources, denoise.queue_decode
+        denoise.encode_sources = lambda vae, pixels, generators, slice_size: vae_module.to_tensor(pixels)
+        denoise.queue_decode = lambda vae, latents, frames, slice_size, lock=None: (
+            vae_module.PendingFrames.ready({f: vae_module.decode_latents(vae, latents[k:k + 1], frame=f)
+                                            for k, f in enumerate(frames)}))
         try:
             n = 2 * s.v2v_batch
             old = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=n, batch=s.v2v_batch, controlnet=True,
@@ -563,15 +566,15 @@ def job_video2video(b: Bench) -> dict:
                                        "fraction_of_ceiling": round(flop * old_fps / 1e12 / b.ceiling_tflops, 4),
                                        "profile": old.get("profile")}
         finally:
-            diffusers_image.encode_sources, diffusers_image.queue_decode = saved
+            denoise.encode_sources, denoise.queue_decode = saved
     if b.compare_sync_decode:
         # Same process, same (compiled) models, same frames: each batch's pixels fetched from the GPU before the
         # next batch is queued (the renderer before PendingFrames), against the deferred fetch measured above.
-        from framefarm.renderers import diffusers_image
+        from framefarm.renderers.diffusers import denoise
+        from framefarm.renderers.diffusers.vae import PendingFrames
 
-        queued = diffusers_image.queue_decode
-        diffusers_image.queue_decode = lambda *args, **kwargs: diffusers_image.PendingFrames.ready(
-            queued(*args, **kwargs).result())
+        queued = denoise.queue_decode
+        denoise.queue_decode = lambda *args, **kwargs: PendingFrames.ready(queued(*args, **kwargs).result())
         try:
             sync = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
                                  controlnet=True, job_name="v2v-sync-decode")
@@ -581,7 +584,7 @@ def job_video2video(b: Bench) -> dict:
                                      "fraction_of_ceiling": round(flop * sync_fps / 1e12 / b.ceiling_tflops, 4),
                                      "deferred_over_sync": round(record["frames_per_s"] / sync_fps, 3)}
         finally:
-            diffusers_image.queue_decode = queued
+            denoise.queue_decode = queued
     return record
 
 
@@ -651,7 +654,7 @@ def job_deforum_chain(b: Bench) -> dict:
     from PIL import Image
 
     from framefarm.job import job_from_preset
-    from framefarm.renderers import diffusers_image
+    from framefarm.renderers.diffusers.components import load_components
 
     s, w, strength = b.size, b.size.width, 0.65
     first = testcard_frames(1, w, w)[0]
@@ -688,7 +691,7 @@ def job_deforum_chain(b: Bench) -> dict:
             f'negative_prompt="{NEGATIVE}"'])
 
     started = time.perf_counter()
-    diffusers_image._setup(job_for(1, "chain-load"))
+    load_components(job_for(1, "chain-load"))
     load_s = time.perf_counter() - started
     warm_s = b.timed(lambda: _chunk_job(b, job_for(2, "chain-warm")))
     seconds = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain")))
@@ -700,12 +703,11 @@ def job_deforum_chain(b: Bench) -> dict:
         # thread made the next frame's while this one diffuses.
         from framefarm.renderers.diffusers.kinds.deforum import DeforumChain
 
-        ahead = DeforumChain._make_noise_ahead
-        DeforumChain._make_noise_ahead = lambda self, n: None
+        DeforumChain.MAKE_NOISE_AHEAD = False
         try:
             inline_s = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain-inline-noise")))
         finally:
-            DeforumChain._make_noise_ahead = ahead
+            DeforumChain.MAKE_NOISE_AHEAD = True
         extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
                                  "ahead_over_inline": round(inline_s / seconds, 3)}
     return b.record("deforum_chain",

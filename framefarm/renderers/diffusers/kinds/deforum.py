@@ -69,7 +69,11 @@ class DeforumChain:
     """The chains of a job's shots. Memoises outputs, diffused frames (by their frame number) and warped
     in-between sources; everything else is recomputed from the store on demand."""
 
-    def __init__(self, context: RenderContext, *, noise_ahead: bool = True) -> None:
+    # Whether a chain makes the next diffused frame's noise image on a helper thread (the same bytes either way; the
+    # GPU benchmark compares the two in one process).
+    MAKE_NOISE_AHEAD = True
+
+    def __init__(self, context: RenderContext, *, noise_ahead: bool | None = None) -> None:
         job = context.job
         self.job = job
         self.context = context
@@ -86,7 +90,7 @@ class DeforumChain:
         # Noise images made ahead on a helper thread (they depend on a frame's seed and the size only): Perlin noise
         # is ~0.1 s of CPU a frame that a sequential chain would otherwise spend with the GPU idle.
         # ``noise_ahead=False`` makes every noise image in line (the same bytes; tests and benchmarks compare).
-        self.make_noise_ahead = noise_ahead
+        self.make_noise_ahead = self.MAKE_NOISE_AHEAD if noise_ahead is None else noise_ahead
         self.noise_ahead: dict[int, Future] = {}
         self.noise_made_ahead: list[int] = []  # diffused frames whose noise image was made ahead, for tests
         self.helper: ThreadPoolExecutor | None = None
