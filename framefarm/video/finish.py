@@ -340,7 +340,10 @@ def check_job_output(frames: int, fps: float, output: Any) -> tuple[int | None, 
     """
     settings = output_settings(output)
     loop = settings["loop"]
-    interp = _as_interpolation(settings["interpolate"], settings["interpolate_method"], None)
+    # Only the factor counts here. RIFE's weight file is checked when the finish runs: a job is validated where that
+    # file may not be (and an API job's paths are checked against its media roots before anything looks at them).
+    method = "flow" if settings["interpolate_method"] == "rife" else settings["interpolate_method"]
+    interp = _as_interpolation(settings["interpolate"], method, None)
     closed = closed_length(frames, loop)
     factor = interp.factor if interp else 1
     out_fps = fps * factor
