@@ -125,9 +125,11 @@ def input_error_problem(exc: InputError, *, where: list[str]) -> dict[str, Any]:
     return _problem(["body", "job", *path], str(exc), "value_error")
 
 
-def validate_request(request: JobRequest, *, media: MediaRoots, osc_allow: tuple[OscTarget, ...] = ()) -> AnyJob:
+def validate_request(request: JobRequest, *, media: MediaRoots | None = None,
+                     osc_allow: tuple[OscTarget, ...] = ()) -> AnyJob:
     """The request's job, resolved (preset, overrides), validated and confined to ``media`` (its file fields
-    rewritten to the resolved paths), or :class:`JobValidationError`. ``osc_allow``: the OSC targets a job may name.
+    rewritten to the resolved paths), or :class:`JobValidationError`. Without ``media`` no path field is allowed;
+    ``osc_allow``: the OSC targets a job may name (none by default).
     """
     from framefarm.renderers import get_renderer
 
@@ -153,7 +155,7 @@ def validate_request(request: JobRequest, *, media: MediaRoots, osc_allow: tuple
     # Paths first: nothing below may open, hash or even stat a file the client is not allowed to name.
     problems = []
     try:
-        job = confine_job(job, media)
+        job = confine_job(job, media or MediaRoots())
     except PathsRefused as exc:
         problems += [input_error_problem(problem, where=["body", "job"]) for problem in exc.problems]
     if request.osc is not None:
