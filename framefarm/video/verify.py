@@ -86,8 +86,8 @@ def verify_output(path: str | Path, *, codec: Codec, frames: int, width: int, he
     if (found.width, found.height) != (width, height):
         problems.append(f"size {found.width}x{found.height}, planned {width}x{height}")
     if codec.name == "gif":
-        # ffmpeg rounds each frame's timestamp to a centisecond, so the total stays within one frame of the plan;
-        # a rate a GIF can't hold (over 100 fps: a delay is at least 1 cs) plays longer, and is refused here.
+        # ffmpeg rounds each frame's timestamp to a centisecond, so the total stays within one frame of the plan.
+        # A rate no GIF can hold (over 100 fps: a delay is at least 1 cs) would play longer; finish refuses it first.
         if abs(found.duration - plan_duration) > 1.0 / fps:
             problems.append(f"plays {found.duration:.2f} s (the sum of its frame delays), planned "
                             f"{plan_duration:.2f} s")
