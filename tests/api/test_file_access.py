@@ -87,12 +87,13 @@ def job_with(overlay: dict, path: str) -> dict:
 
 
 @pytest.mark.parametrize(("field", "overlay"), PATH_JOBS, ids=[f for f, _ in PATH_JOBS])
-@pytest.mark.parametrize("where", ["absolute", "dot-dot", "symlink", "symlinked-folder"])
+@pytest.mark.parametrize("where", ["absolute", "dot-dot", "symlink", "symlinked-folder", "home"])
 def test_a_path_outside_the_media_roots_is_a_422_naming_the_field_and_nothing_renders(tmp_path, disk, field,
                                                                                        overlay, where):
     root, private = disk
     path = {"absolute": str(private / "secret.png"), "dot-dot": "../private/secret.png",
-            "symlink": "escape.png", "symlinked-folder": str(root / "escape-dir" / "secret.png")}[where]
+            "symlink": "escape.png", "symlinked-folder": str(root / "escape-dir" / "secret.png"),
+            "home": "~/secret.png"}[where]
     job = job_with(overlay, path)
     with api(tmp_path, root) as client:
         answer = client.post("/jobs", json={"job": job})
