@@ -1,7 +1,8 @@
 """The render job: a frozen, validated, serialisable description of one animation.
 
 A job file is TOML (JSON accepted). It may name a shipped preset (``preset = "zoom-tunnel"``): the preset is the
-base and every field in the file overrides it; ``--set a.b=value`` on the command line overrides both.
+base and every field in the file overrides it, table by table field by field, except ``[prompts]``, which replaces
+the preset's prompts whole; ``--set a.b=value`` on the command line overrides both, one field (or prompt) at a time.
 
 Three kinds share the common fields and add their own:
 
@@ -654,6 +655,22 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+# Tables a job gives whole when it names a preset. Prompts are one timeline: merged key by key, a preset's keyframe
+# at frame 48 would take over from the job's own prompt there, which nobody writing `[prompts]` means. Every other
+# table (motion schedules, model, output …) merges field by field.
+WHOLE_TABLES: tuple[str, ...] = ("prompts",)
+
+
+def merge_over_preset(preset: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job`` over ``preset``: tables merge field by field (:func:`deep_merge`), except :data:`WHOLE_TABLES`, which
+    the job's own table replaces as a whole."""
+    merged = deep_merge(preset, job)
+    for key in WHOLE_TABLES:
+        if key in job:
+            merged[key] = job[key]
+    return merged
+
+
 def parse_override(assignment: str) -> tuple[list[str], Any]:
     """Split ``"motion.zoom=0:(1.02)"`` into a path and a value.
 
@@ -709,7 +726,7 @@ def resolve_job_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, 
         if path == ["preset"]:
             preset_name = value
     if preset_name is not None:
-        data = deep_merge(load_preset(str(preset_name)), data)
+        data = merge_over_preset(load_preset(str(preset_name)), data)
     for assignment in overrides:
         path, value = parse_override(assignment)
         if path != ["preset"]:

@@ -89,6 +89,21 @@ def test_set_overrides_beat_file_and_preset(job_file):
     assert job.output.crf == 20
 
 
+def test_a_jobs_prompts_replace_the_presets_whole_and_schedules_still_merge_per_field(job_file):
+    # zoom-tunnel has prompts at frames 0 and 48: none of them may survive next to the job's own.
+    job = load_job(job_file('preset = "zoom-tunnel"\nframes = 96\n[prompts]\n0 = "a red fox"\n'
+                            '[motion]\nangle = "0:(3)"\n'))
+    assert job.prompts == {"0": "a red fox"}
+    assert job.motion.angle == "0:(3)" and job.motion.zoom == load_preset("zoom-tunnel")["motion"]["zoom"]
+    # Without a [prompts] table the preset's prompts stay; --set changes one prompt and keeps the others.
+    kept = load_job(job_file('preset = "zoom-tunnel"\n', name="kept.toml"), ["prompts.96=a blue fox"])
+    assert kept.prompts == {**load_preset("zoom-tunnel")["prompts"], "96": "a blue fox"}
+    # The API resolves submissions the same way (JSON prompts may have number keys).
+    from framefarm.job import resolve_job_dict
+
+    assert resolve_job_dict({"preset": "zoom-tunnel", "prompts": {0: "a red fox"}})["prompts"] == {"0": "a red fox"}
+
+
 def test_set_reaches_into_lists(job_file):
     job = load_job(job_file('preset = "video-restyle"\n'), ["controlnet.0.weight=0.5"])
     assert isinstance(job, Video2VideoJob)

@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from framefarm import __version__
+from framefarm.api.access import MediaRoots
 from framefarm.api.jobs import (
     TERMINAL,
     Health,
@@ -55,6 +56,9 @@ class ApiSettings:
         state_dir: where the local runner keeps its queue, job specs and logs.
         parallel: local runner: jobs rendering at once.
         osc: where to send the OSC "clip ready" message of every finished job.
+        media: the folders a submitted job's path fields may name (``--media-root``); none by default, so a job
+            that names a file is refused.
+        osc_allow: the ``host:port`` targets a submitted job may name as its own ``osc`` (``--osc-allow``).
     """
 
     token: str
@@ -63,6 +67,8 @@ class ApiSettings:
     state_dir: str | None = None
     parallel: int = 1
     osc: tuple[OscTarget, ...] = field(default=())
+    media: MediaRoots = field(default_factory=MediaRoots)
+    osc_allow: tuple[OscTarget, ...] = field(default=())
 
 
 def default_state_dir(out: str) -> str:
@@ -166,13 +172,7 @@ def create_app(settings: ApiSettings, runner: Runner | None = None) -> FastAPI:
                                                                               "entry's loc names the field."}})
     def submit(request: JobRequest, response: Response) -> JobStatus:
         """Queue a job. It renders in the background; follow it at `links.status`."""
-        job = validate_request(request)
-        if request.osc is not None:
-            try:
-                OscTarget.parse(request.osc, field="osc")
-            except InputError as exc:
-                raise JobValidationError([{"loc": ["body", "osc"], "msg": str(exc), "type": "value_error",
-                                           "field": "osc"}]) from None
+        job = validate_request(request, media=settings.media, osc_allow=settings.osc_allow)
         try:
             record = runner.submit(job, request)
         except InputError as exc:  # e.g. the farm refused the priority

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from framefarm.api.access import MediaRoots, PathsRefused, check_osc, confine_job
+from framefarm.api.osc import OscTarget
 from framefarm.errors import InputError
 from framefarm.job import KINDS, AnyJob, JobSpec, resolve_job_dict
 
@@ -36,7 +38,8 @@ class JobRequest(BaseModel):
     backend: str = Field("preview", description="Renderer: preview (weight-free) or diffusers.")
     chunk_size: int | None = Field(None, ge=1, description="Frames per chunk task (automatic by default).")
     priority: int = Field(10, ge=1, description="Farm runner only: Prefect work-queue priority, 1 runs first.")
-    osc: str | None = Field(None, description='Also send the OSC "clip ready" message to HOST:PORT when done.')
+    osc: str | None = Field(None, description='Also send the OSC "clip ready" message to HOST:PORT when done; '
+                                              "it must be one the operator allowed (`--osc-allow`).")
 
 
 class JobLinks(BaseModel):
@@ -122,8 +125,12 @@ def input_error_problem(exc: InputError, *, where: list[str]) -> dict[str, Any]:
     return _problem(["body", "job", *path], str(exc), "value_error")
 
 
-def validate_request(request: JobRequest) -> AnyJob:
-    """The request's job, resolved (preset, overrides) and validated, or :class:`JobValidationError`."""
+def validate_request(request: JobRequest, *, media: MediaRoots | None = None,
+                     osc_allow: tuple[OscTarget, ...] = ()) -> AnyJob:
+    """The request's job, resolved (preset, overrides), validated and confined to ``media`` (its file fields
+    rewritten to the resolved paths), or :class:`JobValidationError`. Without ``media`` no path field is allowed;
+    ``osc_allow``: the OSC targets a job may name (none by default).
+    """
     from framefarm.renderers import get_renderer
 
     try:
@@ -145,6 +152,19 @@ def validate_request(request: JobRequest) -> AnyJob:
         job = _JOB_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise JobValidationError(_pydantic_problems(exc)) from None
+    # Paths first: nothing below may open, hash or even stat a file the client is not allowed to name.
+    problems = []
+    try:
+        job = confine_job(job, media or MediaRoots())
+    except PathsRefused as exc:
+        problems += [input_error_problem(problem, where=["body", "job"]) for problem in exc.problems]
+    if request.osc is not None:
+        try:
+            check_osc(request.osc, osc_allow)
+        except InputError as exc:
+            problems.append(_problem(["body", "osc"], str(exc), "value_error", "osc"))
+    if problems:
+        raise JobValidationError(problems)
     # The files the job reads must exist on this machine: say so now, not after a queue wait (the render checks
     # them first thing too, with the same message).
     from framefarm.flows.tasks import input_hashes

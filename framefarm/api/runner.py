@@ -162,10 +162,15 @@ def ensure_report(record: JobRecord) -> str | None:
 
 
 def _record_for(job: Any, request: JobRequest, *, job_id: str, runner: str, out: str) -> JobRecord:
+    from framefarm.video.finish import check_job_output
+
+    # A loop with a tempo but no beat count gets the count its length makes (what the output's name carries), so
+    # the status and the "clip ready" message agree with the file.
+    _frames, _fps, beats = check_job_output(job.frames, job.fps, job.output)
     return JobRecord(
         id=job_id, name=job.name, state="queued", runner=runner, backend=request.backend, out=out,
         frames=job.frames, fps=float(job.fps), created=now(), chunk_size=request.chunk_size,
-        priority=request.priority, bpm=job.output.bpm, beats=job.output.beats,
+        priority=request.priority, bpm=job.output.bpm, beats=beats,
         osc=[str(OscTarget.parse(request.osc, field="osc"))] if request.osc else [],
     )
 

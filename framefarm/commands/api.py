@@ -30,9 +30,15 @@ def api(
     parallel: Annotated[int, typer.Option("--parallel", min=1, max=64, help="Local runner: jobs at once.")] = 1,
     osc: Annotated[Optional[list[str]], typer.Option("--osc", help='Send the OSC "clip ready" message to HOST:PORT '
                                                                   "when a job finishes (repeatable).")] = None,
+    media_root: Annotated[Optional[list[str]], typer.Option("--media-root", help="A folder submitted jobs may read "
+                                                                   "files from (repeatable; none: path fields are "
+                                                                   "refused).")] = None,
+    osc_allow: Annotated[Optional[list[str]], typer.Option("--osc-allow", help="A HOST:PORT a submitted job may "
+                                                                  "name as its osc target (repeatable).")] = None,
     print_openapi: Annotated[bool, typer.Option("--openapi", help="Print the OpenAPI document and exit.")] = False,
 ) -> None:
     """Serve the HTTP API: POST /jobs (JSON job spec), GET /jobs/ID, POST /jobs/ID/cancel, GET /jobs/ID/video …"""
+    from framefarm.api.access import MediaRoots
     from framefarm.api.app import ApiSettings, create_app
     from framefarm.api.osc import OscTarget
     from framefarm.cli import err, fail
@@ -51,13 +57,16 @@ def api(
         if runner not in ("local", "farm"):
             raise InputError("--runner", runner, "is not a runner", "Use local or farm")
         targets = tuple(OscTarget.parse(t) for t in osc or [])
+        allowed = tuple(OscTarget.parse(t, field="--osc-allow") for t in osc_allow or [])
+        media = MediaRoots.from_folders(media_root or [])
     except FramefarmError as exc:
         fail(exc)
     if len(token) < MIN_TOKEN_LENGTH:
         err.print(f"warning: the API token is shorter than {MIN_TOKEN_LENGTH} characters; use a long random one")
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: serving on {host}: the token travels in clear text unless a TLS proxy is in front")
-    settings = ApiSettings(token=token, out=out, runner=runner, state_dir=state_dir, parallel=parallel, osc=targets)
+    settings = ApiSettings(token=token, out=out, runner=runner, state_dir=state_dir, parallel=parallel, osc=targets,
+                           media=media, osc_allow=allowed)
     from framefarm.api.server import serve
 
     err.print(f"framefarm API on http://{host}:{port} (runner: {runner}, out: {out})")

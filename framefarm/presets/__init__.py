@@ -1,4 +1,5 @@
-"""Shipped presets: TOML job fragments a job file names with ``preset = "name"`` and overrides field by field.
+"""Shipped presets: TOML job fragments a job file names with ``preset = "name"`` and overrides field by field
+(its ``[prompts]`` table as a whole: :func:`framefarm.job.merge_over_preset`).
 
 Presets are data, not code: add one by dropping a ``<name>.toml`` file into this folder.
 """

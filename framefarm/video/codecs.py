@@ -12,8 +12,9 @@ Notes on the choices (measured with imageio-ffmpeg's ffmpeg 9.0.2):
 * HAP's DXT compression works on 4×4 blocks, so width and height must be multiples of 4 ("Video size 66x50 is not
   multiple of 4"); there is no HAP Q Alpha encoder in ffmpeg. HAP Q and HAP decode to ``rgb0``, HAP Alpha to ``rgba``.
 * DNxHR (``dnxhd`` encoder, ``dnxhr_hq`` profile: 8-bit 4:2:2) refuses frames smaller than 256×120.
-* GIF gets a per-clip palette (``palettegen``/``paletteuse``); frame delays are whole centiseconds, so 24 fps plays
-  as 25 fps (4 cs a frame). Frame count is kept.
+* GIF gets a per-clip palette (``palettegen``/``paletteuse``); frame delays are whole centiseconds, and ffmpeg
+  varies them to keep the rate on average (24 fps: 4, 4, 4, 4, 5 cs …), so the clip's length is kept within a
+  frame; ``framefarm.video.gif`` reads them back. Frame count is kept.
 * PNG sequence: a folder of ``000000.png`` … (lossless RGB, RGBA when the frames have alpha).
 """
 

@@ -33,10 +33,11 @@ from framefarm.video.audio import AudioTrack, mux_audio
 from framefarm.video.codecs import Codec, fit_size, get_codec
 from framefarm.video.encode import discard, encode_frames, output_name, partial_path, publish
 from framefarm.video.frames import frame_folder, has_alpha_channel, list_frame_files
+from framefarm.video.gif import check_gif_rate
 from framefarm.video.interpolate import InterpolateSpec, interpolate as run_interpolation, interpolated_count
 from framefarm.video.loops import LoopSpec, MatchReport, check_bpm, close_loop, closed_length, parse_loop
 from framefarm.video.upscale import UpscaleSpec, make_upscaler, parse_upscale
-from framefarm.video.verify import Verification, check_output, gif_fps
+from framefarm.video.verify import Verification, check_output
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,8 @@ def finish(
         notes.append(size_note)
     factor = interp.factor if interp else 1
     out_fps = fps * factor
+    if codec.name == "gif":
+        check_gif_rate(out_fps)
     is_loop = loop_spec is not None
     planned = interpolated_count(closed, factor, loop=is_loop) if closed is not None else None
     if bpm is not None and planned is not None:
@@ -313,9 +316,8 @@ def finish(
         discard(written)
         discard(final_partial)
         raise
-    play_fps = gif_fps(out_fps) if codec.name == "gif" else out_fps
     return FinishResult(path=published, codec=codec.name, width=out_w, height=out_h, fps=out_fps, frames=frames_out,
-                        duration=frames_out / play_fps, loop=is_loop, bpm=bpm, beats=beats, notes=tuple(notes),
+                        duration=frames_out / out_fps, loop=is_loop, bpm=bpm, beats=beats, notes=tuple(notes),
                         verification=verification, seconds=time.perf_counter() - started)
 
 
@@ -340,10 +342,15 @@ def check_job_output(frames: int, fps: float, output: Any) -> tuple[int | None, 
     """
     settings = output_settings(output)
     loop = settings["loop"]
-    interp = _as_interpolation(settings["interpolate"], settings["interpolate_method"], None)
+    # Only the factor counts here. RIFE's weight file is checked when the finish runs: a job is validated where that
+    # file may not be (and an API job's paths are checked against its media roots before anything looks at them).
+    method = "flow" if settings["interpolate_method"] == "rife" else settings["interpolate_method"]
+    interp = _as_interpolation(settings["interpolate"], method, None)
     closed = closed_length(frames, loop)
     factor = interp.factor if interp else 1
     out_fps = fps * factor
+    if settings["codec"] == "gif":
+        check_gif_rate(out_fps, field="fps")
     planned = interpolated_count(closed, factor, loop=loop is not None) if closed is not None else None
     beats = settings["beats"]
     if settings["bpm"] is not None and planned is not None:

@@ -20,6 +20,7 @@ from framefarm.video.codecs import Codec
 from framefarm.video.decode import probe_video
 from framefarm.video.ffmpeg import ffmpeg_exe
 from framefarm.video.frames import list_frame_files
+from framefarm.video.gif import gif_duration
 
 _FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
 
@@ -34,11 +35,6 @@ def decoded_frame_count(path: Path) -> int:
         raise RenderError(f"ffmpeg could not decode {path} (exit {result.returncode}).\ncommand: {' '.join(command)}\n"
                           f"=== stderr ===\n{result.stderr[-3000:]}")
     return int(counts[-1])
-
-
-def gif_fps(fps: float) -> float:
-    """The rate a GIF really plays at: frame delays are whole centiseconds (24 fps → 4 cs → 25 fps)."""
-    return 100.0 / max(2, round(100.0 / fps))
 
 
 @dataclass(frozen=True)
@@ -76,21 +72,30 @@ def verify_output(path: str | Path, *, codec: Codec, frames: int, width: int, he
                              has_audio=False, problems=())
     else:
         info = probe_video(path, count=False)
-        found = Verification(path=path, frames=decoded_frame_count(path), width=info.width, height=info.height,
-                             fps=info.fps, duration=info.duration, pix_fmt=info.pix_fmt, has_audio=info.has_audio,
-                             problems=())
-    plan_fps = gif_fps(fps) if codec.name == "gif" else fps
-    plan_duration = frames / plan_fps
+        count = decoded_frame_count(path)
+        found_fps, duration = info.fps, info.duration
+        if codec.name == "gif":  # whole-centisecond delays that vary frame to frame (see framefarm/video/gif.py)
+            duration = gif_duration(path)
+            found_fps = count / duration if duration > 0 else 0.0
+        found = Verification(path=path, frames=count, width=info.width, height=info.height, fps=found_fps,
+                             duration=duration, pix_fmt=info.pix_fmt, has_audio=info.has_audio, problems=())
+    plan_duration = frames / fps
     problems = []
     if found.frames != frames:
         problems.append(f"{found.frames} frames decoded, {frames} planned")
     if (found.width, found.height) != (width, height):
         problems.append(f"size {found.width}x{found.height}, planned {width}x{height}")
-    if not codec.is_sequence:
-        if not math.isclose(found.fps, plan_fps, rel_tol=2e-3):
-            problems.append(f"{found.fps:g} fps, planned {plan_fps:g}")
+    if codec.name == "gif":
+        # ffmpeg rounds each frame's timestamp to a centisecond, so the total stays within one frame of the plan.
+        # A rate no GIF can hold (over 100 fps: a delay is at least 1 cs) would play longer; finish refuses it first.
+        if abs(found.duration - plan_duration) > 1.0 / fps:
+            problems.append(f"plays {found.duration:.2f} s (the sum of its frame delays), planned "
+                            f"{plan_duration:.2f} s")
+    elif not codec.is_sequence:
+        if not math.isclose(found.fps, fps, rel_tol=2e-3):
+            problems.append(f"{found.fps:g} fps, planned {fps:g}")
         # The header rounds the duration to 10 ms; AAC pads its last packet: allow one frame plus that.
-        if abs(found.duration - plan_duration) > 1.0 / plan_fps + 0.011:
+        if abs(found.duration - plan_duration) > 1.0 / fps + 0.011:
             problems.append(f"duration {found.duration:.3f} s, planned {plan_duration:.3f} s")
     if found.pix_fmt != expected_pix:
         problems.append(f"pixel format {found.pix_fmt}, expected {expected_pix}")

@@ -14,6 +14,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import psutil
 import pytest
 
@@ -40,7 +41,20 @@ def osc_listener():
 
 
 @pytest.fixture(scope="module")
-def server(prefect_server, tmp_path_factory, osc_listener):
+def media_root(tmp_path_factory):
+    """The API's --media-root: a short source clip in a folder reached through a symlink."""
+    from framefarm.video.encode import encode_frames
+
+    root = tmp_path_factory.mktemp("api-media")
+    (root / "real").mkdir()
+    frames = [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(6)]
+    encode_frames(frames, root / "real" / "clip.mp4", width=64, height=64, fps=24)
+    (root / "clips").symlink_to(root / "real", target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(prefect_server, tmp_path_factory, osc_listener, media_root):
     """``framefarm api`` in its own process; yields (base URL, output root, process)."""
     from prefect.settings import PREFECT_API_URL
 
@@ -51,7 +65,8 @@ def server(prefect_server, tmp_path_factory, osc_listener):
     log = open(out.parent / "api-server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "framefarm", "api", "--host", "127.0.0.1", "--port", str(port), "--out", str(out),
-         "--osc", f"127.0.0.1:{osc_listener.getsockname()[1]}"],
+         "--osc", f"127.0.0.1:{osc_listener.getsockname()[1]}", "--media-root", str(media_root),
+         "--osc-allow", f"127.0.0.1:{osc_listener.getsockname()[1]}"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -214,3 +229,23 @@ def test_cancel_stops_a_running_render_and_keeps_its_frames(client, server):
     assert not [p for p in renders if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     kept = len(list((out / "long-tunnel" / "frames").glob("*.png")))
     assert 2 <= kept < 2000
+
+
+def test_a_source_under_the_media_root_renders_and_one_outside_is_refused(client, server, media_root, osc_listener):
+    _base, out, _process = server
+    port = osc_listener.getsockname()[1]
+    job = {"kind": "video2video", "name": "api-source", "frames": 6, "width": 64, "height": 64, "batch_size": 2,
+           "source": {"video": "clips/clip.mp4"}}
+    outside = client.post("/jobs", json={"job": {**job, "source": {"video": str(media_root.parent)}}})
+    assert outside.status_code == 422 and outside.json()["detail"][0]["field"] == "source.video"
+    assert not (out / "api-source").exists()
+
+    submitted = client.post("/jobs", json={"job": job, "osc": f"127.0.0.1:{port}"})
+    assert submitted.status_code == 202, submitted.text
+    done = wait_for(client, submitted.json()["id"], {"completed", "failed"})
+    assert done["state"] == "completed", done["error"]
+    rendered = client.get(f"/jobs/{done['id']}/files/job.json").json()
+    assert rendered["source"]["video"] == str(media_root / "real" / "clip.mp4")  # resolved where it was checked
+    # The job's own allowed OSC target gets the clip too (beside the operator's --osc, here the same listener).
+    names = [decode_message(osc_listener.recvfrom(65536)[0])[1][-1] for _ in range(2)]
+    assert names == ["api-source", "api-source"]

@@ -42,3 +42,13 @@ def test_farm_runner_reads_flow_runs():
     assert (record.name, record.state, record.frames, record.bpm, record.beats) == ("tunnel", "queued", 96, 120, 8)
     crashed = SimpleNamespace(**{**vars(run), "state_name": "Crashed", "state": SimpleNamespace(message="OOM")})
     assert FarmRunner("/renders")._record_of(crashed).state == "failed"
+
+
+def test_a_loop_with_a_tempo_gets_its_beat_count_in_the_status(tmp_path):
+    from framefarm.api.jobs import JobRequest
+    from framefarm.api.runner import LocalRunner
+    from framefarm.job import job_from_preset
+
+    job = job_from_preset("vj-4beat-loop", ["output.bpm=120"])  # 60 frames at 30 fps: 4 beats, not given
+    record = LocalRunner(str(tmp_path / "out"), tmp_path / "state").submit(job, JobRequest(job={}))
+    assert (record.bpm, record.beats) == (120, 4)

@@ -95,3 +95,12 @@ def test_a_jobs_output_can_be_checked_before_rendering():
     # The job validator runs the same check, so a loop that isn't whole beats never reaches a GPU.
     with pytest.raises(InputError, match="is 3.33 beats at 120 BPM and 30 fps"):
         job_from_preset("vj-4beat-loop", ["frames=50", "output.bpm=120"])
+
+
+def test_a_rife_job_validates_where_its_weights_are_not(tmp_path):
+    # The frame count needs only the factor; the weights are opened (and checked) by the finish.
+    from framefarm.job import job_from_preset
+
+    job = job_from_preset("vj-4beat-loop", ["output.interpolate=2", "output.interpolate_method=rife",
+                                            f"output.interpolate_model={tmp_path / 'rife.pt'}"])
+    assert job.output.interpolate_method == "rife"
