@@ -195,7 +195,6 @@ class TestContradictionsAndErrors:
             ({"use_init": "yes"}, "use_init: must be true or false"),
             ({"border": "smart"}, "border: is not a value Deforum uses here"),
             ({"prompts": {}}, "prompts: must map frames to prompt texts"),
-            ({"prompts": {"50": "late"}}, r"prompts: has no key inside frames 0 … 7"),
         ],
     )
     def test_refused(self, overrides, problem):
