@@ -174,7 +174,11 @@ def load_manifest(value: str | Mapping[str, Any], *, field: str = "parseq_manife
 
 def _read_file(path: Path, field: str, base_dir: str | Path | None) -> dict:
     full = path if path.is_absolute() or base_dir is None else Path(base_dir) / path
-    if not full.is_file():
+    try:
+        found = full.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or one no file can have
+        found = False
+    if not found:
         raise InputError(field, str(path), f"is not a file ({full} does not exist)",
                          "Give the path of the manifest's .json file, or paste the JSON itself")
     try:
