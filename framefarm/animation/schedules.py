@@ -59,10 +59,15 @@ _RULES = (
 )
 
 
+_PARSEQ_SERIES = "the Parseq series"  # the "text" of a value that comes from a [parseq] table
+
+
 def _fail(field: str, text: str, values: np.ndarray, bad: np.ndarray, problem: str, fix: str) -> InputError:
     frame = int(np.flatnonzero(bad)[0])
     count = int(bad.sum())
     where = f"at frame {frame}" + (f" (and {count - 1} more)" if count > 1 else "")
+    if text == _PARSEQ_SERIES:  # a schedule example would not help: the values come from Parseq's curves
+        fix = "Change the field's curve in Parseq (or the series in the job) so every frame is in range"
     return InputError(field, text, f"is {values[frame]:g} {where}; it {problem}", fix)
 
 
@@ -135,7 +140,7 @@ def evaluate_job_schedules(job: Any) -> dict[str, np.ndarray]:
     # A Parseq table's series replace their schedules frame for frame (Deforum's adapter does the same).
     for name, (field, series) in parseq_values(job).items():
         values[name] = series
-        sources[name] = (field, "the Parseq series")
+        sources[name] = (field, _PARSEQ_SERIES)
     for name in INTEGER_SCHEDULES & values.keys():
         values[name] = np.trunc(values[name])
     _check_ranges(job, values, sources)

@@ -350,3 +350,9 @@ class TestCommands:
         run = framefarm("render", "pq.toml", "--out", "renders", cwd=tmp_path)
         assert run.returncode == 0, run.stderr
         assert len(list((tmp_path / "renders" / "pq" / "frames").glob("*.png"))) == 14
+
+
+def test_out_of_range_series_values_name_the_frame_and_the_fix():
+    with pytest.raises(InputError, match=r"parseq\.strength: is 1\.2 at frame 1; it must be between 0 and 1.*"
+                                         r"Change the field's curve in Parseq"):
+        validate_job({"kind": "deforum", "name": "x", "frames": 3, "parseq": {"strength": [0.5, 1.2, 0.5]}})
