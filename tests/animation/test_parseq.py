@@ -356,3 +356,11 @@ def test_out_of_range_series_values_name_the_frame_and_the_fix():
     with pytest.raises(InputError, match=r"parseq\.strength: is 1\.2 at frame 1; it must be between 0 and 1.*"
                                          r"Change the field's curve in Parseq"):
         validate_job({"kind": "deforum", "name": "x", "frames": 3, "parseq": {"strength": [0.5, 1.2, 0.5]}})
+
+
+def test_the_report_shows_parseq_prompts():
+    from framefarm.report.collect import frame_prompts
+
+    _, job = imported_job(parseq_manifest(11), 12)
+    runs, notes = frame_prompts(job.model_dump(mode="json"), 12)
+    assert notes == [] and runs[0][:3] == (0, 1, "a neon city 0") and runs[-1][:3] == (6, 12, "a forest at dusk")
