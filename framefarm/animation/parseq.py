@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -253,8 +254,7 @@ def parseq_series(manifest: Mapping[str, Any], *, frames: int, use_deltas: bool,
                           and not key.endswith(("_delta", "_pc"))))
 
     # 2. Fill each frame from its entry; frames past the job are ignored; a repeated frame takes its last entry.
-    inside = [n for n in numbers if n < frames]
-    repeated = sorted({n for n in inside if inside.count(n) > 1}) if len(set(inside)) != len(inside) else []
+    repeated = sorted(n for n, count in Counter(n for n in numbers if n < frames).items() if count > 1)
     if repeated:
         notes.append(f"Parseq manifest: frame(s) {_frame_list(repeated)} are listed more than once; the last "
                      "entry of each is used, as in Deforum")
