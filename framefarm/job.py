@@ -549,7 +549,8 @@ def read_parseq_table(table: Mapping[str, Any], *, frames: int, fps: float | Non
                          "Keep parseq.manifest (the series are read from it) or the series, not both")
     use_deltas = table.get("use_deltas", True)
     if not isinstance(use_deltas, bool):
-        raise InputError("parseq.use_deltas", use_deltas, "must be true or false")
+        raise InputError("parseq.use_deltas", use_deltas, "must be true or false",
+                         "true reads the camera moves from Parseq's *_delta fields, as Deforum does by default")
     manifest, source = load_manifest(table["manifest"], field="parseq.manifest")
     series = parseq_series(manifest, frames=frames, use_deltas=use_deltas, fps=fps, field="parseq.manifest")
     return series.job_table(use_deltas=use_deltas, manifest=source)

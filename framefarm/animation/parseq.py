@@ -154,7 +154,8 @@ def load_manifest(value: str | Mapping[str, Any], *, field: str = "parseq_manife
     if isinstance(value, Mapping):
         return _checked(dict(value), field, "inline"), "inline"
     if not isinstance(value, str) or not value.strip():
-        raise InputError(field, value, "must be a Parseq manifest: inline JSON or the path of a .json file")
+        raise InputError(field, value, "must be a Parseq manifest: inline JSON or the path of a .json file",
+                         "Paste the manifest Parseq copies, or save it and give the file's path")
     text = value.strip()
     if local_copy is not None:
         return _read_file(Path(local_copy), field, base_dir), str(local_copy)
@@ -203,7 +204,8 @@ def _checked(data: Any, field: str, where: str) -> dict:
 
 def _frame_number(entry: Any, index: int, field: str) -> int:
     if not isinstance(entry, Mapping):
-        raise InputError(f"{field}.rendered_frames[{index}]", entry, "must be an object of field values")
+        raise InputError(f"{field}.rendered_frames[{index}]", entry, "must be an object of field values",
+                         "Use the manifest Parseq renders, unedited")
     frame = entry.get("frame")
     if isinstance(frame, bool) or not isinstance(frame, (int, float)) or frame != int(frame) or frame < 0:
         raise InputError(f"{field}.rendered_frames[{index}].frame", frame, "must be a frame number ≥ 0",
@@ -271,7 +273,7 @@ def parseq_series(manifest: Mapping[str, Any], *, frames: int, use_deltas: bool,
                                  "every entry must", fix="Render the manifest again in Parseq")
             value = entry[name]
             if is_prompt and not isinstance(value, str):
-                raise InputError(where, value, "must be the prompt text")
+                raise InputError(where, value, "must be the prompt text", 'Example: "a neon city --neg blurry"')
             if number < frames:
                 column[number] = value if is_prompt else _number(value, where)
         # 3. From the last entry's frame on, hold its value (a manifest shorter than the job holds its end).

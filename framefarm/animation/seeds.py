@@ -110,7 +110,8 @@ def frame_seeds(
             text = "the per-frame seed series"
             raw = np.asarray(scheduled, dtype=np.float64)
             if raw.shape != (frames,):
-                raise InputError("seeds", f"{raw.size} seeds", f"must give one seed per frame ({frames})")
+                raise InputError("seeds", f"{raw.size} seeds", f"must give one seed per frame ({frames})",
+                                 "Pass as many scheduled seeds as the job has frames")
         else:
             raw = parse_schedule(text, frames=frames, field="seeds.schedule", seed=seed)
         scheduled = np.trunc(raw)
