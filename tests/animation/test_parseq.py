@@ -177,6 +177,15 @@ class TestAdapterRules:
         job = validate_job(dict(result.job, name="pq"))
         check_every_frame(job, manifest, frames, use_deltas, settings)
 
+    def test_3d_animation(self):
+        manifest = parseq_manifest(11)
+        settings = deforum_settings(manifest, 12, animation_mode="3D", translation_z="0:(0)", fov_schedule="0:(70)")
+        result = import_deforum(settings, source="s.txt")
+        job = validate_job(dict(result.job, name="pq"))
+        assert job.animation_mode == "3D" and job.parseq.fov[11] == 50.0
+        check_every_frame(job, manifest, 12, True, settings)
+        assert any("drives zoom, angle, which a 3D animation does not use" in note for note in result.notes)
+
     def test_deltas_and_absolutes_are_different_series(self):
         manifest = parseq_manifest(11)
         absolute = parseq_series(manifest, frames=12, use_deltas=False)
