@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from framefarm.animation.keyframes import parse_schedule, parse_string_schedule
 from framefarm.animation.job_frames import parseq_values
+from framefarm.animation.keyframes import parse_schedule, parse_string_schedule
 from framefarm.errors import InputError
 
 __all__ = ["INTEGER_SCHEDULES", "evaluate_job_schedules", "evaluate_string_schedules", "frame_table"]
