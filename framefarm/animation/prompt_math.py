@@ -12,6 +12,7 @@ condition is evaluated by that same safe evaluator.
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ def _kind(node: ast.AST, env: dict[str, Any]) -> Any:
         if name in _SAME_KIND_FUNCTIONS:
             return _numeric(_kind(node.args[0], env))
         if name in _WIDEST_FUNCTIONS:
-            return np.maximum.reduce([_numeric(_kind(arg, env)) for arg in node.args])
+            return functools.reduce(np.maximum, [_numeric(_kind(arg, env)) for arg in node.args])
         if name == "where":
             condition = compile_expression(ast.unparse(node.args[0]), field="where()",
                                            names=frozenset(env)).evaluate(**env)

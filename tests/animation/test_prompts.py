@@ -133,6 +133,11 @@ class TestBacktickMath:
         got = positives({"0": f"`{expression}`"}, 10)
         assert [got[0], got[3]] == expected
 
+    def test_result_types_mix_per_frame_inside_functions(self):
+        # min/max are framefarm extensions: integer when every argument is; where() picks its branch per frame.
+        got = positives({"0": "`max(t, where(t>1, 1, 2.5))` `min(1, 2, t)`"}, 3)
+        assert got == ["2.5 0", "2.5 1", "2 1"]
+
     def test_deforum_number_formatting(self):
         got = positives({"0": "`t/2` `1` `0.1+0.2` `1e-5` `max_f`"}, 6)
         # numexpr's types, as Deforum prints them: t/2 is a float, 1 and max_f are integers.
