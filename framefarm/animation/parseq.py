@@ -267,6 +267,8 @@ def parseq_series(manifest: Mapping[str, Any], *, frames: int, use_deltas: bool,
         is_prompt = job_key == "prompts"
         column: list[Any] = [None] * frames
         for index, (entry, number) in enumerate(zip(entries, numbers)):
+            if number >= frames:
+                continue  # past the job: never read (Deforum does not look at it either)
             where = f"{field}.rendered_frames[{index}].{name}"
             if name not in entry:
                 raise InputError(where, problem=f"is missing (frame {number}); the first entry defines {name}, so "
@@ -274,8 +276,7 @@ def parseq_series(manifest: Mapping[str, Any], *, frames: int, use_deltas: bool,
             value = entry[name]
             if is_prompt and not isinstance(value, str):
                 raise InputError(where, value, "must be the prompt text", 'Example: "a neon city --neg blurry"')
-            if number < frames:
-                column[number] = value if is_prompt else _number(value, where)
+            column[number] = value if is_prompt else _number(value, where)
         # 3. From the last entry's frame on, hold its value (a manifest shorter than the job holds its end).
         for number in range(last_frame, frames):
             column[number] = entries[-1][name] if is_prompt else float(entries[-1][name])

@@ -228,6 +228,12 @@ class TestAdapterRules:
         assert series.values["strength"][2] == 0.99
         assert any("frame(s) 2 are listed more than once" in note for note in series.notes)
 
+    def test_entries_past_the_job_are_not_read_at_all(self):
+        manifest = parseq_manifest(9)
+        manifest["rendered_frames"][7].pop("strength")
+        manifest["rendered_frames"][8]["scale"] = "not a number"
+        assert parseq_series(manifest, frames=5, use_deltas=True).values["strength"][4] == pytest.approx(0.75)
+
     def test_missing_frames_are_refused_naming_them(self):
         manifest = parseq_manifest(9)
         del manifest["rendered_frames"][3:5]
