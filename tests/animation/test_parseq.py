@@ -232,7 +232,7 @@ class TestAdapterRules:
         manifest = parseq_manifest(9)
         manifest["rendered_frames"][7].pop("strength")
         manifest["rendered_frames"][8]["scale"] = "not a number"
-        assert parseq_series(manifest, frames=5, use_deltas=True).values["strength"][4] == pytest.approx(0.75)
+        assert parseq_series(manifest, frames=5, use_deltas=True).values["strength"][4] == pytest.approx(0.71)
 
     def test_missing_frames_are_refused_naming_them(self):
         manifest = parseq_manifest(9)
