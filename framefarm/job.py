@@ -486,6 +486,77 @@ class Shot(_Spec):
     seed_offset: Annotated[int, Field(gt=-(2**32), lt=2**32)] = 0
 
 
+class ParseqTable(_Spec):
+    """Per-frame values from a Parseq manifest, as Deforum's Parseq adapter reads them (docs/deforum.md, "Parseq").
+
+    Either ``manifest`` — a manifest file (a path relative to the job file, or absolute), read when the job is
+    loaded, with ``use_deltas`` picking the ``*_delta`` camera moves as Deforum's ``parseq_use_deltas`` does — or the
+    series themselves, one value per frame (what ``framefarm import-deforum`` writes, with ``source`` naming the
+    manifest they came from). A series replaces the schedule of the same name for every frame; fields without a
+    series keep their schedules. ``seed`` drives the seed of every diffused frame (``seeds.behavior`` must be
+    ``"schedule"``, as Deforum always takes Parseq's seed); ``prompts`` are whole ``positive --neg negative`` prompts,
+    one per frame (backtick math is evaluated; the job-wide positive and negative prompts still apply).
+    """
+
+    manifest: str | None = None
+    source: str | None = None
+    use_deltas: bool = True
+    zoom: tuple[float, ...] | None = None
+    angle: tuple[float, ...] | None = None
+    translation_x: tuple[float, ...] | None = None
+    translation_y: tuple[float, ...] | None = None
+    translation_z: tuple[float, ...] | None = None
+    rotation_3d_x: tuple[float, ...] | None = None
+    rotation_3d_y: tuple[float, ...] | None = None
+    rotation_3d_z: tuple[float, ...] | None = None
+    perspective_flip_theta: tuple[float, ...] | None = None
+    perspective_flip_phi: tuple[float, ...] | None = None
+    perspective_flip_gamma: tuple[float, ...] | None = None
+    perspective_flip_fv: tuple[float, ...] | None = None
+    noise: tuple[float, ...] | None = None
+    strength: tuple[float, ...] | None = None
+    contrast: tuple[float, ...] | None = None
+    cfg_scale: tuple[float, ...] | None = None
+    fov: tuple[float, ...] | None = None
+    near: tuple[float, ...] | None = None
+    far: tuple[float, ...] | None = None
+    anti_blur_kernel: tuple[float, ...] | None = None
+    anti_blur_sigma: tuple[float, ...] | None = None
+    anti_blur_amount: tuple[float, ...] | None = None
+    anti_blur_threshold: tuple[float, ...] | None = None
+    seed: tuple[int, ...] | None = None
+    prompts: tuple[str, ...] | None = None
+
+    def value_series(self) -> dict[str, tuple[float, ...]]:
+        """The numeric series by plan value name (``"perspective_flip.theta"``, ``"anti_blur.kernel"``)."""
+        from framefarm.animation.parseq import PARSEQ_FIELDS
+
+        return {spec.value: getattr(self, spec.job) for spec in PARSEQ_FIELDS
+                if spec.value is not None and getattr(self, spec.job) is not None}
+
+    def series_lengths(self) -> dict[str, int]:
+        """Every series that is set, by its key in the table, with its length."""
+        names = [name for name in type(self).model_fields if name not in ("manifest", "source", "use_deltas")]
+        return {name: len(getattr(self, name)) for name in names if getattr(self, name) is not None}
+
+
+def read_parseq_table(table: Mapping[str, Any], *, frames: int, fps: float | None) -> dict[str, Any]:
+    """A ``[parseq]`` table whose ``manifest`` is read into per-frame series (as the importer writes them)."""
+    from framefarm.animation.parseq import load_manifest, parseq_series
+
+    given = [key for key in table if key not in ("manifest", "use_deltas", "source")]
+    if given:
+        raise InputError("parseq", sorted(given), "gives series next to a manifest, so it is unclear which to use",
+                         "Keep parseq.manifest (the series are read from it) or the series, not both")
+    use_deltas = table.get("use_deltas", True)
+    if not isinstance(use_deltas, bool):
+        raise InputError("parseq.use_deltas", use_deltas, "must be true or false",
+                         "true reads the camera moves from Parseq's *_delta fields, as Deforum does by default")
+    manifest, source = load_manifest(table["manifest"], field="parseq.manifest")
+    series = parseq_series(manifest, frames=frames, use_deltas=use_deltas, fps=fps, field="parseq.manifest")
+    return series.job_table(use_deltas=use_deltas, manifest=source)
+
+
 class DeforumJob(_JobBase):
     """Keyframe animation: every ``cadence``-th frame is diffused from the warped previous one (Deforum's
     ``diffusion_cadence``); the frames between are cross-fades of the diffused frames around them, each warped by
@@ -517,6 +588,31 @@ class DeforumJob(_JobBase):
     # Shots (docs/deforum_chain.md, "Shots"): each its own chain, rendered side by side. ``shots = [0, 48, 96]`` or
     # ``[[shots]]`` tables with ``start``, ``init_image``, ``seed_offset``; frames before the first start are a shot.
     shots: tuple[Shot, ...] = ()
+    parseq: ParseqTable | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_parseq_manifest(cls, data: Any) -> Any:
+        # A manifest is read once, here, into per-frame series: the validated job then carries every value it
+        # renders with, so a worker (or a resumed run) needs no access to the manifest file.
+        if isinstance(data, Mapping) and isinstance(data.get("parseq"), Mapping) \
+                and data["parseq"].get("manifest") is not None:
+            frames = data.get("frames", cls.model_fields["frames"].default)
+            fps = data.get("fps", cls.model_fields["fps"].default)
+            if isinstance(frames, int) and not isinstance(frames, bool) and frames >= 1:
+                data = {**data, "parseq": read_parseq_table(data["parseq"], frames=frames, fps=fps)}
+        return data
+
+    @model_validator(mode="after")
+    def _parseq_fits(self) -> DeforumJob:
+        # Series lengths are checked where the series are used (animation.job_frames), before any schedule.
+        if self.parseq is None:
+            return self
+        if self.parseq.seed is not None and self.seeds.behavior != "schedule":
+            raise InputError("seeds.behavior", self.seeds.behavior, "contradicts parseq.seed: Parseq's seeds are "
+                             "used only with seed behaviour schedule (Deforum always takes them)",
+                             'Set seeds.behavior = "schedule", or remove parseq.seed')
+        return self
 
     @field_validator("shots", mode="before")
     @classmethod
@@ -752,6 +848,12 @@ def validate_job(data: Mapping[str, Any], *, source: str = "job") -> AnyJob:
 def load_job(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AnyJob:
     """Read, merge and validate a job file (see the module docstring)."""
     data = resolve_job_dict(read_job_file(path), overrides)
+    parseq = data.get("parseq")
+    if isinstance(parseq, Mapping) and isinstance(parseq.get("manifest"), str):
+        # A manifest path in a job file is relative to the job file, like the file's own neighbours.
+        manifest = parseq["manifest"].strip()
+        if manifest and not manifest.startswith(("http", "{")) and not Path(manifest).is_absolute():
+            data["parseq"] = {**parseq, "manifest": str(Path(path).parent / manifest)}
     if "name" not in data:  # a job file's own name is the natural default
         data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", Path(path).stem).lstrip("._-") or "job"
     return validate_job(data, source=str(path))

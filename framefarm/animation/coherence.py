@@ -5,7 +5,8 @@ grey if asked, scaled by ``contrast``, sharpened (anti-blur), noised, and handed
 frames between two diffused frames are in-betweens of them. Where Deforum misbehaves, these functions do not:
 
 * :func:`match_colors` converts RGB with RGB codes (Deforum hands BGR pixels to ``COLOR_RGB2LAB``/``RGB2HSV``, so
-  its LAB and HSV matching works on swapped channels) and rounds the matched values (skimage truncates them);
+  its LAB and HSV matching works on swapped channels); the matched values are truncated to bytes exactly as Deforum's
+  ``skimage.exposure.match_histograms`` does for 8-bit frames (bit for bit: the tests compare with scikit-image);
 * :func:`adjust_contrast` clips (Deforum's ``uint8`` cast wraps 256 to 0: bright pixels turn black);
 * :func:`unsharp_mask` measures the threshold on signed differences (Deforum's ``uint8`` subtraction wraps) and
   refuses an even or non-positive kernel (OpenCV would raise deep inside the render);
@@ -97,10 +98,10 @@ def match_colors(image: np.ndarray, reference: np.ndarray, mode: ColorSpace = "L
         raise InputError("color_coherence.mode", mode, "is not a colour space to match in", "Use LAB, HSV or RGB")
     source = image if to_space is None else cv2.cvtColor(image, to_space)
     target = reference if to_space is None else cv2.cvtColor(reference, to_space)
-    # Rounded per value first, then looked up per pixel: the same bytes as rounding the float frame (a pixel's
-    # result depends on its value only), without three float64 frames (a sequential chain waits for this).
-    tables = [np.clip(np.rint(_histogram_lookup(source[..., c], target[..., c])), 0, 255).astype(np.uint8)
-              for c in range(3)]
+    # skimage's match_histograms writes its float result into a uint8 array, which truncates toward zero: floor the
+    # table (its values lie in 0…255) to give Deforum's bytes. Per value first, then looked up per pixel: the same
+    # bytes as flooring the float frame, without three float64 frames (a sequential chain waits for this).
+    tables = [np.floor(_histogram_lookup(source[..., c], target[..., c])).astype(np.uint8) for c in range(3)]
     matched = np.stack([tables[c][source[..., c]] for c in range(3)], axis=-1)
     return matched if from_space is None else cv2.cvtColor(matched, from_space)
 

@@ -27,7 +27,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from framefarm.animation.deforum_parseq import import_parseq
 from framefarm.animation.keyframes import parse_schedule, parse_string_schedule
+from framefarm.animation.parseq import ParseqSeries
 from framefarm.animation.prompts import NEG_MARKER, prompts_for_frames
 from framefarm.errors import InputError
 
@@ -160,6 +162,7 @@ class _Importer:
         self.job: dict[str, Any] = {}
         self.frames = 1
         self.seed = 0
+        self.parseq: ParseqSeries | None = None
 
     # --- bookkeeping
 
@@ -380,6 +383,8 @@ def _mode(imp: _Importer) -> str:
 
 
 def _prompts(imp: _Importer) -> None:
+    if imp.parseq is not None and imp.parseq.prompts is not None:
+        return  # Parseq gives every frame's prompt; the settings' prompt keys are reported as ignored
     raw = imp.peek("prompts", _MISSING)
     if raw is _MISSING:
         raise InputError("prompts", problem="is missing", fix='Add "prompts": {"0": "a prompt"}')
@@ -491,6 +496,15 @@ def _model(imp: _Importer, kind: str) -> None:
 
 
 def _seeds(imp: _Importer) -> None:
+    if imp.parseq is not None:
+        # With a manifest Deforum reads every frame's seed from the seed schedule, whatever seed_behavior says:
+        # Parseq's seed series when the manifest has one, else the settings' seed_schedule.
+        imp.set("seeds.behavior", "schedule")
+        imp.ignored("with a Parseq manifest Deforum takes every frame's seed from the seed schedule (seeds.behavior "
+                    "= schedule)", "seed_behavior", "seed_iter_N")
+        if "seed" not in imp.parseq.read_from:
+            imp.schedule("seed_schedule", "seeds.schedule")
+        return
     behavior = imp.choice("seed_behavior", ["iter", "fixed", "random", "ladder", "alternate", "schedule"], "iter")
     imp.set("seeds.behavior", behavior)
     imp.mapped("seed_behavior", "seeds.behavior")
@@ -809,12 +823,6 @@ def _finishing(imp: _Importer) -> None:
 
 
 def _misc(imp: _Importer) -> None:
-    if imp.path("parseq_manifest"):
-        raise InputError("parseq_manifest", imp.text("parseq_manifest")[:60],
-                         "is set: the schedules come from Parseq, not from this file",
-                         "Export the Parseq schedules into the settings (or clear parseq_manifest) and import again")
-    imp.ignored("no Parseq manifest in the file", "parseq_manifest", "parseq_use_deltas",
-                "parseq_non_schedule_overrides")
     redo = imp.text("optical_flow_redo_generation", "None")
     if redo not in ("None", ""):
         imp.unsupported("optical_flow_redo_generation", "Deforum's flow-guided re-generation is not done")
@@ -900,7 +908,7 @@ _ORDER = ("kind", "name", "description", "width", "height", "fps", "frames", "se
           "cadence_flow", "cadence_flow_factor", "init_image", "positive_prompt", "negative_prompt", "noise_type",
           "perlin_octaves", "perlin_persistence", "padding_mode", "sampling_mode", "sampler_schedule",
           "checkpoint_schedule", "prompts", "model", "motion", "seeds", "depth", "color_coherence", "hybrid",
-          "source", "controlnet")
+          "source", "controlnet", "parseq")
 
 
 def import_deforum(
@@ -910,6 +918,7 @@ def import_deforum(
     name: str | None = None,
     invalid: Literal["error", "skip"] = "error",
     source: str = "settings",
+    parseq_manifest: str | Path | None = None,
 ) -> ImportResult:
     """Map a Deforum settings dict onto a framefarm job dict.
 
@@ -921,13 +930,17 @@ def import_deforum(
         invalid: ``"error"`` (default): a schedule that does not parse is an :class:`InputError` naming its key.
             ``"skip"``: it is left out (the job's default is used) and reported as ``refused``.
         source: where the settings came from, for the job's description.
+        parseq_manifest: a local copy of the file's Parseq manifest, read instead of its ``parseq_manifest``
+            setting (which may then be a URL: framefarm never fetches one). A relative path is relative to the
+            working directory, as a path in the setting itself is.
 
     Returns:
         :class:`ImportResult`: the job dict (validate it with ``framefarm.job.validate_job``) and the report.
 
     Raises:
         InputError: contradictory settings, values of the wrong type or outside Deforum's choices, settings
-            framefarm cannot honour at all (``animation_mode`` None, a Parseq manifest), a seed of -1 with no
+            framefarm cannot honour at all (``animation_mode`` None, a Parseq manifest at a URL with no local copy, or
+            one that leaves frames without values), a seed of -1 with no
             ``seed`` given, or (with ``invalid="error"``) schedules that do not parse — every one of those listed.
     """
     if invalid not in ("error", "skip"):
@@ -936,6 +949,7 @@ def import_deforum(
     _basics(imp, name, seed)
     mode = _mode(imp)
     imp.set("description", f"Imported from Deforum settings ({source}), animation_mode {mode}")
+    imp.parseq = import_parseq(imp, mode, parseq_manifest)
     _prompts(imp)
     _model(imp, imp.job["kind"])
     _seeds(imp)
@@ -1008,7 +1022,11 @@ def _toml_value(value: Any, where: str) -> str:
 def _toml_table(table: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
     scalars = [(k, v) for k, v in table.items() if not isinstance(v, Mapping) and not _is_table_array(v)]
     for key, value in scalars:
-        lines.append(f"{_toml_key(key)} = {_toml_value(value, '.'.join(path + [key]))}")
+        where = ".".join(path + [key])
+        if isinstance(value, (list, tuple)) and len(value) > _ARRAY_ROW:
+            lines.extend(_toml_long_array(_toml_key(key), value, where))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value, where)}")
     for key, value in table.items():
         if isinstance(value, Mapping):
             lines.extend(["", "[" + ".".join(_toml_key(p) for p in path + [key]) + "]"])
@@ -1017,6 +1035,21 @@ def _toml_table(table: Mapping[str, Any], path: list[str], lines: list[str]) -> 
             for item in value:
                 lines.extend(["", "[[" + ".".join(_toml_key(p) for p in path + [key]) + "]]"])
                 _toml_table(item, path + [key], lines)
+
+
+# A per-frame series (a Parseq table) is written a row of frames per line, each line commented with its first frame,
+# so a reader finds frame 137 without counting; texts (prompts) one per line.
+_ARRAY_ROW = 10
+
+
+def _toml_long_array(key: str, values: Sequence[Any], where: str) -> list[str]:
+    row = 1 if any(isinstance(v, str) for v in values) else _ARRAY_ROW
+    lines = [f"{key} = ["]
+    for start in range(0, len(values), row):
+        items = ", ".join(_toml_value(v, where) for v in values[start:start + row])
+        lines.append(f"  {items},  # {start}")
+    lines.append("]")
+    return lines
 
 
 def _is_table_array(value: Any) -> bool:

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from framefarm.animation.camera import camera_motion, cumulative_camera
-from framefarm.animation.prompts import prompts_for_frames
+from framefarm.animation.job_frames import job_prompts, job_seeds
 from framefarm.animation.schedules import evaluate_job_schedules
-from framefarm.animation.seeds import frame_seeds
 from framefarm.errors import InputError
 
 # Bump when the meaning of a frame key changes, so old manifests stop matching.
@@ -38,6 +37,7 @@ PLAN_FORMAT = 2
 _NOT_PIXEL_FIELDS = {
     "name", "description", "frames", "fps", "output", "prompts", "positive_prompt", "negative_prompt", "motion",
     "seeds", "seed", "farm", "shots",  # shots enter per frame (a frame's key depends on its own shot only)
+    "parseq",  # its series enter per frame, as values, prompts and seeds: one changed frame re-renders from there
 }
 
 # Automatic chunk size: at least MIN_AUTO_CHUNK frames (a Prefect task run costs 5–30 ms and a GPU frame
@@ -214,16 +214,11 @@ def plan_job(
     bounds = list(zip(starts, (*starts[1:], frames)))  # each shot's [start, stop)
     # Cadence groups restart at each shot's start: in-betweens never cross a shot boundary.
     diffused = [(i - starts[shot_of(starts, i)]) % cadence == 0 for i in range(frames)]
-    seeds = frame_seeds(
-        job.seed, frames=frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
-        seed_schedule=job.seeds.schedule, diffused=diffused,
-    )
+    seeds = job_seeds(job, diffused)
     for shot, (start, stop) in zip(shots, bounds):
         if shot.seed_offset:
             seeds[start:stop] = (seeds[start:stop] + shot.seed_offset) % 2**32
-    prompts = prompts_for_frames(
-        job.prompts, frames=frames, positive=job.positive_prompt, negative=job.negative_prompt, seed=job.seed
-    )
+    prompts = job_prompts(job)
     # 2D warps (+ perspective flip), or a 3D Deforum job's camera over a plane: one 3x3 matrix per frame either way.
     motion = camera_motion(
         values, width=job.width, height=job.height, mode=getattr(job, "animation_mode", "2D"),

@@ -5,6 +5,7 @@ Semantics (``shared/design/DEFORUM_SCHEDULES.md``, reimplemented from that descr
 * Keys are frame numbers or expressions over ``max_f`` (``frames - 1``), truncated toward zero like Deforum's
   ``int()``; keys outside ``0 … frames-1`` are dropped; for keys that land on the same frame the later one wins.
   Each frame uses the prompt of the last key at or before it; frames before the first key use the first prompt.
+  With no key inside the job, every frame takes the prompt of the first key past it (Deforum's back-fill).
 * ``--neg`` splits a prompt: the text after it is the negative prompt; the text after a second ``--neg`` joins the
   negative too (Deforum crashes there). The job-wide ``positive`` goes before each prompt and the job-wide
   ``negative`` after its negative part; a stray ``--neg`` in the job-wide negative is removed. Parts are joined with
@@ -12,7 +13,9 @@ Semantics (``shared/design/DEFORUM_SCHEDULES.md``, reimplemented from that descr
   is Deforum's); everything else, A1111 attention and composable syntax included, passes through untouched.
 * Backtick math: each ``` `expr` ``` is evaluated per frame with ``t`` (frame index) and ``max_f`` through
   :mod:`framefarm.animation.safe_math` (Deforum replaces the letter ``t`` textually, which breaks ``sqrt(t+1)``), and
-  written the way Deforum writes it, Python's ``str(float)``: ``0.5``, ``1.0``, ``0.30000000000000004``, ``1e-05``.
+  written the way Deforum writes numexpr's result (:mod:`framefarm.animation.prompt_math`): integer arithmetic stays
+  integer (`` `t*2` `` → ``0``, `` `max_f` `` → ``119``), floats as Python writes them (``0.5``, ``1.0``,
+  ``0.30000000000000004``, ``1e-05``), a bare comparison as ``True``/``False``.
   An unclosed or empty backtick is an error (Deforum leaves the first as text and writes ``1`` for the second).
 """
 
@@ -24,6 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from framefarm.animation.prompt_math import format_value, result_kinds
 from framefarm.animation.safe_math import Expression, compile_expression
 from framefarm.errors import InputError
 
@@ -57,14 +61,14 @@ class _Template:
     def is_static(self) -> bool:
         return len(self.pieces) == 1
 
-    def render(self, values: list[list[float]], frame: int) -> str:
-        """The text at one frame, given each expression's values over the frames being rendered."""
+    def render(self, values: list[list[float]], kinds: list[np.ndarray], frame: int) -> str:
+        """The text at one frame, given each expression's values and kinds over the frames being rendered."""
         out, k = [], 0
         for piece in self.pieces:
             if isinstance(piece, str):
                 out.append(piece)
             else:
-                out.append(repr(values[k][frame]))  # Deforum's str(float(value)); repr of a Python float is the same
+                out.append(format_value(values[k][frame], int(kinds[k][frame])))
                 k += 1
         return "".join(out)
 
@@ -128,7 +132,7 @@ def prompts_for_frames(
         One :class:`FramePrompt` per frame (frames without backtick math share one instance per key).
 
     Raises:
-        InputError: no prompt, a key that is not a frame number or valid expression, no key inside the job, a
+        InputError: no prompt, a key that is not a frame number or valid expression, a
             prompt that is not text, ``--neg`` in the job-wide positive prompt, or bad backtick math.
     """
     # 1. Check inputs.
@@ -147,6 +151,7 @@ def prompts_for_frames(
 
     # 2. Resolve keys: frame → prompt key (later keys win on the same frame).
     table: dict[int, str | int] = {}
+    outside: dict[int, str | int] = {}  # keys past the job, in the order their frames first appear
     for key, text in prompts.items():
         key_field = f"{field}[{key!r}]"
         if not isinstance(text, str):
@@ -154,10 +159,12 @@ def prompts_for_frames(
         frame = _frame_of(key, frames, key_field)
         if 0 <= frame < frames:
             table[frame] = key
+        else:
+            outside[frame] = key
     if not table:
-        raise InputError(
-            field, dict(prompts), f"has no key inside frames 0 … {frames - 1}", 'Add a prompt at "0"'
-        )
+        # Deforum writes keys past the job after its frames and back-fills: with no key inside the job, every
+        # frame takes the first such key's prompt (a one-frame job keyed at 10 renders the prompt at 10).
+        table[0] = outside[next(iter(outside))]
 
     # 3. Per key: merge the job-wide prompts, split at --neg, render backtick math over the frames the key covers.
     starts = sorted(table)
@@ -175,12 +182,15 @@ def prompts_for_frames(
             shared = FramePrompt(pos.pieces[0], neg.pieces[0])  # type: ignore[arg-type]
             out.extend([shared] * (end - first))
             continue
-        t = np.arange(first, end, dtype=np.float64)
+        env = {"t": np.arange(first, end, dtype=np.float64), "max_f": frames - 1, **extra}
         pos_values, neg_values = (
-            [p.evaluate(t=t, max_f=frames - 1, **extra).tolist() for p in tpl.pieces if isinstance(p, Expression)]
-            for tpl in (pos, neg)
+            [p.evaluate(**env).tolist() for p in tpl.pieces if isinstance(p, Expression)] for tpl in (pos, neg)
+        )
+        pos_kinds, neg_kinds = (
+            [result_kinds(p.text, **env) for p in tpl.pieces if isinstance(p, Expression)] for tpl in (pos, neg)
         )
         out.extend(
-            FramePrompt(pos.render(pos_values, i), neg.render(neg_values, i)) for i in range(end - first)
+            FramePrompt(pos.render(pos_values, pos_kinds, i), neg.render(neg_values, neg_kinds, i))
+            for i in range(end - first)
         )
     return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from framefarm.animation.job_frames import parseq_values
 from framefarm.animation.keyframes import parse_schedule, parse_string_schedule
 from framefarm.errors import InputError
 
@@ -58,10 +59,15 @@ _RULES = (
 )
 
 
+_PARSEQ_SERIES = "the Parseq series"  # the "text" of a value that comes from a [parseq] table
+
+
 def _fail(field: str, text: str, values: np.ndarray, bad: np.ndarray, problem: str, fix: str) -> InputError:
     frame = int(np.flatnonzero(bad)[0])
     count = int(bad.sum())
     where = f"at frame {frame}" + (f" (and {count - 1} more)" if count > 1 else "")
+    if text == _PARSEQ_SERIES:  # a schedule example would not help: the values come from Parseq's curves
+        fix = "Change the field's curve in Parseq (or the series in the job) so every frame is in range"
     return InputError(field, text, f"is {values[frame]:g} {where}; it {problem}", fix)
 
 
@@ -131,6 +137,10 @@ def evaluate_job_schedules(job: Any) -> dict[str, np.ndarray]:
         name: parse_schedule(text, frames=frames, field=field, seed=seed, interpolation=interpolation)
         for name, (field, text) in sources.items()
     }
+    # A Parseq table's series replace their schedules frame for frame (Deforum's adapter does the same).
+    for name, (field, series) in parseq_values(job).items():
+        values[name] = series
+        sources[name] = (field, _PARSEQ_SERIES)
     for name in INTEGER_SCHEDULES & values.keys():
         values[name] = np.trunc(values[name])
     _check_ranges(job, values, sources)
@@ -168,16 +178,13 @@ def frame_table(job: Any, frames: range | None = None) -> list[dict[str, Any]]:
         job: a validated job spec.
         frames: the frames to list (all by default).
     """
-    from framefarm.animation.prompts import prompts_for_frames
-    from framefarm.animation.seeds import frame_seeds
+    from framefarm.animation.job_frames import job_prompts, job_seeds
 
     values = evaluate_job_schedules(job)
     strings = evaluate_string_schedules(job)
     cadence = getattr(job, "cadence", 1)
-    seeds = frame_seeds(job.seed, frames=job.frames, behavior=job.seeds.behavior, iter_n=job.seeds.iter_n,
-                        seed_schedule=job.seeds.schedule, diffused=[i % cadence == 0 for i in range(job.frames)])
-    prompts = prompts_for_frames(job.prompts, frames=job.frames, positive=job.positive_prompt,
-                                 negative=job.negative_prompt)
+    seeds = job_seeds(job, [i % cadence == 0 for i in range(job.frames)])
+    prompts = job_prompts(job)
     rows = []
     for i in frames if frames is not None else range(job.frames):
         row: dict[str, Any] = {"frame": i, "diffused": i % cadence == 0, "seed": int(seeds[i]),

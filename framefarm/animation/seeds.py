@@ -78,6 +78,7 @@ def frame_seeds(
     iter_n: int = 1,
     seed_schedule: str | None = None,
     diffused: Sequence[bool] | None = None,
+    scheduled: Sequence[float] | None = None,
 ) -> np.ndarray:
     """The seed of every frame.
 
@@ -89,6 +90,8 @@ def frame_seeds(
         seed_schedule (`str`, *optional*): for ``schedule``, a numeric schedule (``s`` is the seed, ``-1`` random);
             defaults to :data:`DEFAULT_SEED_SCHEDULE`. Ignored by the other behaviours.
         diffused (`Sequence[bool]`, *optional*): which frames are diffused (cadence); all of them by default.
+        scheduled (`Sequence[float]`, *optional*): for ``schedule``, the values per frame (a Parseq seed series)
+            instead of ``seed_schedule``; truncated and ``-1`` random, as schedule values are.
 
     Returns:
         An int64 array of length ``frames``, every value in ``0 … 2**32 - 1``.
@@ -103,7 +106,15 @@ def frame_seeds(
     # 1. The seed each frame would get if it were diffused.
     if behavior == "schedule":
         text = DEFAULT_SEED_SCHEDULE if seed_schedule is None else seed_schedule
-        scheduled = np.trunc(parse_schedule(text, frames=frames, field="seeds.schedule", seed=seed))
+        if scheduled is not None:
+            text = "the per-frame seed series"
+            raw = np.asarray(scheduled, dtype=np.float64)
+            if raw.shape != (frames,):
+                raise InputError("seeds", f"{raw.size} seeds", f"must give one seed per frame ({frames})",
+                                 "Pass as many scheduled seeds as the job has frames")
+        else:
+            raw = parse_schedule(text, frames=frames, field="seeds.schedule", seed=seed)
+        scheduled = np.trunc(raw)
         if np.abs(scheduled).max() >= 2**62:  # keeps the int64 cast exact; no real seed is near this
             raise InputError(
                 "seeds.schedule", text, "has a seed beyond ±2**62", f"Use seeds in 0 … {SEED_MODULUS - 1}"

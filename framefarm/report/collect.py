@@ -407,6 +407,10 @@ def frame_prompts(job: Mapping[str, Any], frames: int) -> tuple[list[tuple[int, 
     from framefarm.errors import FramefarmError
 
     prompts = job.get("prompts") or {}
+    parseq = job.get("parseq")
+    if isinstance(parseq, Mapping) and isinstance(parseq.get("prompts"), list):
+        # A Parseq table gives every frame's prompt (animation.job_frames.job_prompts reads it the same way).
+        prompts = {str(frame): text for frame, text in enumerate(parseq["prompts"])}
     try:
         per_frame = prompts_for_frames(prompts, frames=frames, positive=job.get("positive_prompt", ""),
                                        negative=job.get("negative_prompt", ""), seed=job.get("seed"))

@@ -86,9 +86,9 @@ class TestPrompts:
         run = framefarm("prompts", str(path), "--frames", "5", "--json", cwd=tmp_path)
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout) == [
-            {"prompt": "art, a cat 0.0", "negative_prompt": "dog blurry"},
-            {"prompt": "art, a cat 2.0", "negative_prompt": "dog blurry"},
-            {"prompt": "art, a cat 4.0", "negative_prompt": "dog blurry"},
+            {"prompt": "art, a cat 0", "negative_prompt": "dog blurry"},
+            {"prompt": "art, a cat 2", "negative_prompt": "dog blurry"},
+            {"prompt": "art, a cat 4", "negative_prompt": "dog blurry"},
             {"prompt": "art, a bird", "negative_prompt": "blurry"},
             {"prompt": "art, a bird", "negative_prompt": "blurry"},
         ]
@@ -97,7 +97,7 @@ class TestPrompts:
         path = tmp_path / "p.json"
         path.write_text(json.dumps({"prompts": {"0": "seed `s`"}, "max_frames": 2}))
         run = framefarm("prompts", str(path), "--seed", "7", "--json", cwd=tmp_path)
-        assert [row["prompt"] for row in json.loads(run.stdout)] == ["seed 7.0", "seed 7.0"]
+        assert [row["prompt"] for row in json.loads(run.stdout)] == ["seed 7", "seed 7"]
 
     def test_errors(self, tmp_path):
         path = tmp_path / "p.json"

@@ -83,6 +83,34 @@ class TestColorMatch:
         assert got[..., 0].mean() > image[..., 0].mean() + 20
         assert got[..., 2].mean() < image[..., 2].mean() - 10
 
+    @pytest.mark.parametrize("mode", ["RGB", "HSV", "LAB"])
+    @pytest.mark.parametrize("seeds", [(5, 6), (7, 8), (9, 9)])
+    def test_same_bytes_as_scikit_image(self, mode, seeds):
+        # Deforum's maintain_colors: convert both frames, skimage's match_histograms per channel (8-bit in, 8-bit out:
+        # the float result truncated toward zero), convert back. framefarm must give those bytes exactly.
+        from skimage.exposure import match_histograms
+
+        image, reference = smooth_image(seed=seeds[0]), smooth_image(seed=seeds[1], height=80, width=72)
+        reference[..., 1] = reference[..., 1] // 3 + 90  # a green cast, so every channel really moves
+        codes = {"RGB": None, "HSV": (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB),
+                 "LAB": (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB)}[mode]
+        if codes is None:
+            expected = match_histograms(image, reference, channel_axis=-1)
+        else:
+            matched = match_histograms(cv2.cvtColor(image, codes[0]), cv2.cvtColor(reference, codes[0]),
+                                       channel_axis=-1)
+            expected = cv2.cvtColor(matched, codes[1])
+        assert expected.dtype == np.uint8
+        got = match_colors(image, reference, mode)
+        np.testing.assert_array_equal(got, expected)
+
+    def test_matched_values_are_floored_not_rounded(self):
+        # skimage writes the matched floats into a uint8 array, which truncates: 8.57 becomes 8, not 9.
+        image, reference = smooth_image(seed=12), smooth_image(seed=13)
+        matched = match_histogram(image[..., 0], reference[..., 0])
+        assert (np.floor(matched) != np.rint(matched)).mean() > 0.2  # the two really differ on this frame
+        np.testing.assert_array_equal(match_colors(image, reference, "RGB")[..., 0], np.floor(matched))
+
     def test_refuses_bad_input(self):
         with pytest.raises(InputError, match="color_coherence.mode"):
             match_colors(smooth_image(), smooth_image(), "XYZ")  # type: ignore[arg-type]

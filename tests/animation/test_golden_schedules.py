@@ -174,8 +174,11 @@ PROMPTS = [
     ("expression-key", {"0": "a", "max_f/2": "b"}, 6, {}, [("a", "")] * 2 + [("b", "")] * 4,
      "max_f/2 = 2.5, truncated to 2"),
     ("key-past-the-end", {"0": "a", "30": "b"}, 3, {}, [("a", "")] * 3, "the key at 30 lies past frame 2"),
-    ("math-in-negative", {"0": "a --neg b `t*2`"}, 2, {}, [("a", "b 0.0"), ("a", "b 2.0")],
-     "backtick math works in the negative part too"),
+    ("math-in-negative", {"0": "a --neg b `t*2`"}, 2, {}, [("a", "b 0"), ("a", "b 2")],
+     "backtick math works in the negative part too; integer arithmetic stays integer, as numexpr's"),
+    ("backtick-max_f-integer", {"0": "n `max_f`"}, 3, {}, [("n 2", "")] * 3, "max_f = frames - 1, an integer"),
+    ("one-frame-late-key", {"10": "late"}, 1, {}, [("late", "")],
+     "no key inside the job: every frame back-fills from the first key past it"),
     ("attention-passes-through", {"0": "(a cat:1.2) AND [bird:fish:0.5]"}, 1, {},
      [("(a cat:1.2) AND [bird:fish:0.5]", "")], "A1111 syntax is left for the prompt encoder"),
 ]

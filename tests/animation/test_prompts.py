@@ -32,6 +32,13 @@ class TestKeys:
     def test_keys_beyond_the_last_frame_are_dropped(self):
         assert positives({"0": "a", "30": "b", "60": "c"}, 5) == ["a"] * 5
 
+    def test_with_no_key_inside_the_job_every_frame_back_fills_from_the_first_key(self):
+        # Deforum stores keys past the job after its frames and back-fills: a one-frame job keyed at 10 renders the
+        # prompt at 10; with several keys past the end, the first one written wins.
+        assert positives({"10": "late `t*2`"}, 1) == ["late 0"]
+        assert positives({"20": "b", "10": "a"}, 3) == ["b", "b", "b"]
+        assert positives({"max_f+5": "x"}, 2) == ["x", "x"]
+
     def test_expression_keys_are_evaluated_and_truncated(self):
         # max_f/2 at 6 frames is 2.5 → 2; max_f/4-5 at 120 frames is 24.75 → 24 (Deforum's init_images keys).
         assert positives({"0": "a", "max_f/2": "b"}, 6) == ["a", "a", "b", "b", "b", "b"]
@@ -98,21 +105,56 @@ class TestBacktickMath:
         # Deforum replaces "t" textually, which breaks sqrt(); here sqrt(t+1) at t=3 is 2.
         assert positives({"0": "x `sqrt(t+1)` y"}, 4)[3] == "x 2.0 y"
 
+    # Expected texts are numexpr 2.14's str() of the expression with t and max_f substituted as integer literals,
+    # which is what Deforum writes into the prompt (frames 0 and 3 of a 10-frame job).
+    @pytest.mark.parametrize(
+        ("expression", "expected"),
+        [
+            ("t*2", ["0", "6"]),
+            ("t/2", ["0.0", "1.5"]),
+            ("2**t", ["1", "8"]),
+            ("2**-1", ["0.5", "0.5"]),
+            ("abs(t-5)", ["5", "2"]),
+            ("floor(t/2)", ["0.0", "1.0"]),
+            ("ceil(t)", ["0", "3"]),
+            ("t%3", ["0", "0"]),
+            ("t>5", ["False", "False"]),
+            ("(t>5)*10", ["0", "0"]),
+            ("where(t>1,2,3.5)", ["3.5", "2"]),
+            ("0.5+0.5*sin(t/3)", ["0.5", "0.9207354924039483"]),
+            ("t+1.0", ["1.0", "4.0"]),
+            ("max_f", ["9", "9"]),
+            ("max_f/2", ["4.5", "4.5"]),
+            ("(t>1)&(t<3)", ["False", "False"]),
+            ("cos(0)", ["1.0", "1.0"]),
+        ],
+    )
+    def test_numexpr_result_types(self, expression, expected):
+        got = positives({"0": f"`{expression}`"}, 10)
+        assert [got[0], got[3]] == expected
+
+    def test_result_types_mix_per_frame_inside_functions(self):
+        # min/max are framefarm extensions: integer when every argument is; where() picks its branch per frame.
+        got = positives({"0": "`max(t, where(t>1, 1, 2.5))` `min(1, 2, t)`"}, 3)
+        assert got == ["2.5 0", "2.5 1", "2 1"]
+
     def test_deforum_number_formatting(self):
         got = positives({"0": "`t/2` `1` `0.1+0.2` `1e-5` `max_f`"}, 6)
-        assert got[0] == "0.0 1.0 0.30000000000000004 1e-05 5.0"
-        assert got[3] == "1.5 1.0 0.30000000000000004 1e-05 5.0"
+        # numexpr's types, as Deforum prints them: t/2 is a float, 1 and max_f are integers.
+        assert got[0] == "0.0 1 0.30000000000000004 1e-05 5"
+        assert got[3] == "1.5 1 0.30000000000000004 1e-05 5"
 
     def test_t_counts_frames_of_the_job_not_of_the_key(self):
-        assert positives({"0": "a", "2": "b `t`"}, 4) == ["a", "a", "b 2.0", "b 3.0"]
+        assert positives({"0": "a", "2": "b `t`"}, 4) == ["a", "a", "b 2", "b 3"]
 
     def test_math_in_negative_and_global_prompts(self):
         got = prompts_for_frames({"0": "a --neg b:`t*2`"}, frames=2, positive="p`t`", negative="n`t+10`")
-        assert got == [FramePrompt("p0.0 a", "b:0.0 n10.0"), FramePrompt("p1.0 a", "b:2.0 n11.0")]
+        assert got == [FramePrompt("p0 a", "b:0 n10"), FramePrompt("p1 a", "b:2 n11")]
 
     def test_attention_weight_schedule(self):
         got = positives({"0": "(a cat:`where(t<2, 1, 1.5)`)"}, 3)
-        assert got == ["(a cat:1.0)", "(a cat:1.0)", "(a cat:1.5)"]
+        # where() with a constant condition gives the picked branch's type in numexpr: the integer 1, the float 1.5.
+        assert got == ["(a cat:1)", "(a cat:1)", "(a cat:1.5)"]
 
     @pytest.mark.parametrize(
         ("prompt", "problem"),
@@ -154,7 +196,6 @@ class TestErrors:
             ({"0:": "a"}, r"prompts\['0:'\]", "is not a valid expression"),
             ({True: "a"}, r"prompts\[True\]", "is not a frame number"),
             ({float("nan"): "a"}, r"prompts\[nan\]", "is not a finite frame number"),
-            ({"100": "a"}, "prompts", r"has no key inside frames 0 … 9"),
         ],
     )
     def test_bad_prompts(self, prompts, field, problem):
