@@ -136,6 +136,20 @@ def path_fields(job: AnyJob) -> list[PathField]:
     return found
 
 
+def confine_read_at_validation(data: dict[str, Any], media: MediaRoots) -> dict[str, Any]:
+    """The submitted job data with the paths that validation itself reads (a Deforum job's ``parseq.manifest``,
+    read into per-frame series when the job is validated) resolved inside ``media``; :class:`PathsRefused` when one
+    lies outside. Runs before validation, so no such file is opened unless it is allowed."""
+    parseq = data.get("parseq")
+    if not isinstance(parseq, dict) or not isinstance(parseq.get("manifest"), str):
+        return data
+    resolved: dict[str, str] = {}
+    problem = _check_file(PathField("parseq.manifest", parseq["manifest"], "file"), media, resolved)
+    if problem is not None:
+        raise PathsRefused([problem])
+    return {**data, "parseq": {**parseq, "manifest": resolved["parseq.manifest"]}}
+
+
 def confine_job(job: AnyJob, media: MediaRoots) -> AnyJob:
     """``job`` with every file field resolved inside ``media``; :class:`PathsRefused` lists every field outside."""
     problems: list[InputError] = []

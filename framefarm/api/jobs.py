@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from framefarm.api.access import MediaRoots, PathsRefused, check_osc, confine_job
+from framefarm.api.access import MediaRoots, PathsRefused, check_osc, confine_job, confine_read_at_validation
 from framefarm.api.osc import OscTarget
 from framefarm.errors import InputError
 from framefarm.job import KINDS, AnyJob, JobSpec, resolve_job_dict
@@ -148,6 +148,10 @@ def validate_request(request: JobRequest, *, media: MediaRoots | None = None,
     if data["kind"] not in KINDS:
         raise JobValidationError([_problem(["body", "job", "kind"], f"{data['kind']!r} is not a job kind: use one of "
                                            f"{', '.join(KINDS)}", "literal_error")])
+    try:  # validation reads a Parseq manifest: only one the client may name
+        data = confine_read_at_validation(data, media or MediaRoots())
+    except PathsRefused as exc:
+        raise JobValidationError([input_error_problem(p, where=["body", "job"]) for p in exc.problems]) from None
     try:
         job = _JOB_ADAPTER.validate_python(data)
     except ValidationError as exc:

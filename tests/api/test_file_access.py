@@ -69,6 +69,7 @@ PATH_JOBS = [
     ("color_coherence.image", {"color_coherence": {"reference": "image", "image": "{path}"}}),
     ("color_coherence.video", {"color_coherence": {"reference": "video", "video": "{path}"}}),
     ("hybrid.video", {"hybrid": {"video": "{path}", "composite": "Normal"}}),
+    ("parseq.manifest", {"parseq": {"manifest": "{path}"}}),  # read while the job validates: checked before
 ]
 
 
