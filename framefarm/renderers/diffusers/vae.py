@@ -77,6 +77,21 @@ def encode_sources(vae, images: list[np.ndarray], generators: list, *, slice_siz
         return vae.config.scaling_factor * torch.cat(parts)
 
 
+def encode_means(vae, images: list[np.ndarray]):
+    """RGB uint8 frames → scaled latents ``[F, C, h, w]`` on the CPU, float32: the encoder's mean, no sampling (no
+    randomness to seed), one frame per call (a frame's latents don't depend on which frames share its clip) — what
+    AnimateDiff's video-to-video starts from."""
+    import torch
+
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    out = []
+    with torch.inference_mode():
+        for frame in pixels:  # one at a time: results do not depend on how many frames a segment has
+            dist = vae.encode(frame[None].to(vae.device, vae.dtype)).latent_dist
+            out.append(dist.mean.float().cpu()[0] * vae.config.scaling_factor)
+    return torch.stack(out)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Decoding
 

@@ -308,18 +308,5 @@ def _control_residuals(controls, x, t, states, window, progress: float, base) ->
     return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
 
 
-def encode_frames(vae, images: list[np.ndarray]):
-    """RGB uint8 frames → latents ``[F, C, h, w]`` (the encoder's mean: no sampling, so no extra randomness)."""
-    import torch
-
-    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    out = []
-    with torch.inference_mode():
-        for frame in pixels:  # one at a time: results do not depend on how many frames a segment has
-            dist = vae.encode(frame[None].to(vae.device, vae.dtype)).latent_dist
-            out.append(dist.mean.float().cpu()[0] * vae.config.scaling_factor)
-    return torch.stack(out)
-
-
 def to_numpy(latents) -> np.ndarray:
     return latents.detach().float().cpu().numpy()

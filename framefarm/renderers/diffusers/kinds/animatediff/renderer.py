@@ -219,8 +219,9 @@ def _tags(networks: Networks) -> str:
 
 def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
     from framefarm.renderers.diffusers.kinds.animatediff.clip import (
-        clip_conditioning, denoise_segment, encode_frames, to_numpy,
+        clip_conditioning, denoise_segment, to_numpy,
     )
+    from framefarm.renderers.diffusers.vae import encode_means
     from framefarm.renderers.samplers import make_scheduler
 
     ad, refs, components = job.animatediff, job.model, setup.components
@@ -233,7 +234,7 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
         if context.source_frame is None:
             raise InputError("source.video", job.source.video, "was not prepared", "Render through the flow")
         with components.lock:
-            init = encode_frames(setup.vae, [context.source_frame(f) for f in seg.frames])
+            init = encode_means(setup.vae, [context.source_frame(f) for f in seg.frames])
     controls = _controls(components, job, seg, context, seeds)
     with components.lock:
         components.patches.apply(components.library, networks, allow_pickle=refs.allow_pickle)
