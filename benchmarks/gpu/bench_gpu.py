@@ -13,6 +13,9 @@ What it does, in one process:
 4. Counts the FLOPs of one baseline frame with ``torch.utils.flop_counter.FlopCounterMode`` (both paths do the
    same arithmetic per frame) and writes one JSON record per job as soon as the job finishes.
 
+Baselines run over ≥ 24 frames (≥ 2 AnimateDiff clips), video2video also at plain diffusers' batch 8; every record
+says `default_levers` (true: FRAMEFARM_ACCEL unset, no torch.compile).
+
 Jobs and the code each one measures (``measured_through`` in every record):
 
 * ``video2video``: framefarm's ``DiffusersRenderer`` (SD1.5 img2img + one ControlNet, 512², 20 steps at strength
@@ -70,10 +73,13 @@ class Size:
     chain_job_frames: int  # framefarm's chain
     clip_frames: int
     clips: int
+    baseline_clips: int  # AnimateDiff baseline clips
+    baseline_batch: int  # video2video baseline also at this batch (plain diffusers' best)
 
 
-FULL = Size(False, 512, 1024, 20, 96, 16, 16, 8, 6, 6, 32, 16, 4)
-TINY = Size(True, 64, 64, 2, 8, 4, 4, 2, 2, 2, 3, 4, 2)
+# Baselines over ≥ 24 frames (≥ 2 clips): shorter ones read 1.1–1.9 frames/s for the same code across runs.
+FULL = Size(False, 512, 1024, 20, 96, 16, 16, 8, 24, 24, 32, 16, 4, 2, 8)
+TINY = Size(True, 64, 64, 2, 8, 4, 4, 2, 2, 2, 3, 4, 2, 2, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -273,6 +279,8 @@ class Bench:
             "baseline_achieved_tflops": round(flop_per_frame * base_fps / 1e12, 2),
             "fraction_of_ceiling": round(achieved / self.ceiling_tflops, 4),
             "baseline_fraction_of_ceiling": round(flop_per_frame * base_fps / 1e12 / self.ceiling_tflops, 4),
+            # The levers a worker gets with FRAMEFARM_ACCEL unset (no torch.compile), or opt-in ones.
+            "default_levers": job not in self.compile_jobs,
             **extra,
         }
 
@@ -533,9 +541,23 @@ def job_video2video(b: Bench) -> dict:
                      controlnet_conditioning_scale=0.9, generator=torch.Generator("cpu").manual_seed(i)).images[0]
         write_png(out / f"{i:06d}.png", np.asarray(image))
 
+    def batch(start: int, n: int) -> None:  # plain diffusers' own batching: lists of images and generators
+        frames = range(start, start + n)
+        controls = [preprocess("canny", sources[i], seed=i, settings=PreprocessSettings()) for i in frames]
+        images = pipe([PROMPT] * n, negative_prompt=[NEGATIVE] * n, image=[Image.fromarray(sources[i]) for i in frames],
+                      control_image=[Image.fromarray(c) for c in controls], strength=0.6, num_inference_steps=s.steps,
+                      controlnet_conditioning_scale=0.9,
+                      generator=[torch.Generator("cpu").manual_seed(i) for i in frames]).images
+        for i, image in zip(frames, images):
+            write_png(out / f"b{i:06d}.png", np.asarray(image))
+
     flop = b.flops(lambda: frame(0))
     frame(0)  # warm-up
     base_s = b.timed(lambda: [frame(i) for i in range(s.baseline_frames)])
+    n = s.baseline_batch
+    batch(0, n)  # warm-up at this batch size
+    batched_s = b.timed(lambda: [batch(i, n) for i in range(0, s.baseline_frames - n + 1, n)])
+    batched_fps = (s.baseline_frames // n * n) / batched_s
     base_peak = b.peak()
     _free(b, pipe)
     set_levers(b, "video2video")
@@ -545,7 +567,10 @@ def job_video2video(b: Bench) -> dict:
                       "framefarm DiffusersRenderer (video2video, SD1.5 + 1 ControlNet) + FrameWriterPool",
                       "diffusers StableDiffusionControlNetImg2ImgPipeline, 1 frame per call",
                       s.v2v_frames, ff.pop("seconds"), s.baseline_frames, base_s, flop, batch_size=s.v2v_batch,
-                      width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak, **ff)
+                      width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak,
+                      baseline_batched={"batch_size": n, "frames": s.baseline_frames // n * n,
+                                        "frames_per_s": round(batched_fps, 3)}, **ff)
+    record["speedup_vs_baseline_batched"] = round(record["frames_per_s"] / batched_fps, 2)
     if b.compare_per_frame_vae:
         # Same process, same (compiled) models: the renderer as before the VAE slices (diffusers encodes each frame
         # in its own call, each frame decoded alone with its NaN checks and host copy).
@@ -746,7 +771,7 @@ def job_animatediff(b: Bench) -> dict:
 
     flop = b.flops(lambda: clip("f", 0)) / s.clip_frames
     clip("w", 0)
-    base_s = b.timed(lambda: clip("b", 1))
+    base_s = b.timed(lambda: [clip("b", k) for k in range(1, 1 + s.baseline_clips)])
     base_peak = b.peak()
     _free(b, pipe, sd, adapter)
 
@@ -773,7 +798,8 @@ def job_animatediff(b: Bench) -> dict:
     frames = s.clips * s.clip_frames
     return b.record("animatediff", "framefarm AnimateDiff renderer (motion module from the models folder, VAE "
                                    "slices) through render_chunk_frames, one 16-frame clip per job",
-                    "diffusers AnimateDiffPipeline, 1 clip per call", frames, seconds, s.clip_frames, base_s, flop,
+                    "diffusers AnimateDiffPipeline, 1 clip per call", frames, seconds,
+                    s.baseline_clips * s.clip_frames, base_s, flop,
                     batch_size=1, num_frames=s.clip_frames, width=w, height=w, steps=s.steps,
                     baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(), load_s=round(load_s, 2),
                     warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
