@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from framefarm.errors import InputError
+from framefarm.storage.atomic import discard, publish
 
 # A header bigger than this is not a real file's (the largest real checkpoints' headers are a few MB): refusing it
 # keeps a damaged length field from making us allocate gigabytes.
@@ -172,14 +173,13 @@ class StreamingWriter:
         """Finish the file and move it into place. Raises if a planned tensor was never written."""
         self._handle.close()
         if self._next != len(self._order):
-            self._temp.unlink(missing_ok=True)
+            discard(self._temp)
             raise ValueError(f"only {self._next} of {len(self._order)} tensors were written")
-        os.replace(self._temp, self.path)
-        return self.path
+        return publish(self._temp, self.path)
 
     def abort(self) -> None:
         self._handle.close()
-        self._temp.unlink(missing_ok=True)
+        discard(self._temp)
 
 
 def tensor_bytes(tensor: Any) -> bytes:
