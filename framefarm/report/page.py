@@ -4,8 +4,9 @@ The only outside references are relative links to files beside it in the job fol
 page), and each frame's PNG (a thumbnail links to its full-size frame). A Content-Security-Policy forbids
 everything else, so a report can never call out to a CDN or anything on the network, even by mistake.
 
-The markup lives in Jinja2 templates (``templates/``, shipped as package data) with autoescaping on, so a job name,
-prompt or worker name is always shown as text, whatever it holds. This module only works out what to show.
+The markup lives in Jinja2 templates (``templates/``, shipped as package data; see :mod:`.templating`) with
+autoescaping on, so a job name, prompt or worker name is always shown as text, whatever it holds. This module only
+works out what to show.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
 import numpy as np
-from markupsafe import Markup
 
 from framefarm.report.collect import ReportData, dumps, frame_prompts, model_rows, schedule_values
 from framefarm.report.contact import Thumb
 from framefarm.report.svg import PALETTE, bar_chart, line_plot, number
+from framefarm.report.templating import render
 
 # Plotted first, in this order, when they vary; every other varying schedule follows in name order.
 PREFERRED = ("zoom", "angle", "translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
@@ -29,13 +29,6 @@ PREFERRED = ("zoom", "angle", "translation_x", "translation_y", "translation_z",
 # Always plotted, even when constant: what people look at first.
 ALWAYS = ("zoom", "strength", "cfg_scale")
 MAX_PROMPT_RUNS = 80  # more runs than this (backtick maths changing every frame): list the keyframes instead
-
-# Autoescape on for every template: values are text unless wrapped in Markup (only the SVG plots are).
-# StrictUndefined: a misspelt name in a template fails the report instead of silently showing nothing.
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("framefarm.report", "templates"), autoescape=True,
-                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                          undefined=jinja2.StrictUndefined)
-
 
 def _size(nbytes: int | None) -> str:
     if nbytes is None:
@@ -123,8 +116,7 @@ def _schedules(data: ReportData, prompts: list[tuple[int, int, str, str]]) -> tu
         plots.append(line_plot(np.asarray(seeds, np.float64), name="seed", title="seed", fps=data.fps,
                                markers=markers, colour=PALETTE[len(names) % len(PALETTE)], step=True))
     constant = sorted(n for n in values if n not in names and values[n].size)
-    # svg.py escapes every value it writes into a plot, so its output goes in as markup.
-    return {"plots": [Markup(plot) for plot in plots],
+    return {"plots": plots,
             "constant": [(n, number(float(values[n][0]))) for n in constant]}, notes
 
 
@@ -161,7 +153,7 @@ def _timings(data: ReportData) -> dict[str, Any]:
     summary = f"{len(timings)} chunk(s), {total:.1f} s of chunk time"
     if rendered:
         summary += f", {rendered} frame(s) rendered, {total / rendered:.3f} s per frame"
-    return {"rows": rows, "summary": summary, "chart": Markup(chart),
+    return {"rows": rows, "summary": summary, "chart": chart,
             "worker": any(t.worker for t in timings), "gpu": any(t.gpu for t in timings)}
 
 
@@ -170,7 +162,7 @@ def render_page(data: ReportData, thumbs: Sequence[Thumb], latest: Thumb | None)
     prompts, prompt_notes = frame_prompts(data.job, max(1, data.frames))
     schedules, schedule_notes = _schedules(data, prompts)
     made = dt.datetime.fromisoformat(data.generated).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return _ENV.get_template("report.html.j2").render(
+    return str(render("report.html.j2",
         job_name=data.job_name, frames=data.frames, done=len(data.done),
         header=_header(data),
         notes=[*data.notes, *prompt_notes, *schedule_notes],
@@ -184,4 +176,4 @@ def render_page(data: ReportData, thumbs: Sequence[Thumb], latest: Thumb | None)
         job_json=dumps(data.job),
         made=made,
         where=data.store.local_path() or data.store.fs.unstrip_protocol(data.store.job_dir),
-    )
+    ))
