@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from framefarm.report.collect import ReportData, dumps, frame_prompts, model_rows, schedule_values
 from framefarm.report.contact import Thumb
@@ -50,6 +51,9 @@ def _status(data: ReportData) -> tuple[str, str]:
 
 
 
+# What each section of the page shows, worked out here and written by templates/sections.html.j2.
+
+
 @dataclass(frozen=True)
 class _Fact:
     label: str
@@ -57,7 +61,80 @@ class _Fact:
     progress: float | None = None  # percent done, drawn as a bar under the value
 
 
-def _header(data: ReportData) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Header:
+    status_class: str  # the badge's CSS class: complete, running or empty
+    status: str
+    description: str
+    facts: list[_Fact]
+
+
+@dataclass(frozen=True)
+class _Figure:
+    thumb: Thumb
+    seed: int | None
+    prompt: str  # the frame's positive prompt, as the thumbnail's tooltip
+
+
+@dataclass(frozen=True)
+class _Sheet:
+    figures: list[_Figure]
+    done: int  # finished frames, of which the figures are a sample
+
+
+@dataclass(frozen=True)
+class _Schedules:
+    plots: list[Markup]
+    constant: list[tuple[str, str]]  # (schedule, its one value) for those not plotted
+
+
+@dataclass(frozen=True)
+class _PromptRun:
+    first: int
+    last: int
+    colour: str
+    span: str
+    seconds: str
+    positive: str
+    negative: str
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class _Prompts:
+    runs: list[_PromptRun]
+    frames: int
+    keyframes: list[tuple[str, str]] | None = None  # too many runs to draw: the job's prompt keyframes instead
+    run_count: int = 0
+
+
+@dataclass(frozen=True)
+class _TimingRow:
+    index: int
+    cached: bool
+    span: str
+    rendered: str
+    reused: str
+    seconds: str
+    per_frame: str
+    worker: str
+    gpu: str
+    started: str
+
+
+@dataclass(frozen=True)
+class _Timings:
+    rows: list[_TimingRow]
+    summary: str = ""
+    chart: Markup | None = None
+    worker: bool = False  # show the worker column (some chunk knows its worker)
+    gpu: bool = False
+
+
+def _header(data: ReportData) -> _Header:
     job, plan = data.job, data.plan or {}
     status_class, status = _status(data)
     output = job.get("output") or {}
@@ -82,8 +159,7 @@ def _header(data: ReportData) -> dict[str, Any]:
         facts.append(_Fact("video", data.video.name + (f" ({_size(data.video.size)})" if data.video.size else "")))
     progress = 100.0 * len(data.done) / frames if not data.complete and frames else None
     facts.append(_Fact("status", status, progress))
-    return {"status_class": status_class, "status": status, "description": job.get("description") or "",
-            "facts": facts}
+    return _Header(status_class, status, job.get("description") or "", facts)
 
 
 def _prompt_at(prompts: list[tuple[int, int, str, str]], index: int) -> str:
@@ -93,14 +169,14 @@ def _prompt_at(prompts: list[tuple[int, int, str, str]], index: int) -> str:
     return ""
 
 
-def _sheet(data: ReportData, thumbs: Sequence[Thumb], prompts: list[tuple[int, int, str, str]]) -> dict[str, Any]:
+def _sheet(data: ReportData, thumbs: Sequence[Thumb], prompts: list[tuple[int, int, str, str]]) -> _Sheet:
     seeds = data.seeds()
-    figures = [(thumb, seeds[thumb.index] if seeds and thumb.index < len(seeds) else None,
-                _prompt_at(prompts, thumb.index)) for thumb in thumbs]
-    return {"figures": figures, "done": len(data.done)}
+    figures = [_Figure(thumb, seeds[thumb.index] if seeds and thumb.index < len(seeds) else None,
+                       _prompt_at(prompts, thumb.index)) for thumb in thumbs]
+    return _Sheet(figures, len(data.done))
 
 
-def _schedules(data: ReportData, prompts: list[tuple[int, int, str, str]]) -> tuple[dict[str, Any], list[str]]:
+def _schedules(data: ReportData, prompts: list[tuple[int, int, str, str]]) -> tuple[_Schedules, list[str]]:
     values, notes = schedule_values(data.job)
     seeds = data.seeds()
     markers = [(start, f"frame {start}: {positive}") for start, _stop, positive, _neg in prompts[1:MAX_PROMPT_RUNS]]
@@ -116,45 +192,42 @@ def _schedules(data: ReportData, prompts: list[tuple[int, int, str, str]]) -> tu
         plots.append(line_plot(np.asarray(seeds, np.float64), name="seed", title="seed", fps=data.fps,
                                markers=markers, colour=PALETTE[len(names) % len(PALETTE)], step=True))
     constant = sorted(n for n in values if n not in names and values[n].size)
-    return {"plots": plots,
-            "constant": [(n, number(float(values[n][0]))) for n in constant]}, notes
+    return _Schedules(plots, [(n, number(float(values[n][0]))) for n in constant]), notes
 
 
-def _prompts(data: ReportData, prompts: list[tuple[int, int, str, str]]) -> dict[str, Any]:
+def _prompts(data: ReportData, prompts: list[tuple[int, int, str, str]]) -> _Prompts:
+    frames = max(1, data.frames)
     if len(prompts) > MAX_PROMPT_RUNS:
         keys = data.job.get("prompts") or {}
-        return {"keyframes": [(str(k), str(v)) for k, v in keys.items()], "runs": len(prompts), "rows": []}
-    rows = []
-    for i, (start, stop, positive, negative) in enumerate(prompts):
-        rows.append({"first": start, "last": stop - 1, "length": stop - start, "colour": PALETTE[i % len(PALETTE)],
-                     "span": f"{start}–{stop - 1}" if stop - start > 1 else f"{start}",
-                     "seconds": f"{start / data.fps:.2f}–{stop / data.fps:.2f} s",
-                     "positive": positive, "negative": negative})
-    return {"keyframes": None, "rows": rows, "frames": max(1, data.frames)}
+        return _Prompts([], frames, [(str(k), str(v)) for k, v in keys.items()], len(prompts))
+    runs = [_PromptRun(first=start, last=stop - 1, colour=PALETTE[i % len(PALETTE)],
+                       span=f"{start}–{stop - 1}" if stop - start > 1 else f"{start}",
+                       seconds=f"{start / data.fps:.2f}–{stop / data.fps:.2f} s", positive=positive, negative=negative)
+            for i, (start, stop, positive, negative) in enumerate(prompts)]
+    return _Prompts(runs, frames)
 
 
 def _blank(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _timings(data: ReportData) -> dict[str, Any]:
+def _timings(data: ReportData) -> _Timings:
     timings = data.timings
     if not timings:
-        return {"rows": []}
+        return _Timings([])
     chart = bar_chart([t.seconds for t in timings], [str(t.index) for t in timings], name="chunk-seconds",
                       title="seconds per chunk")
-    rows = [{"index": t.index, "cached": bool(t.cached),
-             "span": f"{t.start}–{t.stop - 1}" if t.start is not None and t.stop is not None else "",
-             "rendered": _blank(t.rendered), "reused": _blank(t.reused), "seconds": f"{t.seconds:.2f}",
-             "per_frame": f"{t.seconds / t.rendered:.3f}" if t.rendered else "",
-             "worker": t.worker or "", "gpu": t.gpu or "", "started": t.started or ""} for t in timings]
+    rows = [_TimingRow(index=t.index, cached=bool(t.cached),
+                       span=f"{t.start}–{t.stop - 1}" if t.start is not None and t.stop is not None else "",
+                       rendered=_blank(t.rendered), reused=_blank(t.reused), seconds=f"{t.seconds:.2f}",
+                       per_frame=f"{t.seconds / t.rendered:.3f}" if t.rendered else "",
+                       worker=t.worker or "", gpu=t.gpu or "", started=t.started or "") for t in timings]
     total = sum(t.seconds for t in timings)
     rendered = sum(t.rendered or 0 for t in timings)
     summary = f"{len(timings)} chunk(s), {total:.1f} s of chunk time"
     if rendered:
         summary += f", {rendered} frame(s) rendered, {total / rendered:.3f} s per frame"
-    return {"rows": rows, "summary": summary, "chart": chart,
-            "worker": any(t.worker for t in timings), "gpu": any(t.gpu for t in timings)}
+    return _Timings(rows, summary, chart, worker=any(t.worker for t in timings), gpu=any(t.gpu for t in timings))
 
 
 def render_page(data: ReportData, thumbs: Sequence[Thumb], latest: Thumb | None) -> str:
@@ -162,12 +235,14 @@ def render_page(data: ReportData, thumbs: Sequence[Thumb], latest: Thumb | None)
     prompts, prompt_notes = frame_prompts(data.job, max(1, data.frames))
     schedules, schedule_notes = _schedules(data, prompts)
     made = dt.datetime.fromisoformat(data.generated).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return str(render("report.html.j2",
+    return str(render(
+        "report.html.j2",
         job_name=data.job_name, frames=data.frames, done=len(data.done),
         header=_header(data),
         notes=[*data.notes, *prompt_notes, *schedule_notes],
-        video={"video": data.video, "preview": data.preview},
-        latest=None if latest is None or data.complete else {"thumb": latest, "generated": data.generated},
+        video=data.video, preview=data.preview,
+        latest=None if data.complete else latest,  # a finished job shows its video, not its last frame
+        generated=data.generated,
         sheet=_sheet(data, thumbs, prompts),
         schedules=schedules,
         prompts=_prompts(data, prompts),
