@@ -36,6 +36,7 @@ from framefarm.api.jobs import TERMINAL, JobRequest
 from framefarm.api.osc import OscTarget, clip_ready_message, send
 from framefarm.errors import InputError
 from framefarm.storage import FrameStore
+from framefarm.storage.atomic import atomic_write_text
 
 POLL_S = 0.5
 TERMINATE_GRACE_S = 10.0
@@ -215,9 +216,8 @@ class LocalRunner:
 
     def _save(self, record: JobRecord) -> None:
         path = self.state_dir / "jobs" / f"{record.id}.json"
-        temp = path.with_suffix(".json.tmp")
-        temp.write_text(json.dumps(record.to_json(), indent=2))
-        os.replace(temp, path)
+        # The temp name ends in .tmp so that _load's "*.json" glob never reads a half-written record.
+        atomic_write_text(path, json.dumps(record.to_json(), indent=2), temp=path.with_suffix(".json.tmp"))
 
     # -- lifecycle
 

@@ -15,19 +15,21 @@ the depth (and with it the chain) is deterministic on a given device.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError, RenderError
 
 # ImageNet statistics: what DPT and Depth Anything were trained with (their image processors use the same numbers).
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
-_models: dict[str, object] = {}
-_lock = threading.Lock()
+# Depth models are 0.1-1.3 GB and a job uses one algorithm; two covers a worker switching between jobs. Loaded
+# under the cache's lock, so chains starting together load a model once.
+DEPTH_MODELS_CACHED = 2
+_models: LruCache[str, object] = LruCache(DEPTH_MODELS_CACHED, name="depth models")
 
 
 def depth_kind(algorithm: str) -> str:
@@ -56,12 +58,7 @@ class DepthModel:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        with _lock:
-            model = _models.get(str(folder))
-            if model is None:
-                model = _load(folder)
-                _models[str(folder)] = model
-        self.model = model
+        self.model = _models.get_or_load(str(folder), lambda: _load(folder), load_under_lock=True)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         import torch

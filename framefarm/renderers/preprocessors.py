@@ -19,7 +19,6 @@ A preprocessor's name and ``VERSION`` attribute belong to the frame key through 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError, RenderError
 
 ENTRY_POINT_GROUP = "framefarm.preprocessors"
@@ -151,8 +151,9 @@ AUX["depth_midas"] = AUX["depth"]
 AUX["softedge_hed"] = AUX["softedge"]
 AUX["normal_bae"] = AUX["normal"]
 
-_detectors: dict[tuple[str, str], Any] = {}
-_detector_lock = threading.Lock()
+# One detector per annotator kind and folder; loaded under the cache's lock so two chunks starting together load
+# it once. The bound only matters for a worker that meets many annotator folders.
+_detectors: LruCache[tuple[str, str], Any] = LruCache(2 * len(AUX), name="annotators")
 
 
 def annotator_folder(models_dir: str | None) -> Path | None:
@@ -174,25 +175,24 @@ def _aux_detector(spec: AuxAnnotator, folder: Path | None):
     if missing:
         raise InputError("controlnet.preprocessor", name, f"needs the file(s) {', '.join(missing)} in {folder}",
                          "Copy them from lllyasviel/Annotators (framefarm never downloads at render time)")
-    key = (spec.module + "." + spec.cls, str(folder))
-    with _detector_lock:
-        if key in _detectors:
-            return _detectors[key]
-        import importlib
+    return _detectors.get_or_load((spec.module + "." + spec.cls, str(folder)),
+                                  lambda: _load_detector(spec, name, folder), load_under_lock=True)
 
-        try:
-            module = importlib.import_module(spec.module)
-        except ImportError as exc:
-            raise InputError("controlnet.preprocessor", name, f"needs controlnet-aux, which cannot be imported "
-                                                              f"here ({exc})",
-                             'Install the annotators extra: pip install "framefarm[annotators]" (with a torchvision '
-                             "matching your torch)") from None
-        try:
-            detector = getattr(module, spec.cls).from_pretrained(str(folder))
-        except Exception as exc:  # noqa: BLE001 - third-party loaders raise anything; report it with the folder
-            raise RenderError(f"{spec.cls} could not load its weights from {folder}: {exc}") from exc
-        _detectors[key] = detector
-        return detector
+
+def _load_detector(spec: AuxAnnotator, name: str, folder: Path):
+    import importlib
+
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise InputError("controlnet.preprocessor", name, f"needs controlnet-aux, which cannot be imported "
+                                                          f"here ({exc})",
+                         'Install the annotators extra: pip install "framefarm[annotators]" (with a torchvision '
+                         "matching your torch)") from None
+    try:
+        return getattr(module, spec.cls).from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - third-party loaders raise anything; report it with the folder
+        raise RenderError(f"{spec.cls} could not load its weights from {folder}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Plots as inline SVG, drawn by hand: schedule curves and bar charts, sharp at any zoom, no plotting library.
 
+This module works out the geometry; ``templates/line_plot.svg.j2`` and ``bar_chart.svg.j2`` write the elements
+(autoescaped, as the page: a schedule name or a prompt in a marker's tooltip is text).
+
 Each plot is an ``<svg class="plot">`` carrying its values in ``data-values`` (JSON, downsampled for long jobs) so
 the report's script can show the value under the pointer; the page works without the script too.
 """
@@ -9,9 +12,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from html import escape
 
 import numpy as np
+from markupsafe import Markup
+
+from framefarm.report.templating import render
 
 WIDTH = 640
 HEIGHT = 170
@@ -71,7 +76,7 @@ def _y_range(values: np.ndarray) -> tuple[float, float]:
 
 def line_plot(values: Sequence[float] | np.ndarray, *, name: str, title: str | None = None, fps: float | None = None,
               markers: Sequence[tuple[int, str]] = (), colour: str = PALETTE[0], width: int = WIDTH,
-              height: int = HEIGHT, step: bool = False) -> str:
+              height: int = HEIGHT, step: bool = False) -> Markup:
     """One schedule (or any per-frame series) as an SVG line plot.
 
     Args:
@@ -99,51 +104,29 @@ def line_plot(values: Sequence[float] | np.ndarray, *, name: str, title: str | N
         xs = np.repeat(xs, 2)[1:]
         ys = np.repeat(ys, 2)[:-1]
     path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs.tolist(), ys.tolist()))
-    parts = [f'<svg class="plot" id="plot-{escape(name)}" data-name="{escape(name)}" data-frames="{frames}" '
-             f'data-left="{LEFT}" data-right="{RIGHT}" data-top="{TOP}" data-bottom="{BOTTOM}" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             f'aria-label="{escape(title or name)}" xmlns="http://www.w3.org/2000/svg">',
-             f'<text class="title" x="{LEFT}" y="15">{escape(title or name)}</text>',
-             f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/>']
     # Horizontal grid: the data's min, max and middle, labelled with the real values.
     data_lo, data_hi = float(values.min()), float(values.max())
     middle = (data_lo + data_hi) / 2
     levels = [data_lo] if data_hi == data_lo else [data_lo, data_hi]
     if data_hi != data_lo and not (step and middle != int(middle)):  # integer series: no "1239.5" label
         levels.insert(1, middle)
-    for level in levels:
-        y = sy(level)
-        parts.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="ylabel" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{number(level)}</text>')
     # Vertical ticks on whole frames, 1-2-5 spaced.
     tick = max(1, int(nice_step(max(1, frames - 1))))
-    for frame in range(0, frames, tick):
-        x = sx(frame)
-        parts.append(f'<line class="tick" x1="{x:.1f}" y1="{TOP + plot_h}" x2="{x:.1f}" y2="{TOP + plot_h + 4}"/>')
-        parts.append(f'<text class="xlabel" x="{x:.1f}" y="{height - 6}" text-anchor="middle">{frame}</text>')
-    if fps:
-        parts.append(f'<text class="xlabel" x="{LEFT + plot_w}" y="{height - 6}" text-anchor="end">'
-                     f'{frames / fps:.2f} s</text>')
-    for frame, label in markers:
-        if 0 < frame < frames:
-            x = sx(frame)
-            parts.append(f'<line class="marker" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + plot_h}">'
-                         f'<title>{escape(label)}</title></line>')
-    if frames == 1:
-        parts.append(f'<circle class="dot" cx="{sx(0):.1f}" cy="{sy(values[0]):.1f}" r="3" fill="{colour}"/>')
-    else:
-        parts.append(f'<polyline class="curve" fill="none" stroke="{colour}" points="{path}"/>')
-    parts.append(f'<line class="cursor" x1="0" y1="{TOP}" x2="0" y2="{TOP + plot_h}" visibility="hidden"/>')
-    parts.append(f'<text class="readout" x="{LEFT + plot_w}" y="15" text-anchor="end"></text>')
-    parts.append("</svg>")
     hover = values if frames <= MAX_HOVER_VALUES else values[np.linspace(0, frames - 1, MAX_HOVER_VALUES).astype(int)]
-    data = json.dumps([float(f"{v:.6g}") for v in hover.tolist()], separators=(",", ":"))
-    parts[0] = parts[0][:-1] + f" data-values='{escape(data, quote=True)}'>"
-    return "".join(parts)
+    return render(
+        "line_plot.svg.j2", name=name, title=title or name, frames=frames, width=width, height=height,
+        left=LEFT, right=RIGHT, top=TOP, bottom=BOTTOM, plot_w=plot_w, plot_h=plot_h, colour=colour,
+        levels=[(f"{sy(level):.1f}", f"{sy(level) + 4:.1f}", number(level)) for level in levels],
+        ticks=[(f"{sx(frame):.1f}", frame) for frame in range(0, frames, tick)],
+        seconds=f"{frames / fps:.2f} s" if fps else None,
+        markers=[(f"{sx(frame):.1f}", label) for frame, label in markers if 0 < frame < frames],
+        dot=(f"{sx(0):.1f}", f"{sy(values[0]):.1f}") if frames == 1 else None, path=path,
+        values=json.dumps([float(f"{v:.6g}") for v in hover.tolist()], separators=(",", ":")),
+    )
 
 
 def bar_chart(values: Sequence[float], labels: Sequence[str], *, name: str, title: str, unit: str = "s",
-              colour: str = PALETTE[3], width: int = WIDTH, height: int = HEIGHT) -> str:
+              colour: str = PALETTE[3], width: int = WIDTH, height: int = HEIGHT) -> Markup:
     """One bar per item (chunk timings), labelled below when they fit."""
     values = np.asarray(values, dtype=np.float64)
     count = max(1, values.size)
@@ -151,24 +134,15 @@ def bar_chart(values: Sequence[float], labels: Sequence[str], *, name: str, titl
     top = float(values.max()) if values.size and values.max() > 0 else 1.0
     slot = plot_w / count
     gap = min(4.0, slot * 0.2)
-    parts = [f'<svg class="plot bars" id="plot-{escape(name)}" data-name="{escape(name)}" data-bars="{values.size}" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-             f'<text class="title" x="{LEFT}" y="15">{escape(title)}</text>',
-             f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/>']
-    for level in (0.0, top / 2, top):
-        y = TOP + plot_h - level / top * plot_h
-        parts.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="ylabel" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                     f'{number(level)} {unit}</text>')
     every = max(1, math.ceil(count / 16))
+    bars = []
     for i, (value, label) in enumerate(zip(values.tolist(), labels)):
         h = value / top * plot_h
         x = LEFT + i * slot + gap / 2
-        parts.append(f'<rect class="bar" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{max(1.0, slot - gap):.1f}" '
-                     f'height="{h:.1f}" fill="{colour}"><title>{escape(label)}: {number(value)} {unit}</title></rect>')
-        if i % every == 0:
-            parts.append(f'<text class="xlabel" x="{x + (slot - gap) / 2:.1f}" y="{height - 6}" '
-                         f'text-anchor="middle">{escape(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        bars.append({"x": f"{x:.1f}", "y": f"{TOP + plot_h - h:.1f}", "width": f"{max(1.0, slot - gap):.1f}",
+                     "height": f"{h:.1f}", "tip": f"{label}: {number(value)} {unit}",
+                     "label": label if i % every == 0 else None, "label_x": f"{x + (slot - gap) / 2:.1f}"})
+    levels = [(f"{TOP + plot_h - level / top * plot_h:.1f}", f"{TOP + plot_h - level / top * plot_h + 4:.1f}",
+               f"{number(level)} {unit}") for level in (0.0, top / 2, top)]
+    return render("bar_chart.svg.j2", name=name, title=title, count=values.size, width=width, height=height,
+                  left=LEFT, top=TOP, plot_w=plot_w, plot_h=plot_h, colour=colour, levels=levels, bars=bars)

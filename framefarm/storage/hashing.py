@@ -5,17 +5,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-_BLOCK = 1 << 20
-
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a local file, read in 1 MiB blocks (model files are GBs)."""
-    digest = hashlib.sha256()
+    """SHA-256 of a local file, streamed by ``hashlib.file_digest`` (model files are GBs; it never reads one whole)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -8,8 +8,6 @@ the output is written to a temp name and renamed, so a crash never leaves a half
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from framefarm.errors import RenderError
+from framefarm.storage.atomic import discard, publish
 from framefarm.video.codecs import CODECS, REC709_TAGS, Codec, get_codec
 from framefarm.video.ffmpeg import ffmpeg_exe, require_encoders
 
@@ -77,30 +76,6 @@ def output_name(
 def partial_path(out_path: Path) -> Path:
     """Where an output is written before it is renamed into place (``clip.partial.mp4``, ``frames.partial``)."""
     return out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
-
-
-def publish(partial: Path, out_path: Path) -> Path:
-    """Rename a finished output into place; an image-sequence folder replaces an older one whole."""
-    if partial.is_dir():
-        old = None
-        if out_path.exists():
-            old = out_path.with_name(out_path.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_path, old)
-        os.replace(partial, out_path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, out_path)
-    return out_path
-
-
-def discard(partial: Path) -> None:
-    """Remove a partial output (file or folder) after a failure."""
-    if partial.is_dir():
-        shutil.rmtree(partial, ignore_errors=True)
-    else:
-        partial.unlink(missing_ok=True)
 
 
 def video_args(codec: Codec, *, alpha: bool, crf: int, preset: str) -> list[str]:

@@ -29,9 +29,10 @@ import numpy as np
 
 from framefarm.errors import InputError
 from framefarm.images import fit_cover
+from framefarm.storage.atomic import discard, publish
 from framefarm.video.audio import AudioTrack, mux_audio
 from framefarm.video.codecs import Codec, fit_size, get_codec
-from framefarm.video.encode import discard, encode_frames, output_name, partial_path, publish
+from framefarm.video.encode import encode_frames, output_name, partial_path
 from framefarm.video.frames import frame_folder, has_alpha_channel, list_frame_files
 from framefarm.video.gif import check_gif_rate
 from framefarm.video.interpolate import InterpolateSpec, interpolate as run_interpolation, interpolated_count

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import tomllib
 from pathlib import Path
@@ -19,6 +18,7 @@ from framefarm.animation.deforum_import import (
 )
 from framefarm.errors import InputError
 from framefarm.job import validate_job
+from tests.support.deforum_samples import SAMPLES, needs_samples
 
 
 def settings(**overrides):
@@ -264,16 +264,6 @@ class TestToml:
 
 
 # ----- The real published settings files -------------------------------------------------------------------------
-
-def _samples_dir() -> Path | None:
-    env = os.environ.get("FRAMEFARM_DEFORUM_SAMPLES")
-    candidates = [Path(env)] if env else []
-    candidates += [parent / "shared" / "data" / "deforum-settings" for parent in Path(__file__).resolve().parents]
-    return next((c for c in candidates if c.is_dir() and any(c.glob("*.txt"))), None)
-
-
-SAMPLES = _samples_dir()
-needs_samples = pytest.mark.skipif(SAMPLES is None, reason="Deforum sample settings not found")
 
 
 def sample(prefix: str) -> dict:

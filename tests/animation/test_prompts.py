@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
-from pathlib import Path
 
 import pytest
 
 from framefarm.animation.prompts import FramePrompt, prompts_for_frames
 from framefarm.errors import InputError
+from tests.support.deforum_samples import SAMPLE_FILES, SAMPLES
 
 
 def positives(prompts, frames, **kwargs):
@@ -216,18 +215,8 @@ class TestErrors:
             prompts_for_frames({"0": "a"}, frames=1, negative=None)  # type: ignore[arg-type]
 
 
-def _samples_dir() -> Path | None:
-    env = os.environ.get("FRAMEFARM_DEFORUM_SAMPLES")
-    candidates = [Path(env)] if env else []
-    candidates += [parent / "shared" / "data" / "deforum-settings" for parent in Path(__file__).resolve().parents]
-    return next((c for c in candidates if c.is_dir() and any(c.glob("*.txt"))), None)
-
-
-SAMPLES = _samples_dir()
-
-
 @pytest.mark.skipif(SAMPLES is None, reason="Deforum sample settings not found (set FRAMEFARM_DEFORUM_SAMPLES)")
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.txt")) if SAMPLES else [], ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name[:2])
 def test_prompts_of_real_settings_files(path):
     settings = json.loads(path.read_text(encoding="utf-8"))
     frames = int(settings["max_frames"])

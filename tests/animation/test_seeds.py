@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from hypothesis import strategies as st
 
 from framefarm.animation.seeds import DEFAULT_SEED_SCHEDULE, SEED_BEHAVIORS, SEED_MODULUS, frame_seeds
 from framefarm.errors import InputError
+from tests.support.deforum_samples import SAMPLE_FILES, SAMPLES
 
 S = 1000
 
@@ -154,18 +153,8 @@ def test_properties(seed, behavior, iter_n, diffused):
                                            diffused=diffused))
 
 
-def _samples_dir() -> Path | None:
-    env = os.environ.get("FRAMEFARM_DEFORUM_SAMPLES")
-    candidates = [Path(env)] if env else []
-    candidates += [parent / "shared" / "data" / "deforum-settings" for parent in Path(__file__).resolve().parents]
-    return next((c for c in candidates if c.is_dir() and any(c.glob("*.txt"))), None)
-
-
-SAMPLES = _samples_dir()
-
-
 @pytest.mark.skipif(SAMPLES is None, reason="Deforum sample settings not found (set FRAMEFARM_DEFORUM_SAMPLES)")
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.txt")) if SAMPLES else [], ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name[:2])
 def test_seed_settings_of_real_files(path):
     settings = json.loads(path.read_text(encoding="utf-8"))
     seed = settings["seed"] if settings["seed"] != -1 else 1234

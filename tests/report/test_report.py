@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
@@ -160,14 +161,14 @@ def test_the_console_check_catches_errors(tmp_path):
     assert any("broken" in e for e in page.errors)
 
 
-def _partial_job(root: Path, name: str, done: list[int], frames: int = 12) -> None:
+def _partial_job(root: Path, name: str, done: list[int], frames: int = 12, overrides: tuple[str, ...] = ()) -> None:
     """A job halfway through: job.json, plan.json and some frames, no manifest.json and no video yet."""
     from framefarm.animation.plan import plan_job
     from framefarm.images import encode_png
     from framefarm.job import job_from_preset
     from framefarm.storage import FrameStore
 
-    job = job_from_preset("zoom-tunnel", [f"frames={frames}", "width=64", "height=64", f"name={name}"])
+    job = job_from_preset("zoom-tunnel", [f"frames={frames}", "width=64", "height=64", f"name={name}", *overrides])
     plan = plan_job(job, renderer="preview@1", chunk_size=4)
     store = FrameStore(str(root), name)
     store.write_json("job.json", job.model_dump(mode="json"))
@@ -194,6 +195,53 @@ def test_report_and_progress_of_a_job_still_rendering(tmp_path):
     assert progress.rate == pytest.approx(0.5) and progress.eta_seconds == pytest.approx(14.0)
     stalled = store_progress(str(tmp_path), "live", now=now + 3600)
     assert stalled.state == "stopped" and stalled.eta_seconds is None
+
+
+class _Markup(HTMLParser):
+    """What a browser would build from the page: its elements by tag, and its text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.attributes: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes += [(name, value or "") for name, value in attrs]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_markup_in_a_job_shows_as_text(tmp_path):
+    """A prompt, negative prompt, description, worker or job name holding HTML is shown as text, never run."""
+    import dataclasses
+
+    from framefarm.report.collect import collect
+    from framefarm.report.page import render_page
+
+    evil = "<script>alert('x')</script>"
+    _partial_job(tmp_path, "evil", [0, 1], overrides=(f"description=made by {evil}", f'prompts.0=a "tunnel" & {evil}',
+                                                      "prompts.6=poppies --neg <img src=x onerror=alert(1)>"))
+    timings = [{"index": 0, "seconds": 0.5, "rendered": 4, "worker": evil, "gpu": "<b>H200</b>"}]
+    html = Path(write_report(str(tmp_path), "evil", timings)).read_text()
+    # A job's name cannot hold markup (the job schema refuses it), but the page must not rely on that.
+    data = dataclasses.replace(collect(str(tmp_path), "evil"), job_name=evil)
+    for page in (html, render_page(data, [], None)):
+        parsed = _Markup()
+        parsed.feed(page)
+        assert parsed.tags.count("script") == 1  # the report's own script only
+        assert "onerror" not in {name for name, _value in parsed.attributes}
+        assert evil in "".join(parsed.text)
+    parsed = _Markup()
+    parsed.feed(html)
+    text = "".join(parsed.text)
+    assert f"made by {evil}" in text and f'a "tunnel" & {evil}' in text and evil in text
+    assert "negative: <img src=x onerror=alert(1)>" in text and "<b>H200</b>" in text
+    # The timeline's tooltip: the prompt (after the preset's positive_prompt) as an attribute value, quotes and all.
+    assert any(name == "title" and value.startswith("frames 0–5: ") and value.endswith(f'a "tunnel" & {evil}')
+               for name, value in parsed.attributes)
 
 
 def test_a_deliverable_browsers_cannot_play_gets_a_preview(rendered, tmp_path):

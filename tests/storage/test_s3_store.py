@@ -29,7 +29,7 @@ def test_a_listing_in_this_process_never_hides_frames_another_process_commits(s3
     # The flow's process lists the manifest (a progress bar, the API's status) while render processes commit the
     # frames. s3fs answers cat_file, info and exists from a cached listing of the folder when it has one, so reads
     # of frames committed after that listing failed with FileNotFoundError without asking the store: the verify step
-    # took finished frames for missing ones, and its repair deleted their PNGs but kept their records (issue 11c).
+    # took finished frames for missing ones, and its repair deleted their PNGs but kept their records.
     store = FrameStore(s3_bucket, f"job-{uuid.uuid4().hex[:8]}")
     store.commit_frame(0, b"frame 0", key="k", seed=0, width=8, height=8)
     assert store.count_records() == 1  # this process has now listed manifest/

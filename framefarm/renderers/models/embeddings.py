@@ -15,17 +15,17 @@ prompt encoder splices the vectors into the token embeddings of the one call tha
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError
 from framefarm.renderers.models.hashing import sha256_of
 from framefarm.renderers.models.library import ModelEntry
 
-_cache: dict[str, Embedding] = {}
-_lock = threading.Lock()
+# Embeddings are small (a few vectors each), but a worker that renders job after job meets many files.
+EMBEDDINGS_CACHED = 64
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,19 @@ class Embedding:
         return int(next(iter(self.vectors.values())).shape[0])
 
 
+_cache: LruCache[str, Embedding] = LruCache(EMBEDDINGS_CACHED, name="embeddings")
+
+
 def load_embedding(entry: ModelEntry, *, allow_pickle: bool = False) -> Embedding:
     """Read an embedding file (cached by content)."""
+    return _cache.get_or_load(sha256_of(entry.path), lambda: _read_embedding(entry, allow_pickle))
+
+
+def _read_embedding(entry: ModelEntry, allow_pickle: bool) -> Embedding:
     import torch
 
     from framefarm.renderers.models.loader import read_state_dict
 
-    key = sha256_of(entry.path)
-    with _lock:
-        if key in _cache:
-            return _cache[key]
     state = read_state_dict(entry, allow_pickle=allow_pickle) if entry.format == "safetensors" else _read_pickled(
         entry, allow_pickle)
     if "clip_l" in state or "clip_g" in state:
@@ -64,10 +67,7 @@ def load_embedding(entry: ModelEntry, *, allow_pickle: bool = False) -> Embeddin
                          "Use an A1111 or diffusers textual-inversion file")
     vectors = {k: torch.as_tensor(v).detach().float().reshape(-1, torch.as_tensor(v).shape[-1])
                for k, v in vectors.items()}
-    embedding = Embedding(name=entry.stem, path=entry.path, vectors=vectors)
-    with _lock:
-        _cache[key] = embedding
-    return embedding
+    return Embedding(name=entry.stem, path=entry.path, vectors=vectors)
 
 
 def _read_pickled(entry: ModelEntry, allow_pickle: bool) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import os
 import threading
 from pathlib import Path
 
+from framefarm.storage.atomic import atomic_write_text
 from framefarm.storage.hashing import file_digest
 
 SHORT_HASH_LENGTH = 10
@@ -57,9 +58,9 @@ def _save_disk_cache() -> None:
     path = _cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Not fsynced: a cache lost in a crash is recomputed. The pid in the temp name keeps two processes apart.
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(_memory, sort_keys=True), encoding="utf-8")
-        os.replace(temp, path)
+        atomic_write_text(path, json.dumps(_memory, sort_keys=True), temp=temp)
     except OSError:
         pass  # a read-only home is fine: the memory cache still serves this process
 

@@ -17,10 +17,10 @@ afterwards — so, as with LoRAs, a frame never depends on what an earlier job i
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError
 from framefarm.renderers.models.hashing import sha256_of
 from framefarm.renderers.models.library import ModelEntry
@@ -32,8 +32,9 @@ _SETTING_KEYS = {"layer_structure", "activation_func", "is_layer_norm", "weight_
                  "activate_output", "last_layer_dropout", "dropout_structure", "name", "step", "sd_checkpoint",
                  "sd_checkpoint_name", "optimizer_name", "optimizer_state_dict", "activation", "skip_connection",
                  "use_relu"}
-_parsed: dict[str, Hypernetwork] = {}
-_lock = threading.Lock()
+# A hypernetwork is a few small MLPs; a job names one or two.
+HYPERNETWORKS_CACHED = 8
+_parsed: LruCache[str, Hypernetwork] = LruCache(HYPERNETWORKS_CACHED, name="hypernetworks")
 
 
 @dataclass(frozen=True)
@@ -115,20 +116,20 @@ def _build_mlp(width: int, settings: dict[str, Any], state: dict[str, Any], entr
 
 def load_hypernetwork(entry: ModelEntry, *, allow_pickle: bool) -> Hypernetwork:
     """Read a hypernetwork file (cached by content hash). Refused without the pickle opt-in."""
-    import pickle
-
-    import torch
-
     field, value = "prompts", f"<hypernet:{entry.stem}>"
     if not allow_pickle:
         raise InputError(field, value, f"names {entry.path}, a pickle file (hypernetworks are always pickles): "
                          "refused, because unpickling a file can run code",
                          "If you trust the file, set model.allow_pickle = true (it is then read with torch's "
                          "restricted weights-only loader)")
-    digest = sha256_of(entry.path)
-    with _lock:
-        if digest in _parsed:
-            return _parsed[digest]
+    return _parsed.get_or_load(sha256_of(entry.path), lambda: _read_hypernetwork(entry, field, value))
+
+
+def _read_hypernetwork(entry: ModelEntry, field: str, value: str) -> Hypernetwork:
+    import pickle
+
+    import torch
+
     try:
         data = torch.load(entry.path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
@@ -146,10 +147,7 @@ def load_hypernetwork(entry: ModelEntry, *, allow_pickle: bool) -> Hypernetwork:
         layers[width] = (_build_mlp(width, settings, pair[0], entry), _build_mlp(width, settings, pair[1], entry))
     if not layers:
         raise InputError(field, value, f"({entry.path}) holds no layers", "Use an A1111 hypernetwork file")
-    network = Hypernetwork(name=entry.stem, layers=layers)
-    with _lock:
-        _parsed[digest] = network
-    return network
+    return Hypernetwork(name=entry.stem, layers=layers)
 
 
 class HypernetworkAttnProcessor:

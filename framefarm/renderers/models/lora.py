@@ -18,10 +18,10 @@ or a layout we do not read, such as LyCORIS LoHa/LoKr) rather than a silently pa
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError
 from framefarm.renderers.models.hashing import sha256_of
 from framefarm.renderers.models.library import ModelEntry
@@ -29,8 +29,10 @@ from framefarm.renderers.models.library import ModelEntry
 _KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
                    "lora_te2_": "text_encoder_2"}
 _DIFFUSERS_PREFIXES = {"unet.": "unet", "text_encoder.": "text_encoder", "text_encoder_2.": "text_encoder_2"}
-_parsed: dict[tuple[str, str], list[LoraLayer]] = {}
-_lock = threading.Lock()
+# Parsed layers are float32 copies of the LoRA's factors (tens to hundreds of MB for an SDXL LoRA), kept per
+# (LoRA file, base model); a job stacks a few.
+LORAS_CACHED = 8
+_parsed: LruCache[tuple[str, str], list[LoraLayer]] = LruCache(LORAS_CACHED, name="LoRA layers")
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,12 @@ def _dotted_names(model, component: str) -> dict[str, str]:
 
 def parse_lora(entry: ModelEntry, base, *, allow_pickle: bool = False) -> list[LoraLayer]:
     """The layers of a LoRA file, matched to ``base``'s modules (cached per file and base)."""
+    return _parsed.get_or_load((sha256_of(entry.path), base.sha256), lambda: _read_lora(entry, base, allow_pickle))
+
+
+def _read_lora(entry: ModelEntry, base, allow_pickle: bool) -> list[LoraLayer]:
     from framefarm.renderers.models.loader import read_state_dict
 
-    cache_key = (sha256_of(entry.path), base.sha256)
-    with _lock:
-        if cache_key in _parsed:
-            return _parsed[cache_key]
     state = read_state_dict(entry, allow_pickle=allow_pickle)
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     unmatched: list[str] = []
@@ -113,8 +115,6 @@ def parse_lora(entry: ModelEntry, base, *, allow_pickle: bool = False) -> list[L
         rank = down.shape[0]
         alpha = float(parts["alpha"]) if "alpha" in parts else float(rank)
         layers.append(LoraLayer(component, module, down, up, alpha / rank))
-    with _lock:
-        _parsed[cache_key] = layers
     return layers
 
 

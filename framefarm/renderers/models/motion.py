@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError
 from framefarm.renderers.models.detect import SDXL
 
-_adapters: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-_lock = threading.Lock()
 _CACHE = 2
+_adapters: LruCache[tuple[str, ...], Any] = LruCache(_CACHE, name="motion adapters")
 
 # Original AnimateDiff names → diffusers names (the motion modules' own renames; ``pos_encoder.pe`` is a fixed
 # sinusoid that diffusers recomputes, so it is read for its length only).
@@ -98,17 +96,8 @@ def load_motion_adapter(entry, family: str, *, allow_pickle: bool = False):
     the renderer moves it)."""
     from framefarm.renderers.models.hashing import sha256_of
 
-    key = (sha256_of(entry.path), family)
-    with _lock:
-        if key in _adapters:
-            _adapters.move_to_end(key)
-            return _adapters[key]
-    loaded = _load(entry, family, allow_pickle=allow_pickle)
-    with _lock:
-        _adapters[key] = loaded
-        while len(_adapters) > _CACHE:
-            _adapters.popitem(last=False)
-    return loaded
+    return _adapters.get_or_load((sha256_of(entry.path), family),
+                                 lambda: _load(entry, family, allow_pickle=allow_pickle))
 
 
 def _load(entry, family: str, *, allow_pickle: bool):

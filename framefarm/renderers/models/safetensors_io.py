@@ -4,8 +4,14 @@ The format (https://github.com/huggingface/safetensors, "Format"): 8 bytes littl
 ``N`` bytes of JSON mapping each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets into
 the byte buffer that follows the header), plus an optional ``"__metadata__"`` table of strings.
 
-Why our own header reader: listing a models folder must read hundreds of multi-GB files in seconds, with no torch
-import, and a damaged file must give an error that names it (``safetensors`` says only "invalid header").
+Why our own header reader and not ``safetensors.safe_open(path, framework="np")`` (which also needs no torch and
+gives the same keys, shapes, dtypes and metadata for a sound file; checked against safetensors 0.8):
+- a damaged file must be reported, saying which tensor lies outside the file: ``safe_open`` only says "incomplete
+  metadata, file not fully covered" or "invalid JSON in header", and ``framefarm models`` lists damaged files;
+- ``safe_open(...).keys()`` comes back sorted by name, while a merge writes its tensors in the first file's order, so
+  the merged file's bytes would change;
+- it does not expose data offsets, which the checks above need.
+Tensors themselves are read with ``safe_open`` (:func:`load_tensors`), after this header check.
 Why our own writer: merging two SDXL checkpoints tensor by tensor (``framefarm models merge``) must not hold either
 in memory; ``safetensors.torch.save_file`` needs every tensor at once.
 """
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from framefarm.errors import InputError
+from framefarm.storage.atomic import discard, publish
 
 # A header bigger than this is not a real file's (the largest real checkpoints' headers are a few MB): refusing it
 # keeps a damaged length field from making us allocate gigabytes.
@@ -172,14 +179,13 @@ class StreamingWriter:
         """Finish the file and move it into place. Raises if a planned tensor was never written."""
         self._handle.close()
         if self._next != len(self._order):
-            self._temp.unlink(missing_ok=True)
+            discard(self._temp)
             raise ValueError(f"only {self._next} of {len(self._order)} tensors were written")
-        os.replace(self._temp, self.path)
-        return self.path
+        return publish(self._temp, self.path)
 
     def abort(self) -> None:
         self._handle.close()
-        self._temp.unlink(missing_ok=True)
+        discard(self._temp)
 
 
 def tensor_bytes(tensor: Any) -> bytes:

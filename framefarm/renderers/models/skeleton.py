@@ -1,8 +1,9 @@
 """Config skeletons shipped with framefarm, completed with the shapes read from a checkpoint's own tensors.
 
 A single-file checkpoint holds weights but no configs. diffusers would fetch the configs from the hub
-(``from_single_file`` maps the file to a hub repo, and retries online even with ``local_files_only=True``:
-diffusers issues #8752, #7902). framefarm ships one skeleton per family under ``configs/`` and fills in every
+(``from_single_file`` maps the file to a hub repo, and retries online even with ``local_files_only=True``, as
+https://github.com/huggingface/diffusers/issues/8752 and https://github.com/huggingface/diffusers/issues/7902
+report). framefarm ships one skeleton per family under ``configs/`` and fills in every
 field the weights show: channel widths, layers per block, attention depths, cross-attention width, text-encoder
 sizes, the SDXL time-embedding width. What the weights cannot show comes from the family's convention:
 
