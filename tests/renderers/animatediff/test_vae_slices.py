@@ -1,4 +1,4 @@
-"""AnimateDiff frames decode in VAE slices (issue 9): slice-mates fixed by the job, pixels within PIXEL_TOLERANCE of
+"""AnimateDiff frames decode in VAE slices: slice-mates fixed by the job, pixels within PIXEL_TOLERANCE of
 one frame per VAE call, and exact at slice size 1."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _frames(job, monkeypatch, slice_size: int | None, per_frame: bool = False) -
     with monkeypatch.context() as patch:
         if slice_size is not None:
             patch.setattr(renderer, "vae_slice", lambda width, height: slice_size)
-        if per_frame:  # the renderer before issue 9's slices: decode_latents, one frame per call
+        if per_frame:  # the renderer before VAE slices: decode_latents, one frame per call
             patch.setattr(renderer, "decode_frames", lambda vae, latents, frames, slice_size: {
                 f: vae_module.decode_latents(vae, latents[k:k + 1], frame=f) for k, f in enumerate(frames)})
         renderer.clear_segment_cache()
