@@ -163,7 +163,7 @@ def load_manifest(value: str | Mapping[str, Any], *, field: str = "parseq_manife
         raise InputError(field, text, "is a URL: framefarm does not fetch manifests (the page can change between "
                          "runs, and farm machines have no network)",
                          "Download the manifest (Parseq's 'Save' or the URL itself) and name the local copy: set "
-                         f"{field} to its path, or pass it as the importer's parseq_manifest")
+                         f"{field} to its path, or pass it to framefarm import-deforum as --parseq-manifest PATH")
     if text.startswith("{"):
         try:
             data = json.loads(text)

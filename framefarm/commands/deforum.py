@@ -273,12 +273,15 @@ def import_deforum(
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write the full report (every key) as "
                                                                     "JSON.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List the ignored keys too.")] = False,
+    parseq_manifest: Annotated[Optional[Path], typer.Option(
+        "--parseq-manifest", help="A local copy of the file's Parseq manifest, read instead of its "
+                                  "parseq_manifest setting (framefarm never fetches a URL).")] = None,
 ) -> None:
     """Turn a Deforum settings file into a framefarm job file; lists what was not carried over, and why."""
     from framefarm.errors import FramefarmError
 
     try:
-        result, text = _import(settings_file, out, seed, name, skip_invalid, force)
+        result, text = _import(settings_file, out, seed, name, skip_invalid, force, parseq_manifest)
         if report is not None:
             report.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except FramefarmError as exc:
@@ -301,7 +304,8 @@ def import_deforum(
     typer.echo(str(out))
 
 
-def _import(settings_file: Path, out: Path, seed: int | None, name: str | None, skip_invalid: bool, force: bool):
+def _import(settings_file: Path, out: Path, seed: int | None, name: str | None, skip_invalid: bool, force: bool,
+            parseq_manifest: Path | None = None):
     from framefarm.animation.deforum_import import import_deforum as run_import
     from framefarm.animation.deforum_import import read_settings, report_header, to_toml
     from framefarm.errors import InputError
@@ -319,7 +323,7 @@ def _import(settings_file: Path, out: Path, seed: int | None, name: str | None, 
     if seed is None and wants_random:
         seed = random_seed()
     result = run_import(settings, seed=seed, name=name, invalid="skip" if skip_invalid else "error",
-                        source=settings_file.name)
+                        source=settings_file.name, parseq_manifest=parseq_manifest)
     # Check the job exactly as `framefarm render` will load it (named after its file unless it has a name).
     job = dict(result.job)
     job.setdefault("name", re.sub(r"[^A-Za-z0-9._-]", "-", out.stem).lstrip("._-") or "job")

@@ -368,6 +368,19 @@ class TestCommands:
         assert len(list((tmp_path / "renders" / "pq" / "frames").glob("*.png"))) == 14
 
 
+def test_the_importer_takes_a_local_copy_of_a_url_manifest(tmp_path):
+    url = "https://sd-parseq.web.app/api/manifest?docId=doc-9c4e5f0a"
+    (tmp_path / "u_settings.txt").write_text(json.dumps(deforum_settings(url, 12)))
+    refused = framefarm("import-deforum", "u_settings.txt", "--out", "u.toml", cwd=tmp_path)
+    assert refused.returncode == 2 and "--parseq-manifest PATH" in refused.stderr and not (tmp_path / "u.toml").exists()
+    (tmp_path / "song.json").write_text(json.dumps(parseq_manifest(11)))
+    run = framefarm("import-deforum", "u_settings.txt", "--out", "u.toml", "--parseq-manifest", "song.json",
+                    cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    job = load_job(tmp_path / "u.toml")
+    assert job.parseq.source == "song.json" and len(job.parseq.zoom) == 12
+
+
 def test_out_of_range_series_values_name_the_frame_and_the_fix():
     with pytest.raises(InputError, match=r"parseq\.strength: is 1\.2 at frame 1; it must be between 0 and 1.*"
                                          r"Change the field's curve in Parseq"):
