@@ -242,6 +242,7 @@ class Bench:
     compare_sync_decode: bool = False  # --compare-sync-decode: video2video also fetching each batch's pixels at once
     compile_spec: str = "blocks"  # --compile-spec: FRAMEFARM_ACCEL's compile=<scope>[:<mode>] for the --compile jobs
     compare_inline_noise: bool = False  # --compare-inline-noise: the Deforum chain also with its noise made in line
+    warm_start: bool = False  # --warm-start: after video2video, a second process renders a batch from the caches
 
     def flops(self, run) -> float:
         """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
@@ -321,12 +322,60 @@ def _free(b: Bench, *objects) -> None:
 # framefarm's renderer over a whole job
 
 
+def image_job(models_dir: str, *, checkpoint: str, width: int, steps: int, frames: int, batch: int,
+              controlnet: bool, name: str, tiny: bool):
+    """The video2video / SDXL img2img job the benchmark renders (the video-restyle preset, 20 steps at 0.6)."""
+    from framefarm.job import job_from_preset
+
+    overrides = [f'model.models_dir="{models_dir}"', f'model.checkpoint="{checkpoint}"', f"model.steps={steps}",
+                 'model.sampler="Euler"', f"width={width}", f"height={width}", f"frames={frames}",
+                 f"batch_size={batch}", 'motion.strength="0:(0.6)"', f'prompts.0="{PROMPT}"', f'name="{name}"',
+                 f'model.dtype="{"float32" if tiny else "float16"}"']
+    overrides.append('controlnet.0.model="bench-canny"' if controlnet else "controlnet=[]")
+    return job_from_preset("video-restyle", overrides)
+
+
+def probe_warm_start(spec: dict) -> dict:
+    """What a second worker process on the same host pays before its first batch: load the models, render one batch
+    (compilation read back from the on-disk caches the first process filled), then one steady batch. Runs in its
+    own process (``--probe-warm-start``); prints one JSON line."""
+    import torch
+
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers import get_renderer
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.components import load_components
+
+    job = image_job(spec["models_dir"], checkpoint=spec["checkpoint"], width=spec["width"], steps=spec["steps"],
+                    frames=spec["batch"], batch=spec["batch"], controlnet=spec["controlnet"], name="warm-start",
+                    tiny=spec["tiny"])
+    sources = testcard_frames(spec["batch"], spec["width"], spec["width"])
+    renderer = get_renderer("diffusers")
+
+    def batch() -> float:
+        plan = plan_job(job, renderer=renderer.id, chunk_size=job.frames)
+        context = RenderContext.for_job(job, source_frame=lambda i: sources[i])
+        start = time.perf_counter()
+        for chunk in plan.chunks:
+            for _ in renderer.render(chunk, chunk.frames, context):
+                pass
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    started = time.perf_counter()
+    load_components(job)
+    load_s = time.perf_counter() - started
+    first, steady = batch(), batch()
+    return {"load_s": round(load_s, 2), "first_batch_s": round(first, 2), "steady_batch_s": round(steady, 2),
+            "compile_from_cache_s": round(max(0.0, first - steady), 2), "levers": os.environ.get("FRAMEFARM_ACCEL")}
+
+
 def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: int, controlnet: bool,
                   job_name: str) -> dict:
     """Load (timed), one warm-up batch (compilation, timed), then the whole job through DiffusersRenderer."""
     from framefarm.animation.plan import plan_job
     from framefarm.images import encode_png
-    from framefarm.job import job_from_preset
     from framefarm.renderers import get_renderer
     from framefarm.renderers.base import RenderContext
     from framefarm.renderers.diffusers.components import load_components
@@ -334,13 +383,8 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     from framefarm.storage.writer_pool import FrameWriterPool
 
     def job_for(n: int):
-        overrides = [f'model.models_dir="{b.models["models_dir"]}"', f'model.checkpoint="{checkpoint}"',
-                     f"model.steps={b.size.steps}", 'model.sampler="Euler"', f"width={width}", f"height={width}",
-                     f"frames={n}", f"batch_size={batch}", 'motion.strength="0:(0.6)"', f'prompts.0="{PROMPT}"',
-                     f'name="{job_name}-{n}"',
-                     f'model.dtype="{"float32" if b.size.tiny else "float16"}"']
-        overrides.append('controlnet.0.model="bench-canny"' if controlnet else "controlnet=[]")
-        return job_from_preset("video-restyle", overrides)
+        return image_job(b.models["models_dir"], checkpoint=checkpoint, width=width, steps=b.size.steps, frames=n,
+                         batch=batch, controlnet=controlnet, name=f"{job_name}-{n}", tiny=b.size.tiny)
 
     sources = testcard_frames(frames, width, width)
     renderer = get_renderer("diffusers")
@@ -571,6 +615,24 @@ def job_video2video(b: Bench) -> dict:
                       baseline_batched={"batch_size": n, "frames": s.baseline_frames // n * n,
                                         "frames_per_s": round(batched_fps, 3)}, **ff)
     record["speedup_vs_baseline_batched"] = round(record["frames_per_s"] / batched_fps, 2)
+    if b.warm_start:
+        # A second process on this host, as a second worker (or tomorrow's) would start: same models, same levers,
+        # the compile caches the first process filled (FRAMEFARM_CACHE_DIR is inherited).
+        import subprocess
+
+        spec = {"models_dir": b.models["models_dir"], "checkpoint": "bench-sd15", "width": w, "steps": s.steps,
+                "batch": s.v2v_batch, "controlnet": True, "tiny": s.tiny}
+        started = time.perf_counter()
+        probe = subprocess.run([sys.executable, __file__, "--probe-warm-start", json.dumps(spec)], capture_output=True,
+                               text=True, check=False, env={**os.environ, "FRAMEFARM_DEVICE": b.device})
+        process_s = time.perf_counter() - started
+        lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
+        if probe.returncode != 0 or not lines:
+            record["warm_start"] = {"error": probe.stderr[-2000:]}
+        else:
+            record["warm_start"] = {**json.loads(lines[-1]), "process_s": round(process_s, 2)}
+            # Start of the second process to its first batch done, compilation (from the caches) included.
+            record["warm_start_s"] = round(record["warm_start"]["load_s"] + record["warm_start"]["first_batch_s"], 2)
     if b.compare_per_frame_vae:
         # Same process, same (compiled) models: the renderer as before the VAE slices (diffusers encodes each frame
         # in its own call, each frame decoded alone with its NaN checks and host copy).
@@ -829,11 +891,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="video2video: also time 2 batches with one frame per VAE call (the renderer before)")
     parser.add_argument("--compile-spec", default="blocks",
                         help="compile scope[:mode] for the --compile jobs, e.g. model:reduce-overhead (CUDA graphs)")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="after video2video: a second process renders one batch from the compile caches")
+    parser.add_argument("--probe-warm-start", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--compare-inline-noise", action="store_true",
                         help="deforum_chain: also time the job with each frame's noise made in line")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
+    if args.probe_warm_start:
+        print(json.dumps(probe_warm_start(json.loads(args.probe_warm_start))), flush=True)
+        return 0
     jobs = [j for j in args.jobs.split(",") if j]
     unknown = [j for j in jobs if j not in RUNNERS]
     if unknown:
@@ -874,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
         document["build_models_s"] = round(time.perf_counter() - started, 1)
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
-                      args.compare_sync_decode, args.compile_spec, args.compare_inline_noise)
+                      args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start)
         for job in jobs:
             started = time.perf_counter()
             try:

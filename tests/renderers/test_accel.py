@@ -3,6 +3,8 @@ reach fused projections, and the settings parse strictly. Tiny models on CPU, re
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -238,3 +240,23 @@ def test_fetching_pixels_a_batch_late_changes_nothing_and_keeps_a_finished_batch
         return source_testcard(i, job.width, job.height, job.fps)
 
     assert frames_until_failure(RenderContext(job=job, source_frame=unreadable_from_8)) == list(range(8))
+
+
+def test_compile_caches_live_in_a_folder_the_worker_owns(monkeypatch, tmp_path):
+    from framefarm.renderers.accel import COMPILE_CACHE_ENV, compile_cache_dir, use_compile_cache
+
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", COMPILE_CACHE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
+    assert compile_cache_dir() == tmp_path / "cache" / "torch-compile"
+    folder = use_compile_cache()
+    assert folder.is_dir()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder / "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == str(folder / "triton")
+    # A worker's own settings win: an explicit folder, and Inductor's variable where the operator set it.
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "mine"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "operator"))
+    monkeypatch.delenv("TRITON_CACHE_DIR")
+    assert use_compile_cache() == tmp_path / "mine"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "operator")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "mine" / "triton")
