@@ -8,6 +8,7 @@ Contract (other tools and later checks rely on it):
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -91,6 +92,30 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
             flows = [render_job.with_options(task_runner=dask_task_runner(dask))]
     except FramefarmError as exc:
         fail(exc)
+    from framefarm.flows.stop import StopOnSignals, stop_requested
+
+    with StopOnSignals() as signals:
+        server = _start_prefect_server(stop_requested)
+        if server is not None:
+            atexit.register(server.stop)  # after Prefect's own exit handlers have sent what they still hold
+        if signals.signal_name is None:
+            _run_flows(job, flows, backend, out, chunk_size, store, signals)
+        _exit_if_stopped(signals, store, job)
+
+
+def _start_prefect_server(stop_requested):
+    from framefarm.flows.local_server import use_local_server
+
+    try:
+        timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+        return use_local_server(timeout, stop_requested)
+    except RuntimeError as exc:
+        fail(exc)
+
+
+def _run_flows(job, flows, backend: str, out: Path, chunk_size: int | None, store, signals) -> None:
+    from framefarm.flows.stop import stop_requested
+
     result_box: dict = {}
 
     def run() -> None:
@@ -100,7 +125,7 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
             except WorkerPoolBroken as exc:
                 # A pool process died (killed, out of host memory): its pool is gone, the finished frames are not.
                 # Another flow run on a fresh pool renders what is missing, as a rerun by hand would.
-                if attempt + 1 == len(flows):
+                if attempt + 1 == len(flows) or stop_requested():
                     result_box["error"] = exc
                     return
                 err.print(f"[yellow]a worker process died[/] ({escape(str(exc))[:300]}); resuming on a fresh "
@@ -118,15 +143,49 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
         bar = progress.add_task(f"{job.name}", total=job.frames)
         worker.start()
         # The manifest is the truth about finished frames, so the bar counts its records (resumed frames included).
-        while worker.is_alive():
+        while worker.is_alive() and signals.signal_name is None:
             worker.join(timeout=0.5)
             progress.update(bar, completed=min(job.frames, store.count_records()))
+        if signals.signal_name is not None:
+            _stop(worker)
         progress.update(bar, completed=min(job.frames, store.count_records()))
+    if signals.signal_name is not None:
+        return
     if "error" in result_box:
         fail(result_box["error"])
     result = result_box["result"]
     err.print(f"{result.frames} frames ({result.rendered} rendered, {result.reused} reused) in {result.seconds:.1f} s")
     typer.echo(result.video)
+
+
+# How long a stop waits for the flow to record its end on the Prefect server before the CLI exits anyway.
+STOP_FLOW_WAIT_S = 30.0
+
+
+def _stop(worker: threading.Thread) -> None:
+    """Stop the render in order: render processes, ffmpeg, then let the flow end (the server is stopped last, at
+    exit). Every finished frame is kept, and nothing is recorded against the worker."""
+    import logging
+
+    from framefarm.flows.stop import stop_render_work
+
+    # Each chunk in flight now ends "Failed(RenderStopped)" in Prefect's log: noise for a user who asked for it.
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    stop_render_work()
+    worker.join(timeout=STOP_FLOW_WAIT_S)
+
+
+def _exit_if_stopped(signals, store, job) -> None:
+    if signals.signal_name is None:
+        return
+    import shlex
+
+    done = min(job.frames, store.count_records())
+    command = shlex.join(["framefarm", *sys.argv[1:]])
+    err.print(f"stopped by {signals.signal_name}: {done} of {job.frames} frames are finished and kept. "
+              f"Resume with:\n  {command}", highlight=False, soft_wrap=True, markup=False)
+    raise typer.Exit(130)
 
 
 @app.command()
