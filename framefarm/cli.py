@@ -55,12 +55,23 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+# An error message is for a person: a library's error that quotes a whole request (a job of a megabyte) is cut here.
+MAX_ERROR_CHARS = 2000
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]} … ({len(text) - MAX_ERROR_CHARS} more characters left out)"
+
+
 def fail(exc: BaseException) -> NoReturn:
     """Report an error the CLI way and exit: 2 for invalid input, 1 for a failure during work."""
     if isinstance(exc, InputError):
-        err.print(f"[bold red]invalid input[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]invalid input[/] {escape(_shorten(str(exc)))}", highlight=False, markup=True,
+                  soft_wrap=True)
         raise typer.Exit(2)
-    err.print(f"[bold red]render failed[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]render failed[/] {escape(_shorten(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -116,12 +127,18 @@ def _start_prefect_server(stop_requested):
 def _run_flows(job, flows, backend: str, out: Path, chunk_size: int | None, store, signals) -> None:
     from framefarm.flows.stop import stop_requested
 
+    from framefarm.flows.job_ref import store_job
+
     result_box: dict = {}
+    try:
+        job_ref = store_job(job, str(out))  # by reference: Prefect refuses parameters past 512 KB
+    except OSError as exc:
+        fail(exc)
 
     def run() -> None:
         for attempt, flow in enumerate(flows):
             try:
-                result_box["result"] = flow(job, backend=backend, out=str(out), chunk_size=chunk_size)
+                result_box["result"] = flow(job_ref, backend=backend, out=str(out), chunk_size=chunk_size)
             except WorkerPoolBroken as exc:
                 # A pool process died (killed, out of host memory): its pool is gone, the finished frames are not.
                 # Another flow run on a fresh pool renders what is missing, as a rerun by hand would.

@@ -31,6 +31,7 @@ from framefarm.flows.tasks import (
     resolve_job_batch_size,
     verify_frames,
 )
+from framefarm.flows.job_ref import is_job_ref, load_job_ref, ref_name
 from framefarm.flows.stop import raise_if_stopped, stop_requested
 from framefarm.flows.summary import summary_markdown
 from framefarm.flows.window import RenderPaused, pool_paused_check
@@ -166,6 +167,8 @@ def _run_name() -> str:
     from prefect.runtime import flow_run
 
     job = flow_run.parameters.get("job")
+    if is_job_ref(job):
+        return f"render-{ref_name(job)}"
     name = job.get("name") if isinstance(job, Mapping) else getattr(job, "name", "job")
     return f"render-{name}"
 
@@ -187,13 +190,16 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     """Render a validated job into ``out/<job>/frames`` and an MP4 beside them.
 
     Args:
-        job: a validated job spec (``framefarm.job.load_job``), or its JSON dict (deployments).
+        job: a reference to a job stored in its job folder (``framefarm.flows.job_ref.store_job``: any size, what
+            the CLI passes), a validated job spec (``framefarm.job.load_job``), or its JSON dict (deployments).
         backend: renderer name (``preview`` or ``diffusers``).
         out: store root: a local folder or an fsspec URL.
         chunk_size: frames per chunk task (does not change the frames, only the unit of retry and caching).
     """
     started = time.perf_counter()
-    if isinstance(job, Mapping):  # from a deployment: parameters arrive as JSON
+    if is_job_ref(job):
+        job = load_job_ref(job, out)
+    elif isinstance(job, Mapping):  # from a deployment: parameters arrive as JSON
         job = validate_job(job, source="deployment parameters")
     # 1. Plan (pure and cheap) and record what is about to be rendered.
     renderer = get_renderer(backend)
