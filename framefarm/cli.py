@@ -76,42 +76,98 @@ def fail(exc: BaseException) -> NoReturn:
 
 
 def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None,
-            dask: str | None = None) -> None:
+            dask: str | None = None, wait: bool = False) -> None:
+    """Render ``job`` in order: 1. checks that need no Prefect (exit 2 within a second), 2. the job folder's lock,
+    3. Prefect's server and the flow, stopped cleanly on SIGINT/SIGTERM."""
     _quiet_prefect()
-    from framefarm.flows.render import render_job
-    from framefarm.renderers import get_renderer
-    from framefarm.storage import FrameStore
-
-    try:
-        get_renderer(backend)  # an unknown backend is an input error before anything starts
-        store = FrameStore(str(out), job.name)
-        flows = [render_job]  # the flow of each run; a run after a dead process pool gets a fresh pool
-        if gpus:
-            from framefarm.flows.gpu_runner import gpu_task_runner
-
-            ids = gpus.split(",")
-            first = render_job.with_options(task_runner=gpu_task_runner(ids))  # bad ids: an input error now
-            # Each later run's pool (and its GPU-claims folder) is made only when a pool has died.
-            flows = [first, *(lambda *a, **k: render_job.with_options(task_runner=gpu_task_runner(ids))(*a, **k)
-                              for _ in range(POOL_RESTARTS))]
-        if dask:
-            from framefarm.flows.dask_runner import dask_task_runner
-
-            if gpus:
-                raise InputError("--dask", dask, "cannot be combined with --gpus",
-                                 "Run one Dask worker per GPU instead (see docs/farm.md)")
-            flows = [render_job.with_options(task_runner=dask_task_runner(dask))]
-    except FramefarmError as exc:
-        fail(exc)
     from framefarm.flows.stop import StopOnSignals, stop_requested
 
-    with StopOnSignals() as signals:
+    # 1. Check everything that can be checked before Prefect starts.
+    try:
+        if gpus and dask:
+            raise InputError("--dask", dask, "cannot be combined with --gpus",
+                             "Run one Dask worker per GPU instead (see docs/farm.md)")
+        _check_backend(backend)
+        from framefarm.preflight import check_job
+
+        check_job(job, backend)
+    except FramefarmError as exc:
+        fail(exc)
+    # 2. One render per job folder: the lock also proves the output folder is writable.
+    lock, store = _lock_job_folder(job, out, wait)
+    with lock, StopOnSignals() as signals:
+        job_ref = _store_job(job, out)
+        # 3. Prefect: the flows, a server, the run.
+        try:
+            flows = _flows(gpus, dask)
+        except FramefarmError as exc:
+            fail(exc)
         server = _start_prefect_server(stop_requested)
         if server is not None:
             atexit.register(server.stop)  # after Prefect's own exit handlers have sent what they still hold
         if signals.signal_name is None:
-            _run_flows(job, flows, backend, out, chunk_size, store, signals)
-        _exit_if_stopped(signals, store, job)
+            _run_flows(job, job_ref, flows, backend, out, chunk_size, store, signals, lock)
+        _exit_if_stopped(signals, store, job, lock)
+
+
+def _check_backend(backend: str) -> None:
+    from framefarm.renderers import get_renderer
+
+    get_renderer(backend)  # an unknown backend is an input error before anything starts
+
+
+def _unwritable(out: Path, exc: OSError) -> InputError:
+    return InputError("--out", str(out), f"cannot be written ({exc.strerror or exc})",
+                      "Choose an output folder this user can write to, or fix its permissions")
+
+
+def _lock_job_folder(job, out: Path, wait: bool):
+    import shlex
+
+    from framefarm.storage import FrameStore
+    from framefarm.storage.job_lock import JobLock
+
+    def waiting(holder) -> None:
+        err.print(f"waiting: {job.name} in {out} is being rendered by {holder.describe()}", highlight=False,
+                  markup=False, soft_wrap=True)
+
+    try:
+        store = FrameStore(str(out), job.name)
+        lock = JobLock(store, shlex.join(["framefarm", *sys.argv[1:]]))
+        lock.acquire(wait=wait, on_wait=waiting)
+    except FramefarmError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(_unwritable(out, exc))
+    return lock, store
+
+
+def _store_job(job, out: Path) -> str:
+    from framefarm.flows.job_ref import store_job
+
+    try:
+        return store_job(job, str(out))  # by reference: Prefect refuses flow parameters past 512 KB
+    except OSError as exc:
+        fail(_unwritable(out, exc))
+
+
+def _flows(gpus: str | None, dask: str | None) -> list:
+    """The flow of each run; a run after a dead process pool (``--gpus``) gets a fresh pool."""
+    from framefarm.flows.render import render_job
+
+    if gpus:
+        from framefarm.flows.gpu_runner import gpu_task_runner
+
+        ids = gpus.split(",")
+        first = render_job.with_options(task_runner=gpu_task_runner(ids))  # bad ids: an input error now
+        # Each later run's pool (and its GPU-claims folder) is made only when a pool has died.
+        return [first, *(lambda *a, **k: render_job.with_options(task_runner=gpu_task_runner(ids))(*a, **k)
+                         for _ in range(POOL_RESTARTS))]
+    if dask:
+        from framefarm.flows.dask_runner import dask_task_runner
+
+        return [render_job.with_options(task_runner=dask_task_runner(dask))]
+    return [render_job]
 
 
 def _start_prefect_server(stop_requested):
@@ -124,16 +180,11 @@ def _start_prefect_server(stop_requested):
         fail(exc)
 
 
-def _run_flows(job, flows, backend: str, out: Path, chunk_size: int | None, store, signals) -> None:
+def _run_flows(job, job_ref: str, flows, backend: str, out: Path, chunk_size: int | None, store, signals,
+               lock) -> None:
     from framefarm.flows.stop import stop_requested
 
-    from framefarm.flows.job_ref import store_job
-
     result_box: dict = {}
-    try:
-        job_ref = store_job(job, str(out))  # by reference: Prefect refuses parameters past 512 KB
-    except OSError as exc:
-        fail(exc)
 
     def run() -> None:
         for attempt, flow in enumerate(flows):
@@ -160,13 +211,13 @@ def _run_flows(job, flows, backend: str, out: Path, chunk_size: int | None, stor
         bar = progress.add_task(f"{job.name}", total=job.frames)
         worker.start()
         # The manifest is the truth about finished frames, so the bar counts its records (resumed frames included).
-        while worker.is_alive() and signals.signal_name is None:
+        while worker.is_alive() and signals.signal_name is None and lock.lost is None:
             worker.join(timeout=0.5)
             progress.update(bar, completed=min(job.frames, store.count_records()))
-        if signals.signal_name is not None:
+        if signals.signal_name is not None or lock.lost is not None:
             _stop(worker)
         progress.update(bar, completed=min(job.frames, store.count_records()))
-    if signals.signal_name is not None:
+    if signals.signal_name is not None or lock.lost is not None:
         return
     if "error" in result_box:
         fail(result_box["error"])
@@ -193,13 +244,18 @@ def _stop(worker: threading.Thread) -> None:
     worker.join(timeout=STOP_FLOW_WAIT_S)
 
 
-def _exit_if_stopped(signals, store, job) -> None:
-    if signals.signal_name is None:
-        return
+def _exit_if_stopped(signals, store, job, lock) -> None:
     import shlex
 
     done = min(job.frames, store.count_records())
     command = shlex.join(["framefarm", *sys.argv[1:]])
+    if lock.lost is not None:
+        # Another render decided this one was dead and took the job folder over: two renders must not share it.
+        err.print(f"[bold red]render failed[/] the lock of {escape(job.name)} was {escape(lock.lost)}; this render "
+                  f"stopped with {done} of {job.frames} frames finished and kept", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if signals.signal_name is None:
+        return
     err.print(f"stopped by {signals.signal_name}: {done} of {job.frames} frames are finished and kept. "
               f"Resume with:\n  {command}", highlight=False, soft_wrap=True, markup=False)
     raise typer.Exit(130)
@@ -214,6 +270,8 @@ def render(
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="One process per GPU id, e.g. 0,1,2,3.")] = None,
     dask: Annotated[Optional[str], typer.Option(
         "--dask", help="Run chunks on an existing Dask cluster, e.g. tcp://render-head:8786.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="When another render holds the job folder, wait for it instead of exiting 2.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Render a job and print the finished video's path (last line of stdout)."""
@@ -223,7 +281,7 @@ def render(
         job = load_job(job_file, set_ or [])
     except FramefarmError as exc:
         fail(exc)
-    _render(job, backend, out, chunk_size, gpus, dask)
+    _render(job, backend, out, chunk_size, gpus, dask, wait)
 
 
 @app.command()
