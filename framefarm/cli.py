@@ -88,9 +88,11 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
             raise InputError("--dask", dask, "cannot be combined with --gpus",
                              "Run one Dask worker per GPU instead (see docs/farm.md)")
         _check_backend(backend)
-        from framefarm.preflight import check_job
+        from framefarm.preflight import check_job, check_writable_folder
 
         check_job(job, backend)
+        if "://" not in str(out):  # a local folder; a store URL is checked by taking its lock
+            check_writable_folder("--out", str(out), out)
     except FramefarmError as exc:
         fail(exc)
     # 2. One render per job folder: the lock also proves the output folder is writable.

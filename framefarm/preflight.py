@@ -110,3 +110,27 @@ def check_job(job: Any, backend: str) -> None:
     """All checks before a render starts; raises the first problem as an :class:`InputError`."""
     check_files(job)
     check_models(job, backend)
+
+
+def check_writable_folder(field: str, value: str, folder: str | Path) -> None:
+    """``folder`` exists (made if missing) and a file can be created in it; else an InputError for ``field``.
+
+    Tried by writing, not by ``os.access``: root passes every access check, a read-only mount or a full disk does
+    not show in permission bits, and a path through a file fails only when something is created under it.
+    """
+    import tempfile
+
+    fix = "Choose a folder this user can write to, or fix its permissions"
+    folder = Path(folder).expanduser()
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is a file" if parent == Path(value).expanduser() else f"is under {str(parent)!r}, which is a file"
+                raise InputError(field, value, f"{where}, not a folder", fix)
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".framefarm-write-check-"):
+            pass
+    except OSError as exc:
+        raise InputError(field, value, f"cannot be written ({exc.strerror or exc})", fix) from None
