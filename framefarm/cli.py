@@ -43,7 +43,7 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="Renderer: preview (w
 OutOpt = Annotated[Path, typer.Option("--out", help="Output root: frames land in OUT/<job>/frames/.")]
 
 
-def _quiet_prefect() -> None:
+def quiet_prefect() -> None:
     # Prefect's per-task INFO lines would scroll the progress bar away; warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
@@ -79,7 +79,7 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
             dask: str | None = None, wait: bool = False) -> None:
     """Render ``job`` in order: 1. checks that need no Prefect (exit 2 within a second), 2. the job folder's lock,
     3. Prefect's server and the flow, stopped cleanly on SIGINT/SIGTERM."""
-    _quiet_prefect()
+    quiet_prefect()
     from framefarm.flows.stop import StopOnSignals, stop_requested
 
     # 1. Check everything that can be checked before Prefect starts.
