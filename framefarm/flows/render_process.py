@@ -65,12 +65,13 @@ class RenderProcess:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         try:
-            # Its own session: Ctrl-C in a terminal (SIGINT to the whole foreground process group) must not kill
-            # it behind the parent's back, where the death would look like a crash of the worker. The parent stops
-            # it on purpose (kill_render_processes), and it exits by itself when the parent dies (see serve).
+            # It stays in the parent's process group, so SIGKILL to the group ends it with everything else; it
+            # ignores SIGINT and SIGTERM (see the end of this module), so Ctrl-C in a terminal does not kill it
+            # behind the parent's back, where its death would look like a crash of the worker: the parent stops it
+            # on purpose (kill_render_processes).
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "framefarm.flows.render_process", str(to_child_r), str(from_child_w)],
-                pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, start_new_session=True,
+                pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
             )
         except BaseException:
             for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
@@ -323,4 +324,9 @@ def serve(inbox: Connection, outbox: Connection) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # First thing, before the heavy imports in serve(): a stop is the parent's to make (see RenderProcess).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
