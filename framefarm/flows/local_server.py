@@ -36,9 +36,24 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _libc_prctl():
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
+# Looked up now, not in the child: between fork and exec only the forking thread exists, and loading a library
+# there could wait forever on a loader lock another thread of the parent held at the fork.
+_PRCTL = _libc_prctl() if sys.platform == "linux" else None
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    def in_child() -> None:  # runs in the child between fork and exec: as little as possible
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return in_child
 
 
 class LocalPrefectServer:
@@ -62,7 +77,7 @@ class LocalPrefectServer:
                    "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
                    "--log-level", "error", "--lifespan", "on"]
         return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=_die_with(os.getpid()) if _PRCTL is not None else None)
 
     def start(self, timeout: float, stop_requested: Callable[[], bool] = lambda: False) -> bool:
         """Start the server and wait until it answers. Returns ``False`` when ``stop_requested()`` became true
@@ -110,7 +125,8 @@ class LocalPrefectServer:
 
 def use_local_server(timeout: float, stop_requested: Callable[[], bool] = lambda: False) -> LocalPrefectServer | None:
     """Point Prefect at a server for this process: the configured one if any (returns ``None``), else a new
-    :class:`LocalPrefectServer` (returned, for the caller to stop). Must run before any flow starts."""
+    :class:`LocalPrefectServer` (returned, for the caller to stop). Must run before any flow starts, in the main
+    thread (the server dies with the thread that started it)."""
     from prefect.context import refresh_global_settings_context
     from prefect.settings import get_current_settings
 
