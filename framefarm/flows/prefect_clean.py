@@ -36,7 +36,11 @@ def delete_old_flow_runs(cutoff: dt.datetime, dry_run: bool) -> int:
     """Delete framefarm's finished flow runs (with their task runs) that were due to start before ``cutoff``."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
-        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterExpectedStartTime, FlowRunFilterState,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType

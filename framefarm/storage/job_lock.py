@@ -213,6 +213,7 @@ class JobLock:
         self.ttl = ttl
         self.token = uuid.uuid4().hex
         self.lost: str | None = None  # why the lock was lost while held (taken over), else None
+        self.took_over: LockHolder | None = None  # the stale holder this lock replaced, if any
         self._version: Any = None
         self._pid_started = _process_start_time(os.getpid())
         self._started = time.time()
@@ -259,6 +260,7 @@ class JobLock:
             version = self.file.replace(self._document(self._started), seen)
             if version is not None:
                 self._version = version
+                self.took_over = holder
                 return None
             holder, _ = self.holder()  # another render took it over first
             return holder or self.try_acquire()

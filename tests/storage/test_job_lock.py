@@ -56,6 +56,7 @@ def test_a_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
     with JobLock(store, "framefarm render new.toml") as lock:
         lock.acquire()
         assert json.loads(store.fs.cat_file(store.path(LOCK_NAME)))["token"] == lock.token
+        assert lock.took_over is not None and lock.took_over.command == "framefarm render old.toml"
 
 
 def test_a_lock_from_another_host_is_taken_over_only_once_its_heartbeat_is_older_than_its_ttl(store):
