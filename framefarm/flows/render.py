@@ -211,7 +211,12 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
 
     # 2. Prepare inputs every chunk reads.
     if getattr(job, "source", None) is not None:  # video2video, and AnimateDiff video-to-video
-        prepare_sources(quote(job), out)
+        try:
+            prepare_sources(quote(job), out)
+        except Exception:
+            if stop_requested():  # its ffmpeg was stopped with the render; a rerun decodes what is missing
+                return Cancelled(message=f"{job.name}: stopped while preparing its source")
+            raise
 
     # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
     try:

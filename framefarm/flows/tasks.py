@@ -136,7 +136,11 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
                        gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
 
 
-@task(name="prepare-sources", retries=1)
+def _retry_unless_stopped(task, task_run, state) -> bool:
+    return not stop_requested()  # an ffmpeg killed by the user's stop must not start again
+
+
+@task(name="prepare-sources", retries=1, retry_condition_fn=_retry_unless_stopped)
 def prepare_sources(job: Any, store_root: str) -> int:
     """Decode ``job.source`` into ``<job>/source/NNNNNN.png`` at the job's size and fps (skipped when done).
 
@@ -281,10 +285,6 @@ def input_hashes(job: Any, backend: str = "preview") -> dict[str, str]:
 def verify_frames(plan: RenderPlan, store_root: str) -> list[int]:
     """Frames of the plan that are missing, stale or damaged (empty when the render is complete)."""
     return FrameStore(store_root, plan.job).verify_frames(plan.frame_keys)
-
-
-def _retry_unless_stopped(task, task_run, state) -> bool:
-    return not stop_requested()  # an ffmpeg killed by the user's stop must not start again
 
 
 @task(name="encode-video", retries=1, retry_condition_fn=_retry_unless_stopped)
