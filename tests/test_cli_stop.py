@@ -19,7 +19,7 @@ from framefarm.video import probe_video
 
 pytestmark = pytest.mark.slow
 
-FRAMES = 60
+FRAMES = 200  # enough that a fast machine is still rendering when the signal lands
 ARGS = ["--set", f"frames={FRAMES}", "--set", "width=256", "--set", "height=256", "--chunk-size", "4"]
 
 

@@ -14,8 +14,8 @@ Atomic steps, by store:
 
 A lock records its holder: host, pid, the pid's start time, a heartbeat the holder refreshes every
 ``ttl / HEARTBEATS_PER_TTL`` seconds, and the command. It is *stale*, and the next render takes it over, when its
-process is gone (same host: the pid is dead, or is another process now), or, from another host, when its heartbeat
-is older than ``ttl`` (hosts of a farm keep their clocks in step, NTP). Taking over is a compare-and-replace of
+process is gone (same host and pid namespace: the pid is dead, or is another process now), or, from another host or
+container, when its heartbeat is older than ``ttl`` (hosts of a farm keep their clocks in step, NTP). Taking over is a compare-and-replace of
 exactly the stale lock that was read, so of several renders that find the same stale lock only one wins.
 """
 
@@ -55,6 +55,7 @@ class LockHolder:
     started: float
     heartbeat: float
     ttl: float
+    pid_namespace: str | None = None  # containers on one host may share a host name, never a pid namespace
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -81,6 +82,14 @@ def _process_start_time(pid: int) -> float | None:
         return None
 
 
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux): a pid means the same process only inside one namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -93,7 +102,7 @@ def _pid_alive(pid: int) -> bool:
 
 def is_stale(holder: LockHolder, now: float | None = None) -> bool:
     """Whether ``holder`` no longer renders (see the module docstring)."""
-    if holder.host == socket.gethostname():
+    if holder.host == socket.gethostname() and holder.pid_namespace == _pid_namespace():
         if not _pid_alive(holder.pid):
             return True
         started = _process_start_time(holder.pid)
@@ -224,7 +233,7 @@ class JobLock:
     def _document(self, started: float) -> bytes:
         holder = LockHolder(token=self.token, host=socket.gethostname(), pid=os.getpid(),
                             pid_started=self._pid_started, command=self.command, started=started,
-                            heartbeat=time.time(), ttl=self.ttl)
+                            heartbeat=time.time(), ttl=self.ttl, pid_namespace=_pid_namespace())
         return json.dumps(asdict(holder), sort_keys=True).encode()
 
     def holder(self) -> tuple[LockHolder | None, Any]:

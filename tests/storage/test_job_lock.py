@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def plant(store: FrameStore, **fields) -> None:
     """Write a lock as another render would have left it."""
     holder = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": dead_pid(), "pid_started": None,
               "command": "framefarm render old.toml", "started": time.time(), "heartbeat": time.time(), "ttl": 120.0,
-              **fields}
+              "pid_namespace": os.readlink("/proc/self/ns/pid"), **fields}
     store.fs.makedirs(store.job_dir, exist_ok=True)
     store.fs.pipe_file(store.path(LOCK_NAME), json.dumps(holder).encode())
 
@@ -66,6 +67,12 @@ def test_a_lock_from_another_host_is_taken_over_only_once_its_heartbeat_is_older
     plant(store, host="render-07", pid=1, heartbeat=time.time() - 200, ttl=120.0)
     with JobLock(store, "x") as lock:
         lock.acquire()
+
+
+def test_a_dead_looking_pid_in_another_container_of_the_same_host_name_is_not_taken_for_dead(store):
+    plant(store, pid_namespace="pid:[1]", heartbeat=time.time() - 30)  # same host name, another pid namespace
+    with pytest.raises(JobLocked):
+        JobLock(store, "x").acquire()
 
 
 def test_of_many_renders_finding_one_stale_lock_exactly_one_takes_it_over(store):
