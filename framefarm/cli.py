@@ -35,7 +35,9 @@ JobArg = Annotated[Path, typer.Argument(help="Job file (TOML or JSON).", show_de
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set motion.zoom='0:(1.02)'.")]
 ChunkOpt = Annotated[Optional[int], typer.Option("--chunk-size", min=1, help="Frames per chunk task.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Renderer: preview (weight-free) or diffusers.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Output root: frames land in OUT/<job>/frames/.")]
+# A string, not a Path: Path("s3://bucket/renders") is "s3:/bucket/renders", a local folder named "s3:".
+OutOpt = Annotated[str, typer.Option("--out", help="Output root, a folder or a store URL (s3://bucket/renders): "
+                                                  "frames land in OUT/<job>/frames/.")]
 
 
 def quiet_prefect() -> None:
@@ -70,7 +72,7 @@ def fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None,
+def _render(job, backend: str, out: str, chunk_size: int | None, gpus: str | None = None,
             dask: str | None = None, wait: bool = False) -> None:
     from framefarm.cli_render import run_render
 
@@ -81,7 +83,7 @@ def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | No
 def render(
     job_file: JobArg,
     backend: BackendOpt = "preview",
-    out: OutOpt = Path("renders"),
+    out: OutOpt = "renders",
     chunk_size: ChunkOpt = None,
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="One process per GPU id, e.g. 0,1,2,3.")] = None,
     dask: Annotated[Optional[str], typer.Option(
@@ -171,7 +173,7 @@ def _print_frame_rows(job, rows: list[dict]) -> None:
 @app.command()
 def demo(
     preset: Annotated[str, typer.Option("--preset", help="Preset to render.")] = DEMO_PRESET,
-    out: OutOpt = Path("renders"),
+    out: OutOpt = "renders",
     set_: SetOpt = None,
 ) -> None:
     """Render a built-in preset with the weight-free preview renderer; prints the video's path last."""

@@ -15,7 +15,6 @@ import atexit
 import os
 import sys
 import threading
-from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -30,7 +29,7 @@ POOL_RESTARTS = 2
 STOP_FLOW_WAIT_S = 30.0
 
 
-def run_render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None,
+def run_render(job, backend: str, out: str, chunk_size: int | None, gpus: str | None = None,
                dask: str | None = None, wait: bool = False) -> None:
     """Render ``job`` as the module docstring says; exits through :func:`framefarm.cli.fail` or ``typer.Exit``."""
     quiet_prefect()
@@ -72,12 +71,12 @@ def _check_backend(backend: str) -> None:
     get_renderer(backend)  # an unknown backend is an input error before anything starts
 
 
-def _unwritable(out: Path, exc: OSError) -> InputError:
+def _unwritable(out: str, exc: OSError) -> InputError:
     return InputError("--out", str(out), f"cannot be written ({exc.strerror or exc})",
                       "Choose an output folder this user can write to, or fix its permissions")
 
 
-def _lock_job_folder(job, out: Path, wait: bool):
+def _lock_job_folder(job, out: str, wait: bool):
     import shlex
 
     from framefarm.storage import FrameStore
@@ -101,7 +100,7 @@ def _lock_job_folder(job, out: Path, wait: bool):
     return lock, store
 
 
-def _store_job(job, out: Path) -> str:
+def _store_job(job, out: str) -> str:
     from framefarm.flows.job_ref import store_job
 
     try:
@@ -139,7 +138,7 @@ def _start_prefect_server(stop_requested):
         fail(exc)
 
 
-def _run_flows(job, job_ref: str, flows, backend: str, out: Path, chunk_size: int | None, store, signals,
+def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int | None, store, signals,
                lock) -> None:
     from framefarm.flows.stop import stop_requested
 

@@ -48,3 +48,30 @@ def test_a_second_render_of_a_job_folder_is_refused_or_waits_its_turn(tmp_path):
     assert "(0 rendered, 48 reused)" in waited_err  # it started after the first had finished every frame
     assert probe_video(waited_out.strip().splitlines()[-1]).frames == 48
     assert not lock.exists()
+
+
+def test_on_an_s3_store_a_second_render_is_refused_and_the_first_finishes(tmp_path, s3_bucket):
+    import fsspec
+
+    (tmp_path / "job.toml").write_text('preset = "zoom-tunnel"\nname = "shared"\n')
+    out = f"{s3_bucket}/cli-lock-{tmp_path.name}"
+    command = [sys.executable, "-m", "framefarm", "render", "job.toml", "--out", out, "--set", "frames=24",
+               "--set", "width=128", "--set", "height=128"]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True, use_listings_cache=False)
+    lock = f"{out.removeprefix('s3://')}/shared/render.lock"
+    deadline = time.monotonic() + 60
+    while not fs.exists(lock):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1]
+        time.sleep(0.05)
+
+    refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert f"--out: is being rendered by pid {first.pid}" in refused.stderr
+    assert f"(got '{out}/shared')" in refused.stderr
+
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert stdout.strip().splitlines()[-1] == f"{out}/shared/shared_128x128_24fps_24f.mp4"
+    assert not fs.exists(lock)
+    assert not (tmp_path / "s3:").exists()  # the URL was not taken for a local folder name

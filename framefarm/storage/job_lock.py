@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import posixpath
 import socket
 import threading
 import time
@@ -284,7 +283,8 @@ class JobLock:
             if holder is None:
                 break
             if not wait:
-                raise JobLocked(posixpath.dirname(self.file.path), holder)
+                where = self.store.local_path() or self.store.fs.unstrip_protocol(self.store.job_dir)
+                raise JobLocked(where, holder)
             if on_wait is not None and holder.token != told:
                 on_wait(holder)
                 told = holder.token
