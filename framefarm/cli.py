@@ -3,7 +3,10 @@
 Contract (other tools and later checks rely on it):
 
 * the finished video's path is the last line of stdout of ``render`` and ``demo``; progress goes to stderr;
-* exit code 0 on success, 2 on invalid input (message on stderr, no traceback), 1 on a failure during work.
+* exit code 0 on success, 2 on invalid input (message on stderr, no traceback), 1 on a failure during work,
+  130 when stopped by SIGINT or SIGTERM (finished frames kept, the resume command on stderr).
+
+What ``render`` and ``demo`` do with a loaded job is in :mod:`framefarm.cli_render`.
 """
 
 from __future__ import annotations
