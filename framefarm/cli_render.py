@@ -61,7 +61,8 @@ def run_render(job, backend: str, out: str, chunk_size: int | None, gpus: str | 
         if server is not None:
             atexit.register(server.stop)  # after Prefect's own exit handlers have sent what they still hold
         if signals.signal_name is None:
-            _run_flows(job, job_ref, flows, backend, out, chunk_size, store, signals, lock)
+            keep = [server.process.pid] if server is not None and server.process is not None else []
+            _run_flows(job, job_ref, flows, backend, out, chunk_size, store, signals, lock, keep)
         _exit_if_stopped(signals, store, job, lock)
 
 
@@ -139,7 +140,7 @@ def _start_prefect_server(stop_requested):
 
 
 def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int | None, store, signals,
-               lock) -> None:
+               lock, keep: list[int]) -> None:
     from framefarm.flows.stop import stop_requested
 
     result_box: dict = {}
@@ -173,7 +174,7 @@ def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int
             worker.join(timeout=0.5)
             progress.update(bar, completed=min(job.frames, store.count_records()))
         if signals.signal_name is not None or lock.lost is not None:
-            _stop(worker)
+            _stop(worker, keep)
         progress.update(bar, completed=min(job.frames, store.count_records()))
     if signals.signal_name is not None or lock.lost is not None:
         return
@@ -184,7 +185,7 @@ def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int
     typer.echo(result.video)
 
 
-def _stop(worker: threading.Thread) -> None:
+def _stop(worker: threading.Thread, keep: list[int]) -> None:
     """Stop the render in order: render processes, ffmpeg, then let the flow end (the server is stopped last, at
     exit). Every finished frame is kept, and nothing is recorded against the worker."""
     import logging
@@ -194,7 +195,7 @@ def _stop(worker: threading.Thread) -> None:
     # Each chunk in flight now ends "Failed(RenderStopped)" in Prefect's log: noise for a user who asked for it.
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    stop_render_work()
+    stop_render_work(keep)  # keep: Prefect's server, stopped last, at exit
     worker.join(timeout=STOP_FLOW_WAIT_S)
 
 

@@ -23,8 +23,8 @@ FRAMES = 200  # enough that a fast machine is still rendering when the signal la
 ARGS = ["--set", f"frames={FRAMES}", "--set", "width=256", "--set", "height=256", "--chunk-size", "4"]
 
 
-def start(cwd: Path, out: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "framefarm", "render", "job.toml", "--out", str(out), *ARGS]
+def start(cwd: Path, out: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "framefarm", "render", "job.toml", "--out", str(out), *ARGS, *extra]
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -86,6 +86,22 @@ def test_sigterm_to_the_cli_alone_ends_its_render_processes_and_its_prefect_serv
 
     assert render.returncode == 130, stderr
     assert "stopped by SIGTERM" in stderr
+    assert not (workdir / "out" / "stopme" / "failures").exists()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def test_ctrl_c_with_a_process_pool_per_gpu_stops_the_pool_and_its_render_processes(workdir):
+    # --gpus 0,1 on a CPU box: the ids only label the pool's processes, which render with the preview backend.
+    store = FrameStore(str(workdir / "out"), "stopme")
+    render = start(workdir, workdir / "out", "--gpus", "0,1")
+    wait_for_frames(store, render, 4)
+    children = psutil.Process(render.pid).children(recursive=True)
+    os.killpg(render.pid, signal.SIGINT)
+    _, stderr = render.communicate(timeout=60)
+
+    assert render.returncode == 130, stderr
+    assert "stopped by SIGINT" in stderr and "KeyboardInterrupt" not in stderr
     assert not (workdir / "out" / "stopme" / "failures").exists()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []

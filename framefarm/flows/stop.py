@@ -9,6 +9,7 @@ start no new work once it is set.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 
 from framefarm.errors import RenderStopped
 
@@ -40,17 +41,29 @@ FFMPEG_NAMES = ("ffmpeg", "ffprobe")
 FFMPEG_STOP_WAIT_S = 3.0
 
 
-def stop_render_work() -> None:
+def stop_render_work(keep: Collection[int] = ()) -> None:
     """Set the stop flag, then end the work in the order that loses nothing: render processes first (frames are
-    written atomically, so only frames being rendered are lost), then ffmpeg (a partial video is never published
-    under its final name). Prefect's server is the caller's to stop, last, after the flow has recorded its end."""
+    written atomically, so only frames being rendered are lost), with them any other rendering descendant (the
+    process pool of ``--gpus`` and its render processes), then ffmpeg (a partial video is never published under its
+    final name). Processes in ``keep`` and their descendants (Prefect's server) are the caller's to stop, last,
+    after the flow has recorded its end."""
     import psutil
 
     from framefarm.flows.render_process import kill_render_processes
 
     request_stop()
     kill_render_processes()
-    ffmpegs = [child for child in psutil.Process().children(recursive=True) if _is_ffmpeg(child)]
+    kept = set(keep)
+    for pid in keep:
+        with _gone():
+            kept.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+    descendants = [p for p in psutil.Process().children(recursive=True) if p.pid not in kept]
+    workers = [p for p in descendants if not _is_ffmpeg(p) and not _is_resource_tracker(p)]
+    for process in workers:
+        with _gone():
+            process.kill()
+    psutil.wait_procs(workers, timeout=FFMPEG_STOP_WAIT_S)
+    ffmpegs = [p for p in descendants if _is_ffmpeg(p)]
     for child in ffmpegs:
         with _gone():
             child.terminate()
@@ -65,6 +78,16 @@ def _is_ffmpeg(process) -> bool:
 
     try:
         return process.name().startswith(FFMPEG_NAMES)
+    except psutil.Error:
+        return False
+
+
+def _is_resource_tracker(process) -> bool:
+    # multiprocessing's helper that cleans up after the pool; it exits by itself once the CLI does.
+    import psutil
+
+    try:
+        return any("resource_tracker" in part for part in process.cmdline())
     except psutil.Error:
         return False
 
