@@ -1,4 +1,5 @@
-"""A process-wide "stop the render" flag, set by the CLI when it gets SIGINT or SIGTERM.
+"""Stopping a render on request (SIGINT, SIGTERM): a process-wide flag, the signal handlers that set it, and the
+ordered stop of the render's processes.
 
 A stop is not a failure. Render processes are killed on purpose, so the chunk that was waiting on one must not be
 recorded against the worker (three records and the worker is blocklisted for the job, and the resume the user was
@@ -29,11 +30,6 @@ def raise_if_stopped(where: str) -> None:
     """Raise :class:`RenderStopped` when a stop was requested (``where`` says what was about to start)."""
     if _STOP.is_set():
         raise RenderStopped(f"stopped before {where}: finished frames are kept")
-
-
-def clear_stop() -> None:
-    """Forget a stop request (tests that run several renders in one process)."""
-    _STOP.clear()
 
 
 # ffmpeg runs as a child of the flow's process (framefarm.video); the names its binaries have.
