@@ -3,7 +3,10 @@
 Contract (other tools and later checks rely on it):
 
 * the finished video's path is the last line of stdout of ``render`` and ``demo``; progress goes to stderr;
-* exit code 0 on success, 2 on invalid input (message on stderr, no traceback), 1 on a failure during work.
+* exit code 0 on success, 2 on invalid input (message on stderr, no traceback), 1 on a failure during work,
+  130 when stopped by SIGINT or SIGTERM (finished frames kept, the resume command on stderr).
+
+What ``render`` and ``demo`` do with a loaded job is in :mod:`framefarm.cli_render`.
 """
 
 from __future__ import annotations
@@ -11,17 +14,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from framefarm.errors import FramefarmError, InputError, WorkerPoolBroken
+from framefarm.errors import FramefarmError, InputError
 
 app = typer.Typer(
     name="framefarm",
@@ -31,18 +32,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-# Flow runs on a fresh process pool after a pool process died (--gpus), before the render fails.
-POOL_RESTARTS = 2
 DEMO_PRESET = "zoom-tunnel"
 
 JobArg = Annotated[Path, typer.Argument(help="Job file (TOML or JSON).", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set motion.zoom='0:(1.02)'.")]
 ChunkOpt = Annotated[Optional[int], typer.Option("--chunk-size", min=1, help="Frames per chunk task.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Renderer: preview (weight-free) or diffusers.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Output root: frames land in OUT/<job>/frames/.")]
+# A string, not a Path: Path("s3://bucket/renders") is "s3:/bucket/renders", a local folder named "s3:".
+OutOpt = Annotated[str, typer.Option("--out", help="Output root, a folder or a store URL (s3://bucket/renders): "
+                                                  "frames land in OUT/<job>/frames/.")]
 
 
-def _quiet_prefect() -> None:
+def quiet_prefect() -> None:
     # Prefect's per-task INFO lines would scroll the progress bar away; warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
@@ -54,90 +55,44 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+# An error message is for a person: a library's error that quotes a whole request (a job of a megabyte) is cut here.
+MAX_ERROR_CHARS = 2000
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]} … ({len(text) - MAX_ERROR_CHARS} more characters left out)"
+
+
 def fail(exc: BaseException) -> NoReturn:
     """Report an error the CLI way and exit: 2 for invalid input, 1 for a failure during work."""
     if isinstance(exc, InputError):
-        err.print(f"[bold red]invalid input[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]invalid input[/] {escape(_shorten(str(exc)))}", highlight=False, markup=True,
+                  soft_wrap=True)
         raise typer.Exit(2)
-    err.print(f"[bold red]render failed[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]render failed[/] {escape(_shorten(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
-def _render(job, backend: str, out: Path, chunk_size: int | None, gpus: str | None = None,
-            dask: str | None = None) -> None:
-    _quiet_prefect()
-    from framefarm.flows.render import render_job
-    from framefarm.renderers import get_renderer
-    from framefarm.storage import FrameStore
+def _render(job, backend: str, out: str, chunk_size: int | None, gpus: str | None = None,
+            dask: str | None = None, wait: bool = False) -> None:
+    from framefarm.cli_render import run_render
 
-    try:
-        get_renderer(backend)  # an unknown backend is an input error before anything starts
-        store = FrameStore(str(out), job.name)
-        flows = [render_job]  # the flow of each run; a run after a dead process pool gets a fresh pool
-        if gpus:
-            from framefarm.flows.gpu_runner import gpu_task_runner
-
-            ids = gpus.split(",")
-            first = render_job.with_options(task_runner=gpu_task_runner(ids))  # bad ids: an input error now
-            # Each later run's pool (and its GPU-claims folder) is made only when a pool has died.
-            flows = [first, *(lambda *a, **k: render_job.with_options(task_runner=gpu_task_runner(ids))(*a, **k)
-                              for _ in range(POOL_RESTARTS))]
-        if dask:
-            from framefarm.flows.dask_runner import dask_task_runner
-
-            if gpus:
-                raise InputError("--dask", dask, "cannot be combined with --gpus",
-                                 "Run one Dask worker per GPU instead (see docs/farm.md)")
-            flows = [render_job.with_options(task_runner=dask_task_runner(dask))]
-    except FramefarmError as exc:
-        fail(exc)
-    result_box: dict = {}
-
-    def run() -> None:
-        for attempt, flow in enumerate(flows):
-            try:
-                result_box["result"] = flow(job, backend=backend, out=str(out), chunk_size=chunk_size)
-            except WorkerPoolBroken as exc:
-                # A pool process died (killed, out of host memory): its pool is gone, the finished frames are not.
-                # Another flow run on a fresh pool renders what is missing, as a rerun by hand would.
-                if attempt + 1 == len(flows):
-                    result_box["error"] = exc
-                    return
-                err.print(f"[yellow]a worker process died[/] ({escape(str(exc))[:300]}); resuming on a fresh "
-                          f"process pool ({attempt + 1}/{len(flows) - 1})", highlight=False, soft_wrap=True)
-            except BaseException as exc:  # handed to the main thread, which owns the exit code
-                result_box["error"] = exc
-                return
-            else:
-                return
-
-    worker = threading.Thread(target=run, name="framefarm-render", daemon=True)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as progress:
-        bar = progress.add_task(f"{job.name}", total=job.frames)
-        worker.start()
-        # The manifest is the truth about finished frames, so the bar counts its records (resumed frames included).
-        while worker.is_alive():
-            worker.join(timeout=0.5)
-            progress.update(bar, completed=min(job.frames, store.count_records()))
-        progress.update(bar, completed=min(job.frames, store.count_records()))
-    if "error" in result_box:
-        fail(result_box["error"])
-    result = result_box["result"]
-    err.print(f"{result.frames} frames ({result.rendered} rendered, {result.reused} reused) in {result.seconds:.1f} s")
-    typer.echo(result.video)
+    run_render(job, backend, out, chunk_size, gpus, dask, wait)
 
 
 @app.command()
 def render(
     job_file: JobArg,
     backend: BackendOpt = "preview",
-    out: OutOpt = Path("renders"),
+    out: OutOpt = "renders",
     chunk_size: ChunkOpt = None,
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="One process per GPU id, e.g. 0,1,2,3.")] = None,
     dask: Annotated[Optional[str], typer.Option(
         "--dask", help="Run chunks on an existing Dask cluster, e.g. tcp://render-head:8786.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="When another render holds the job folder, wait for it instead of exiting 2.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Render a job and print the finished video's path (last line of stdout)."""
@@ -147,7 +102,7 @@ def render(
         job = load_job(job_file, set_ or [])
     except FramefarmError as exc:
         fail(exc)
-    _render(job, backend, out, chunk_size, gpus, dask)
+    _render(job, backend, out, chunk_size, gpus, dask, wait)
 
 
 @app.command()
@@ -221,7 +176,7 @@ def _print_frame_rows(job, rows: list[dict]) -> None:
 @app.command()
 def demo(
     preset: Annotated[str, typer.Option("--preset", help="Preset to render.")] = DEMO_PRESET,
-    out: OutOpt = Path("renders"),
+    out: OutOpt = "renders",
     set_: SetOpt = None,
 ) -> None:
     """Render a built-in preset with the weight-free preview renderer; prints the video's path last."""

@@ -5,6 +5,8 @@ Two families, because the CLI maps them to different exit codes:
 * :class:`InputError` — the user's input is wrong (a job file, a schedule, a CLI flag). Exit code 2.
   The message names the field, the bad value and what is allowed, in one readable paragraph.
 * :class:`RenderError` — valid input, but the work failed (ffmpeg died, a model would not load). Exit code 1.
+
+and :class:`RenderStopped`, which is neither: the user stopped the render (exit code 130).
 """
 
 from __future__ import annotations
@@ -14,7 +16,19 @@ class FramefarmError(Exception):
     """Base class of every error framefarm raises deliberately."""
 
 
-_NO_VALUE = object()
+class _NoValue:
+    """Marks "no value given" in an :class:`InputError`. Pickled by name, so an error sent from a render process
+    to its parent still means "no value" there (a plain ``object()`` arrived as a new object and was printed as
+    ``<object object at 0x…>``)."""
+
+    def __repr__(self) -> str:
+        return "<no value>"
+
+    def __reduce__(self) -> str:
+        return "_NO_VALUE"
+
+
+_NO_VALUE = _NoValue()
 
 
 class InputError(FramefarmError, ValueError):
@@ -45,6 +59,11 @@ class InputError(FramefarmError, ValueError):
 
 class RenderError(FramefarmError, RuntimeError):
     """The work itself failed (a renderer, ffmpeg, storage). Finished frames are kept."""
+
+
+class RenderStopped(FramefarmError):
+    """The render was asked to stop (Ctrl-C, SIGTERM). Not a failure: no worker is blamed, finished frames are
+    kept, and the same command resumes the job."""
 
 
 class WorkerPoolBroken(RenderError):

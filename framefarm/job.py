@@ -882,6 +882,11 @@ def format_validation_error(exc: ValidationError) -> str:
         if isinstance(cause, InputError):  # raised by our own validators: already names field, value and fix
             lines.append(str(cause))
             continue
+        if error["type"] == "string_pattern_mismatch" and loc == ["name"]:
+            shown = repr(error.get("input"))[:80]
+            lines.append(f"name: cannot be a folder name under --out (got {shown}). Use 1 to 100 letters, digits, "
+                         "'.', '_' or '-', starting with a letter or digit (no '/' or '..'), e.g. my-tunnel")
+            continue
         if error["type"] == "extra_forbidden":
             message = "is not a known field (a typo?)"
         elif error["type"] == "missing":

@@ -56,7 +56,7 @@ def test_bad_schedule_names_its_field(job_file):
 
 
 def test_job_name_cannot_escape_the_output_root(job_file):
-    with pytest.raises(InputError, match="name: String should match pattern"):
+    with pytest.raises(InputError, match=r"name: cannot be a folder name under --out \(got .\.\./\.\./etc.\)"):
         load_job(job_file('kind = "deforum"\nname = "../../etc"\n'))
 
 

@@ -67,6 +67,7 @@ def encode(
     """Encode a folder of frames: upscale, interpolate, close loops, mux audio; prints the output path last."""
     from framefarm.cli import err, fail
     from framefarm.errors import FramefarmError, InputError
+    from framefarm.preflight import check_writable_folder
     from framefarm.video.codecs import get_codec
     from framefarm.video.finish import finish
 
@@ -87,6 +88,9 @@ def encode(
             target = out
         else:
             target, name = out, None
+        # Found now, with a readable message, rather than as ffmpeg's error (or a traceback) after the decode.
+        check_writable_folder("--out", str(out if out is not None else target),
+                              target if out is None or out.is_dir() else Path(target).parent)
         result = finish(frames_dir, target, fps=rate, codec=codec_preset, crf=crf, encoder_preset=encoder_preset,
                         width=width, height=height, audio=audio, audio_offset=audio_offset, upscale=upscale,
                         interpolate=interpolate, interpolate_method=interpolate_method, interpolate_model=rife_model,

@@ -1,12 +1,13 @@
 """``framefarm report JOB``: make (or refresh) a job's ``report.html`` and print where it is (last stdout line).
 
-JOB is a job folder (``renders/my-tunnel``, ``s3://bucket/renders/my-tunnel``), its ``job.json``, or the job file it
-was rendered from (then ``--out`` says where, as for ``render``).
+JOB is a job folder (``renders/my-tunnel``, ``s3://bucket/renders/my-tunnel``), its ``job.json``, the job file it
+was rendered from, or the job's name (for those two, ``--out`` says where, as for ``render``).
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -45,8 +46,25 @@ def resolve_target(target: str, out: str) -> tuple[str, str]:
 
         job = load_job(path)
         return out, job.name
-    raise InputError("JOB", target, "no such job folder or job file",
-                     "Give renders/<job>, its job.json, or the job's .toml file (with --out)")
+    if _is_job_name(target) and _has_job(out, target):
+        return out, target  # a job's name: its folder under --out (``framefarm report my-tunnel --out renders``)
+    raise InputError("JOB", target, f"no such job folder, job file, or job under --out {out!r}",
+                     "Give a job's name (with --out), renders/<job>, its job.json, or the job's .toml file")
+
+
+def _is_job_name(text: str) -> bool:
+    from framefarm.job import JOB_NAME_PATTERN
+
+    return re.fullmatch(JOB_NAME_PATTERN, text) is not None
+
+
+def _has_job(out: str, name: str) -> bool:
+    from framefarm.storage import FrameStore
+
+    try:
+        return FrameStore(out, name).exists("job.json")
+    except OSError:  # an unreachable store: reported as "no such job" with the hint above
+        return False
 
 
 def _needs_refresh(root: str, name: str) -> bool:
@@ -63,7 +81,8 @@ def _needs_refresh(root: str, name: str) -> bool:
 
 
 def report(
-    target: Annotated[str, typer.Argument(metavar="JOB", help="Job folder, its job.json, or the job file.",
+    target: Annotated[str, typer.Argument(metavar="JOB", help="Job name (with --out), job folder, its job.json, or the "
+                                                              "job file.",
                                           show_default=False)],
     out: Annotated[str, typer.Option("--out", help="Output root, when JOB is a job file.")] = "renders",
     regenerate: Annotated[bool, typer.Option("--regenerate", help="Make the report again even if it is current.")]

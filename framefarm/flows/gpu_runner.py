@@ -10,6 +10,7 @@ dead GPU process fails its chunk, not the flow. Across machines, use one Prefect
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Sequence
 
@@ -19,6 +20,10 @@ from framefarm.errors import InputError
 
 
 def _pin_gpu(gpus: tuple[str, ...], claims: str) -> None:
+    # Ctrl-C in a terminal reaches every process of the group: a worker must not die of it mid-chunk (a traceback
+    # per worker, and a pool the CLI would wait on); the CLI stops the render and ends the pool itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Runs once in each new worker process, before any task: claim the first GPU no other process has claimed.
     # Claims are files created with O_EXCL (atomic), because Prefect pickles the runner's arguments into each
     # process, and queues or manager proxies cannot be pickled that way.

@@ -20,7 +20,7 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
 from framefarm.animation.plan import plan_job
-from framefarm.errors import InputError, RenderError, WorkerPoolBroken
+from framefarm.errors import InputError, RenderError, RenderStopped, WorkerPoolBroken
 from framefarm.job import validate_job
 from framefarm.flows.tasks import (
     ChunkResult,
@@ -31,6 +31,8 @@ from framefarm.flows.tasks import (
     resolve_job_batch_size,
     verify_frames,
 )
+from framefarm.flows.job_ref import is_job_ref, load_job_ref, ref_name
+from framefarm.flows.stop import raise_if_stopped, stop_requested
 from framefarm.flows.summary import summary_markdown
 from framefarm.flows.window import RenderPaused, pool_paused_check
 from framefarm.renderers import get_renderer
@@ -89,7 +91,8 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
     while pending or running:
         if pending and pool_paused is not None and not stopped and pool_paused():
             stopped = True  # outside the render window: finish the chunks in hand, start no new ones
-        while pending and not stopped and len(running) < limit and len(failures) < job.farm.error_budget:
+        while (pending and not stopped and not stop_requested() and len(running) < limit
+               and len(failures) < job.farm.error_budget):
             # The first pending chunk whose shot has none in flight (any chunk when frames are independent).
             chunk = next((c for c in pending if not sequential or c.shot not in busy_shots), None)
             if chunk is None:
@@ -107,6 +110,8 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
             result = future.result()
         except InputError:
             raise  # the job itself is wrong: no point rendering its other chunks
+        except RenderStopped:
+            continue  # the user's stop: not a failure; the chunks still running stop as well
         except Exception as exc:
             failures.append((chunk.index, f"{type(exc).__name__}: {exc}"))
             if sequential:  # later frames of the shot would start from a frame that does not exist
@@ -120,6 +125,7 @@ def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkRe
         if finished == len(chunks) or time.monotonic() - last_update >= PROGRESS_INTERVAL_S:
             update_progress_artifact(progress, 100.0 * finished / len(chunks))
             last_update = time.monotonic()
+    raise_if_stopped(f"{len(pending)} more chunk(s) of {job.name}")
     if stopped and pending:
         _requeue_for_later(job, len(pending))
     return results, failures
@@ -161,6 +167,8 @@ def _run_name() -> str:
     from prefect.runtime import flow_run
 
     job = flow_run.parameters.get("job")
+    if is_job_ref(job):
+        return f"render-{ref_name(job)}"
     name = job.get("name") if isinstance(job, Mapping) else getattr(job, "name", "job")
     return f"render-{name}"
 
@@ -182,13 +190,16 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     """Render a validated job into ``out/<job>/frames`` and an MP4 beside them.
 
     Args:
-        job: a validated job spec (``framefarm.job.load_job``), or its JSON dict (deployments).
+        job: a reference to a job stored in its job folder (``framefarm.flows.job_ref.store_job``: any size, what
+            the CLI passes), a validated job spec (``framefarm.job.load_job``), or its JSON dict (deployments).
         backend: renderer name (``preview`` or ``diffusers``).
         out: store root: a local folder or an fsspec URL.
         chunk_size: frames per chunk task (does not change the frames, only the unit of retry and caching).
     """
     started = time.perf_counter()
-    if isinstance(job, Mapping):  # from a deployment: parameters arrive as JSON
+    if is_job_ref(job):
+        job = load_job_ref(job, out)
+    elif isinstance(job, Mapping):  # from a deployment: parameters arrive as JSON
         job = validate_job(job, source="deployment parameters")
     # 1. Plan (pure and cheap) and record what is about to be rendered.
     renderer = get_renderer(backend)
@@ -200,13 +211,20 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
 
     # 2. Prepare inputs every chunk reads.
     if getattr(job, "source", None) is not None:  # video2video, and AnimateDiff video-to-video
-        prepare_sources(quote(job), out)
+        try:
+            prepare_sources(quote(job), out)
+        except Exception:
+            if stop_requested():  # its ffmpeg was stopped with the render; a rerun decodes what is missing
+                return Cancelled(message=f"{job.name}: stopped while preparing its source")
+            raise
 
     # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
     try:
         results, failures = _run_chunks(plan, plan.chunks, job, backend, out)
     except RenderPaused as paused:
         return Cancelled(message=str(paused))  # not a failure: the job waits for its window in a new run
+    except RenderStopped as stopped:
+        return Cancelled(message=str(stopped))  # the user stopped it: a rerun resumes
     _raise_for_failures(job, failures)
 
     # 4. Verify every planned frame against the manifest and its SHA-256; render damaged ones again.
@@ -222,7 +240,12 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
             raise RenderError(f"{len(still_bad)} frame(s) still missing after re-rendering: {still_bad[:10]}")
 
     # 5. Finish.
-    video = encode_video(quote(plan), quote(job), out)
+    try:
+        video = encode_video(quote(plan), quote(job), out)
+    except Exception:
+        if stop_requested():  # ffmpeg was stopped with the render: every frame is kept, a rerun encodes
+            return Cancelled(message=f"{job.name}: stopped while encoding; finished frames are kept")
+        raise
     extra = {"video": video, "renderer": plan.renderer, "fps": plan.fps, "width": plan.width, "height": plan.height}
     if backend != "preview":
         from framefarm.renderers.models.keys import model_short_hashes

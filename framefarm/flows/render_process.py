@@ -65,6 +65,10 @@ class RenderProcess:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         try:
+            # It stays in the parent's process group, so SIGKILL to the group ends it with everything else; it
+            # ignores SIGINT and SIGTERM (see the end of this module), so Ctrl-C in a terminal does not kill it
+            # behind the parent's back, where its death would look like a crash of the worker: the parent stops it
+            # on purpose (kill_render_processes).
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "framefarm.flows.render_process", str(to_child_r), str(from_child_w)],
                 pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
@@ -121,6 +125,7 @@ class _Pool:
         self._cond = threading.Condition()
         self._idle: dict[str, list[RenderProcess]] = {}
         self._busy: dict[str, int] = {}
+        self._live: set[RenderProcess] = set()  # idle and busy: what a stop has to kill
 
     def acquire(self, key: str, max_processes: int | None) -> RenderProcess:
         with self._cond:
@@ -135,16 +140,21 @@ class _Pool:
                 if process.alive():
                     break
                 process.kill()
+                self._live.discard(process)
             else:
                 process = None
         for old in stale:  # the environment changed (another GPU, another test): those processes will not be used
             old.close()
+        with self._cond:
+            self._live.difference_update(stale)
         if process is None:
             try:
                 process = RenderProcess(key)
             except BaseException:
                 self._done(key)
                 raise
+            with self._cond:
+                self._live.add(process)
         return process
 
     def release(self, process: RenderProcess, reusable: bool) -> None:
@@ -153,6 +163,8 @@ class _Pool:
                 self._idle.setdefault(process.key, []).append(process)
         else:
             process.kill()
+            with self._cond:
+                self._live.discard(process)
         self._done(process.key)
 
     def _done(self, key: str) -> None:
@@ -166,6 +178,21 @@ class _Pool:
             self._idle = {}
         for process in idle:
             process.close()
+        with self._cond:
+            self._live.difference_update(idle)
+
+    def kill_all(self) -> None:
+        """SIGKILL every render process, busy ones included: a stop must not wait for a chunk to finish. Frames are
+        written atomically, so only the frame being rendered is lost."""
+        with self._cond:
+            live = list(self._live)
+            self._live.clear()
+            self._idle = {}
+        for process in live:
+            if process.process.poll() is None:
+                process.process.kill()
+        for process in live:
+            process.process.wait()
 
 
 _POOL = _Pool()
@@ -226,6 +253,11 @@ def render_in_process(chunk: Any, job: Any, backend: str, store_root: str, *, ti
 def close_render_processes() -> None:
     """End every idle render process (they also end with their parent)."""
     _POOL.close_all()
+
+
+def kill_render_processes() -> None:
+    """Kill every render process of this process now, busy or idle (a stop by the user)."""
+    _POOL.kill_all()
 
 
 # ----- errors across the pipe
@@ -292,4 +324,9 @@ def serve(inbox: Connection, outbox: Connection) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # First thing, before the heavy imports in serve(): a stop is the parent's to make (see RenderProcess).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))

@@ -24,9 +24,10 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from framefarm.animation.plan import ChunkSpec, RenderPlan
-from framefarm.errors import InputError, RenderError
+from framefarm.errors import InputError, RenderError, RenderStopped
 from framefarm.flows.chunk_work import SOURCE_DIR, render_chunk_frames
 from framefarm.flows.render_process import render_in_process
+from framefarm.flows.stop import raise_if_stopped, stop_requested
 from framefarm.images import decode_png, encode_png, fit_cover, load_image
 from framefarm.renderers.testcard import source_testcard
 from framefarm.storage import FrameStore, file_digest
@@ -74,7 +75,7 @@ def worker_id() -> str:
 def _retry_unless_blocklisted(task, task_run, state) -> bool:
     try:
         state.result()
-    except (WorkerBlocklisted, InputError):
+    except (WorkerBlocklisted, InputError, RenderStopped):
         return False
     except Exception:
         return True
@@ -98,6 +99,7 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    raise_if_stopped(f"chunk {chunk.index}")
     store = FrameStore(store_root, job.name)
     worker = worker_id()
     if store.failure_count(worker) >= job.farm.blocklist_after:
@@ -105,17 +107,15 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
                                 "none of its chunks; fix the worker, or delete the job's failures/ folder")
     try:
         return _render_chunk(chunk, job, backend, store, started, started_at)
-    except InputError:
-        raise  # the job's fault, not the worker's: no blocklist entry (and no retry, see below)
-    except OSError as exc:
-        if exc.errno in STORE_FULL:
-            # The store is full: not the worker's fault, and writing a failure record there would fail as well
-            # and hide this error behind a second one. Raised as it is; a retry after the back-off may find room.
-            raise
-        store.record_failure(worker, chunk.index, f"{type(exc).__name__}: {exc}")
-        raise
+    except (InputError, RenderStopped):
+        raise  # the job's fault, or the user's stop: not the worker's, so no blocklist entry and no retry
     except Exception as exc:
-        store.record_failure(worker, chunk.index, f"{type(exc).__name__}: {exc}")
+        if stop_requested():  # its render process was killed by the stop, not by a fault of this worker
+            raise RenderStopped(f"chunk {chunk.index} stopped: finished frames are kept") from exc
+        # The store is full: not the worker's fault, and writing a failure record there would fail as well and
+        # hide this error behind a second one. Raised as it is; a retry after the back-off may find room.
+        if not (isinstance(exc, OSError) and exc.errno in STORE_FULL):
+            store.record_failure(worker, chunk.index, f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -123,7 +123,9 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
                   started_at: str) -> ChunkResult:
     timeout = job.farm.chunk_timeout
     if timeout is None:  # watchdog off: render in this thread (a hang then hangs the task)
-        rendered, reused = render_chunk_frames(chunk, job, backend, store)
+        # A thread cannot be killed: it stops at the next frame when a stop is requested.
+        rendered, reused = render_chunk_frames(chunk, job, backend, store,
+                                               on_frame=lambda frame: raise_if_stopped(f"frame {frame + 1}"))
     else:
         # In a render process the watchdog can kill (framefarm/flows/render_process.py). A backend that loads
         # models gets one process at a time, so a GPU holds one copy of the model, as it did in-process.
@@ -134,7 +136,11 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
                        gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
 
 
-@task(name="prepare-sources", retries=1)
+def _retry_unless_stopped(task, task_run, state) -> bool:
+    return not stop_requested()  # an ffmpeg killed by the user's stop must not start again
+
+
+@task(name="prepare-sources", retries=1, retry_condition_fn=_retry_unless_stopped)
 def prepare_sources(job: Any, store_root: str) -> int:
     """Decode ``job.source`` into ``<job>/source/NNNNNN.png`` at the job's size and fps (skipped when done).
 
@@ -281,13 +287,14 @@ def verify_frames(plan: RenderPlan, store_root: str) -> list[int]:
     return FrameStore(store_root, plan.job).verify_frames(plan.frame_keys)
 
 
-@task(name="encode-video", retries=1)
+@task(name="encode-video", retries=1, retry_condition_fn=_retry_unless_stopped)
 def encode_video(plan: RenderPlan, job: Any, store_root: str) -> str:
     """Finish the job's frames, in plan order, as ``job.output`` says (codec, loop, upscale, interpolation, audio),
     beside them; the output is decoded and checked before it is published. Returns the video's path or URL."""
     from framefarm.video.finish import finish, output_settings
     from framefarm.video.frames import FrameSequence
 
+    raise_if_stopped("encoding")
     store = FrameStore(store_root, plan.job)
     frames = FrameSequence(plan.frames, lambda i: decode_png(store.read_frame_bytes(i)), name=plan.job)
     settings = output_settings(job.output)

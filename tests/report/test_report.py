@@ -294,6 +294,18 @@ def test_cli_report_and_status(rendered, tmp_path):
     assert missing.returncode == 2 and "JOB" in missing.stderr
 
 
+def test_cli_report_by_job_name_under_out_as_the_readme_shows(rendered, tmp_path):
+    root, job, _ = rendered
+    run = subprocess.run([sys.executable, "-m", "framefarm", "report", job.name, "--out", str(root)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == str(root / job.name / REPORT_NAME)
+    missing = subprocess.run([sys.executable, "-m", "framefarm", "report", "no-such-job", "--out", str(root)],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert f"JOB: no such job folder, job file, or job under --out {str(root)!r} (got 'no-such-job')" in missing.stderr
+
+
 def test_a_rerun_in_progress_is_not_shown_as_the_previous_finished_render(rendered, tmp_path):
     root, job, _ = rendered
     copy = tmp_path / job.name
