@@ -482,9 +482,11 @@ class FarmRunner:
         return self._record_of(run)
 
     def _record_of(self, run: Any) -> JobRecord:
-        job = run.parameters.get("job") or {}
-        output = job.get("output") or {}
+        from framefarm.flows.job_ref import job_fields
+
         out = run.parameters.get("out") or self.out
+        job = job_fields(run.parameters.get("job"), out)
+        output = job.get("output") or {}
         known = self._submitted.get(str(run.id))
         record = JobRecord(
             id=str(run.id), name=job.get("name", "?"), state=_FARM_STATES.get(run.state_name or "", "queued"),

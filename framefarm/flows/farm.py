@@ -80,9 +80,13 @@ def submit(job: Any, *, out: str, backend: str = "preview", chunk_size: int | No
         raise InputError("--priority", priority, "must be 1 or more", "1 runs first; the default is 10")
     with get_client(sync_client=True) as client:
         queue = _queue_for(client, pool, priority)
+    # By reference, as the CLI renders: Prefect refuses more than 512 KB of parameters, and a Deforum camera export
+    # makes a job of megabytes. The job folder lies in the farm's shared store, where every worker reads it.
+    from framefarm.flows.job_ref import store_job
+
     run = run_deployment(
         f"render-job/{DEPLOYMENT}",
-        parameters={"job": job.model_dump(mode="json"), "backend": backend, "out": out, "chunk_size": chunk_size},
+        parameters={"job": store_job(job, out), "backend": backend, "out": out, "chunk_size": chunk_size},
         scheduled_time=after,
         timeout=0,  # queue it and return; a worker runs it
         work_queue_name=queue,
@@ -101,11 +105,13 @@ def list_jobs(limit: int = 200) -> list[QueuedJob]:
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT])),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit,
         )
+    from framefarm.flows.job_ref import job_fields
+
     jobs = []
     for run in runs:
-        job = run.parameters.get("job") or {}
-        name = job.get("name", "?")
         out = run.parameters.get("out") or ""
+        job = job_fields(run.parameters.get("job"), out)
+        name = job.get("name", "?")
         frames = int(job.get("frames", 0))
         try:
             done = min(frames, FrameStore(out, name).count_records()) if out and name != "?" else 0

@@ -76,3 +76,14 @@ def load_job_ref(ref: str, out: str) -> Any:
     job = validate_job(json.loads(data), source=f"stored job {name}@sha256:{digest[:12]}")
     _RESOLVED[digest] = job
     return job
+
+
+def job_fields(parameter: Any, out: str) -> dict[str, Any]:
+    """A flow run's ``job`` parameter as the job's JSON fields, for listings: a reference is read from its job folder
+    (a store that can't be read gives just the name), a dict is taken as it is."""
+    if is_job_ref(parameter):
+        try:
+            return load_job_ref(parameter, out).model_dump(mode="json")
+        except (InputError, OSError):
+            return {"name": ref_name(parameter)}
+    return dict(parameter) if isinstance(parameter, dict) else {}

@@ -104,6 +104,9 @@ def test_two_jobs_run_in_priority_order_on_a_real_server_and_worker(tmp_path):
             assert time.monotonic() < deadline, f"{states}\n" + (logs / "worker.log").read_text()[-3000:]
             time.sleep(2)
         assert jobs[high]["started"] < jobs[low]["started"]
+        # Submitted by reference (Prefect caps a run's parameters at 512 KB): the resolved job lies in its job
+        # folder, which the worker read it from, and the listing read its frame count from.
+        assert len(list((tmp_path / "renders" / "low" / "jobs").glob("*.json"))) == 1
         for name in ("low", "high"):
             assert jobs[low if name == "low" else high]["done"] == 6
             assert probe_video(tmp_path / "renders" / name / f"{name}_64x64_24fps_6f.mp4").frames == 6
