@@ -116,7 +116,7 @@ def plan(
 ) -> None:
     """Show how a job splits into chunks (frame ranges, seeds, keys) without rendering; --frames A:B adds values."""
     from framefarm.animation.plan import plan_job
-    from framefarm.flows.tasks import input_hashes, resolve_job_batch_size
+    from framefarm.job_inputs import input_hashes, resolve_job_batch_size
     from framefarm.job import load_job
     from framefarm.renderers import get_renderer
 

@@ -171,7 +171,7 @@ def validate_request(request: JobRequest, *, media: MediaRoots | None = None,
         raise JobValidationError(problems)
     # The files the job reads must exist on this machine: say so now, not after a queue wait (the render checks
     # them first thing too, with the same message).
-    from framefarm.flows.tasks import input_hashes
+    from framefarm.job_inputs import input_hashes
 
     try:
         input_hashes(job, request.backend)

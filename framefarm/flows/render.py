@@ -22,15 +22,8 @@ from prefect.utilities.annotations import quote
 from framefarm.animation.plan import plan_job
 from framefarm.errors import InputError, RenderError, RenderStopped, WorkerPoolBroken
 from framefarm.job import validate_job
-from framefarm.flows.tasks import (
-    ChunkResult,
-    encode_video,
-    input_hashes,
-    prepare_sources,
-    render_chunk,
-    resolve_job_batch_size,
-    verify_frames,
-)
+from framefarm.flows.tasks import ChunkResult, encode_video, prepare_sources, render_chunk, verify_frames
+from framefarm.job_inputs import input_hashes, resolve_job_batch_size
 from framefarm.flows.job_ref import is_job_ref, load_job_ref, ref_name
 from framefarm.flows.stop import raise_if_stopped, stop_requested
 from framefarm.flows.summary import summary_markdown

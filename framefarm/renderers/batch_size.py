@@ -4,7 +4,7 @@ Which frames share a batch changes their pixels slightly (batched matmuls round 
 the batch size is part of every frame key. It must therefore be one number for the whole job — never chosen per
 worker from that worker's free memory, or two GPUs would render different pixels for the same frame and a resume on
 another machine would re-render everything. The render flow resolves ``"auto"`` when it plans the job
-(:func:`framefarm.flows.tasks.resolve_job_batch_size`), records it in the job's folder (``batch_size.json``) and in
+(:func:`framefarm.job_inputs.resolve_job_batch_size`), records it in the job's folder (``batch_size.json``) and in
 the manifest, and hands every chunk the job with the number filled in; later runs of the job reuse the record.
 
 How the number is chosen:
