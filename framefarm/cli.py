@@ -12,16 +12,15 @@ What ``render`` and ``demo`` do with a loaded job is in :mod:`framefarm.cli_rend
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from framefarm.cli_output import err, fail
 from framefarm.errors import FramefarmError, InputError
 
 app = typer.Typer(
@@ -31,7 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
 DEMO_PRESET = "zoom-tunnel"
 
 JobArg = Annotated[Path, typer.Argument(help="Job file (TOML or JSON).", show_default=False)]
@@ -41,38 +39,6 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="Renderer: preview (w
 # A string, not a Path: Path("s3://bucket/renders") is "s3:/bucket/renders", a local folder named "s3:".
 OutOpt = Annotated[str, typer.Option("--out", help="Output root, a folder or a store URL (s3://bucket/renders): "
                                                   "frames land in OUT/<job>/frames/.")]
-
-
-def quiet_prefect() -> None:
-    # Prefect's per-task INFO lines would scroll the progress bar away; warnings and errors still show.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    # The ephemeral server would try to send telemetry; render boxes are often offline, and it is noise.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect gives its ephemeral server 20 s to come up; a 2-core render box that is already decoding or
-    # encoding often needs longer (measured: 23 s under a parallel test run), and the render would fail
-    # before its first frame. A long wait costs nothing when the server is quick.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
-
-# An error message is for a person: a library's error that quotes a whole request (a job of a megabyte) is cut here.
-MAX_ERROR_CHARS = 2000
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= MAX_ERROR_CHARS:
-        return text
-    return f"{text[:MAX_ERROR_CHARS]} … ({len(text) - MAX_ERROR_CHARS} more characters left out)"
-
-
-def fail(exc: BaseException) -> NoReturn:
-    """Report an error the CLI way and exit: 2 for invalid input, 1 for a failure during work."""
-    if isinstance(exc, InputError):
-        err.print(f"[bold red]invalid input[/] {escape(_shorten(str(exc)))}", highlight=False, markup=True,
-                  soft_wrap=True)
-        raise typer.Exit(2)
-    err.print(f"[bold red]render failed[/] {escape(_shorten(str(exc)))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _render(job, backend: str, out: str, chunk_size: int | None, gpus: str | None = None,

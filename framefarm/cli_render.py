@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from framefarm.cli import err, fail, quiet_prefect
+from framefarm.cli_output import err, fail, quiet_prefect
 from framefarm.errors import FramefarmError, InputError, WorkerPoolBroken
 
 # Flow runs on a fresh process pool after a pool process died (--gpus), before the render fails.
@@ -31,7 +31,7 @@ STOP_FLOW_WAIT_S = 30.0
 
 def run_render(job, backend: str, out: str, chunk_size: int | None, gpus: str | None = None,
                dask: str | None = None, wait: bool = False) -> None:
-    """Render ``job`` as the module docstring says; exits through :func:`framefarm.cli.fail` or ``typer.Exit``."""
+    """Render ``job`` as the module docstring says; exits through :func:`framefarm.cli_output.fail` or ``typer.Exit``."""
     quiet_prefect()
     from framefarm.flows.stop import StopOnSignals, stop_requested
 

@@ -41,7 +41,7 @@ def api(
     from framefarm.api.access import MediaRoots
     from framefarm.api.app import ApiSettings, create_app
     from framefarm.api.osc import OscTarget
-    from framefarm.cli import err, fail
+    from framefarm.cli_output import err, fail
     from framefarm.errors import FramefarmError, InputError
 
     if print_openapi:

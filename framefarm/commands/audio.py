@@ -99,7 +99,7 @@ def schedule_from_audio(
         validate_job({"kind": "deforum", "name": "schedule-check", "frames": frames, "fps": fps,
                       "motion": _nested(param, result.schedule)}, source="--map")
     except FramefarmError as exc:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
 
         fail(exc)
     if as_json:

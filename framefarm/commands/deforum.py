@@ -51,7 +51,7 @@ def schedule(
         if plot is not None:
             _plot(series, schedules, plot)
     except FramefarmError as exc:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
 
         fail(exc)
     if as_json:
@@ -199,7 +199,7 @@ def prompts(
     try:
         rows, note = _prompt_rows(prompts_file, frames, seed)
     except FramefarmError as exc:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
 
         fail(exc)
     if note:
@@ -285,11 +285,11 @@ def import_deforum(
         if report is not None:
             report.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except FramefarmError as exc:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
 
         fail(exc)
     except OSError as exc:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
         from framefarm.errors import InputError
 
         fail(InputError("--out", str(exc.filename or out), f"cannot be written: {exc.strerror}"))

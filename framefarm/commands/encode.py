@@ -65,7 +65,7 @@ def encode(
                                                                       "fps and duration.")] = True,
 ) -> None:
     """Encode a folder of frames: upscale, interpolate, close loops, mux audio; prints the output path last."""
-    from framefarm.cli import err, fail
+    from framefarm.cli_output import err, fail
     from framefarm.errors import FramefarmError, InputError
     from framefarm.preflight import check_writable_folder
     from framefarm.video.codecs import get_codec

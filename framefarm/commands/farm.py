@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field.")] = None,
     ) -> None:
         """Queue a job on the farm; prints the flow run id last."""
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
         from framefarm.errors import FramefarmError
         from framefarm.flows.farm import submit as submit_job
         from framefarm.job import load_job
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
 
     def _steer(action: str, run_id: str) -> None:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
         from framefarm.errors import FramefarmError
         from framefarm.flows import farm
 

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
         from framefarm.errors import FramefarmError
         from framefarm.renderers.models.hashing import short_hash
         from framefarm.renderers.models.library import ModelLibrary, models_root
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         allow_pickle: PickleOpt = False,
     ) -> None:
         """Merge checkpoints tensor by tensor (little memory, even for SDXL). Prints the output path last."""
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
         from framefarm.errors import FramefarmError
         from framefarm.renderers.models.library import ModelLibrary, entry_for_path, models_root, require_usable
         from framefarm.renderers.models.merge import merge_checkpoints

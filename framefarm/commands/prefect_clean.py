@@ -25,7 +25,7 @@ def prefect_clean(
     home; frames, manifests and videos are never touched."""
     import os
 
-    from framefarm.cli import err, fail, quiet_prefect
+    from framefarm.cli_output import err, fail, quiet_prefect
 
     quiet_prefect()
     from framefarm.flows import prefect_clean as clean

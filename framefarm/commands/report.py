@@ -100,7 +100,7 @@ def report(
         else:
             location = report_location(root, name)
     except FramefarmError as exc:
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
 
         fail(exc)
     if open_it:

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         once: Annotated[bool, typer.Option(help="Apply the window now and exit (for cron or systemd timers).")] = False,
     ) -> None:
         """Render only inside a time window: pause the pool outside it; running jobs stop at a chunk boundary."""
-        from framefarm.cli import fail
+        from framefarm.cli_output import fail
         from framefarm.errors import FramefarmError
         from framefarm.flows.window import Window, apply_window, farm_window
 

@@ -24,10 +24,10 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling, Paused, Scheduled
 
 from framefarm.errors import InputError
+from framefarm.flows.farm_runs import DEPLOYMENT, read_run as _read, requeue
 from framefarm.flows.render import render_job
 
 POOL = "framefarm"
-DEPLOYMENT = "farm"
 ENTRYPOINT = "framefarm.flows.render.render_job"  # a module path: workers import the installed package
 
 
@@ -135,13 +135,6 @@ def eta_seconds(job: QueuedJob, now: dt.datetime | None = None) -> float | None:
     return elapsed / job.done * (job.frames - job.done)
 
 
-def _read(client, run_id: str):
-    try:
-        return client.read_flow_run(run_id)
-    except ObjectNotFound:
-        raise InputError("job", run_id, "is not a flow run of this Prefect server", "See `framefarm queue`") from None
-
-
 def cancel(run_id: str) -> str:
     with get_client(sync_client=True) as client:
         run = _read(client, run_id)
@@ -169,14 +162,3 @@ def resume(run_id: str) -> str:
             client.set_flow_run_state(run.id, Scheduled(scheduled_time=dt.datetime.now(dt.timezone.utc)), force=True)
             return str(run.id)
     return requeue(run_id)
-
-
-def requeue(run_id: str) -> str:
-    """A new run with the same job, backend, output and priority. Returns the new run id."""
-    from prefect.deployments import run_deployment
-
-    with get_client(sync_client=True) as client:
-        run = _read(client, run_id)
-    new = run_deployment(f"render-job/{DEPLOYMENT}", parameters=run.parameters, timeout=0,
-                         work_queue_name=run.work_queue_name, tags=list(run.tags), as_subflow=False)
-    return str(new.id)

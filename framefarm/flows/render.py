@@ -136,7 +136,7 @@ def _requeue_for_later(job, chunks_left: int) -> None:
     """Queue this run's job again (it waits in the paused pool until the window reopens) and end this run."""
     from prefect.runtime import flow_run
 
-    from framefarm.flows.farm import requeue
+    from framefarm.flows.farm_runs import requeue
 
     new_run = requeue(str(flow_run.id))
     raise RenderPaused(f"{job.name}: the work pool was paused (outside its render window) with {chunks_left} "
