@@ -65,6 +65,14 @@ def input_hashes(job: Any, backend: str = "preview") -> dict[str, str]:
         from framefarm.renderers.models.keys import model_input_hashes
 
         hashes.update(model_input_hashes(job))
+    if backend == "diffusers":
+        # Whether the worker's compile=auto compiles this job (compiled kernels round differently): in the keys,
+        # so frames of the compiled and the eager path are never mixed in one job.
+        from framefarm.renderers.accel import compile_key
+
+        compiled = compile_key(job)
+        if compiled is not None:
+            hashes["accel.compile"] = compiled
     if job.init_image:
         if not Path(job.init_image).is_file():
             raise InputError("init_image", job.init_image, "no such image file", "Give the path of a PNG or JPEG")

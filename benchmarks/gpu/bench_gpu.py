@@ -14,7 +14,10 @@ What it does, in one process:
    same arithmetic per frame) and writes one JSON record per job as soon as the job finishes.
 
 Baselines run over ≥ 24 frames (≥ 2 AnimateDiff clips), video2video also at plain diffusers' batch 8; every record
-says `default_levers` (true: FRAMEFARM_ACCEL unset, no torch.compile).
+says `default_levers` (true: FRAMEFARM_ACCEL unset: channels last, fused QKV and compile=auto, which compiles a job
+on a GPU when it is long enough to win the compilation back). The jobs are that long by default (their first frames
+timed, ``job_frames`` in the record says how long); ``--short-jobs`` times jobs of just the frames timed, ``--eager``
+turns compilation off for some jobs, ``--compile`` on.
 
 Jobs and the code each one measures (``measured_through`` in every record):
 
@@ -243,6 +246,18 @@ class Bench:
     compile_spec: str = "blocks"  # --compile-spec: FRAMEFARM_ACCEL's compile=<scope>[:<mode>] for the --compile jobs
     compare_inline_noise: bool = False  # --compare-inline-noise: the Deforum chain also with its noise made in line
     warm_start: bool = False  # --warm-start: after video2video, a second process renders a batch from the caches
+    eager_jobs: set = None  # --eager: jobs whose framefarm side never compiles (FRAMEFARM_ACCEL=channels_last,fuse_qkv)
+    short_jobs: bool = False  # --short-jobs: jobs as long as the frames timed (compile=auto then leaves them eager)
+
+    def job_frames(self, kind: str, frames: int) -> int:
+        """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
+        compile=auto to compile it (a farm's jobs are minutes long; the benchmark times their first frames), so
+        `default_levers` measures what such a job gets; ``--short-jobs``: just the frames timed."""
+        from framefarm.renderers.accel import COMPILE_RULES
+
+        if self.short_jobs:
+            return frames
+        return max(frames, COMPILE_RULES[kind].min_frames)  # (the benchmark's Deforum job has cadence 1)
 
     def flops(self, run) -> float:
         """FLOPs of ``run()`` (matmuls, convolutions, attention), counted by torch's FlopCounterMode."""
@@ -280,8 +295,8 @@ class Bench:
             "baseline_achieved_tflops": round(flop_per_frame * base_fps / 1e12, 2),
             "fraction_of_ceiling": round(achieved / self.ceiling_tflops, 4),
             "baseline_fraction_of_ceiling": round(flop_per_frame * base_fps / 1e12 / self.ceiling_tflops, 4),
-            # The levers a worker gets with FRAMEFARM_ACCEL unset (no torch.compile), or opt-in ones.
-            "default_levers": job not in self.compile_jobs,
+            # The levers a worker gets with FRAMEFARM_ACCEL unset (compile=auto), or opt-in / opt-out ones.
+            "default_levers": job not in self.compile_jobs and job not in (self.eager_jobs or ()),
             **extra,
         }
 
@@ -347,16 +362,16 @@ def probe_warm_start(spec: dict) -> dict:
     from framefarm.renderers.diffusers.components import load_components
 
     job = image_job(spec["models_dir"], checkpoint=spec["checkpoint"], width=spec["width"], steps=spec["steps"],
-                    frames=spec["batch"], batch=spec["batch"], controlnet=spec["controlnet"], name="warm-start",
+                    frames=spec["job_frames"], batch=spec["batch"], controlnet=spec["controlnet"], name="warm-start",
                     tiny=spec["tiny"])
     sources = testcard_frames(spec["batch"], spec["width"], spec["width"])
     renderer = get_renderer("diffusers")
 
-    def batch() -> float:
-        plan = plan_job(job, renderer=renderer.id, chunk_size=job.frames)
+    def batch() -> float:  # the job's first batch
+        plan = plan_job(job, renderer=renderer.id, chunk_size=spec["batch"])
         context = RenderContext.for_job(job, source_frame=lambda i: sources[i])
         start = time.perf_counter()
-        for chunk in plan.chunks:
+        for chunk in plan.chunks[:1]:
             for _ in renderer.render(chunk, chunk.frames, context):
                 pass
         if torch.cuda.is_available():
@@ -368,7 +383,8 @@ def probe_warm_start(spec: dict) -> dict:
     load_s = time.perf_counter() - started
     first, steady = batch(), batch()
     return {"load_s": round(load_s, 2), "first_batch_s": round(first, 2), "steady_batch_s": round(steady, 2),
-            "compile_from_cache_s": round(max(0.0, first - steady), 2), "levers": os.environ.get("FRAMEFARM_ACCEL")}
+            "compile_from_cache_s": round(max(0.0, first - steady), 2),
+            "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job)}
 
 
 def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: int, controlnet: bool,
@@ -382,19 +398,19 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     from framefarm.storage import FrameStore
     from framefarm.storage.writer_pool import FrameWriterPool
 
-    def job_for(n: int):
-        return image_job(b.models["models_dir"], checkpoint=checkpoint, width=width, steps=b.size.steps, frames=n,
-                         batch=batch, controlnet=controlnet, name=f"{job_name}-{n}", tiny=b.size.tiny)
-
-    sources = testcard_frames(frames, width, width)
+    job_frames = b.job_frames("video2video", frames + batch)
+    job = image_job(b.models["models_dir"], checkpoint=checkpoint, width=width, steps=b.size.steps, frames=job_frames,
+                    batch=batch, controlnet=controlnet, name=job_name, tiny=b.size.tiny)
+    sources = testcard_frames(frames + batch, width, width)
     renderer = get_renderer("diffusers")
+    plan = plan_job(job, renderer=renderer.id, chunk_size=batch)
 
-    def run(job) -> int:
-        plan = plan_job(job, renderer=renderer.id, chunk_size=job.frames)
+    def run(first: int, n: int) -> int:
+        """Render the job's frames ``first … first+n−1`` (whole batches)."""
         context = RenderContext.for_job(job, source_frame=lambda i: sources[i])
         store = FrameStore(str(b.work / "frames"), job.name)
         with FrameWriterPool(store, encode_png, threads=8) as writer:
-            for chunk in plan.chunks:
+            for chunk in plan.chunks[first // batch:(first + n) // batch]:
                 for frame, image in renderer.render(chunk, chunk.frames, context):
                     i = chunk.local(frame)
                     writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
@@ -402,10 +418,10 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
         return len(writer.close())
 
     started = time.perf_counter()
-    setup = load_components(job_for(batch))  # loads and accelerates the models (process cache)
+    setup = load_components(job)  # loads and accelerates the models (process cache)
     load_s = time.perf_counter() - started
-    warm_s = b.timed(lambda: run(job_for(batch)))  # first batch: compilation, cuDNN plans, allocator warm-up
-    seconds = b.timed(lambda: run(job_for(frames)))
+    warm_s = b.timed(lambda: run(0, batch))  # first batch: compilation, cuDNN plans, allocator warm-up
+    seconds = b.timed(lambda: run(batch, frames))
     steady_batch_s = seconds / (frames / batch)
     compile_s = max(0.0, warm_s - steady_batch_s)
     from framefarm.renderers.accel import attention_backends
@@ -413,14 +429,14 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     extra = {}
     if b.profile_dir is not None and b.device == "cuda":
         try:
-            extra["profile"] = profile_batch(b, lambda: run(job_for(batch)), job_name, steady_batch_s)
+            extra["profile"] = profile_batch(b, lambda: run(0, batch), job_name, steady_batch_s)
         except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
             extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
     return {**extra, "seconds": seconds, "load_s": round(load_s, 2), "warmup_batch_s": round(warm_s, 2),
             "compile_s": round(compile_s, 2), "peak_mem_gib": b.peak(),
             "frames_per_s_incl_compile": round(frames / (seconds + compile_s), 3),
-            "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "renderer": renderer.id,
-            "unet_attention": attention_backends(setup.base.unet)}
+            "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job),
+            "job_frames": job_frames, "renderer": renderer.id, "unet_attention": attention_backends(setup.base.unet)}
 
 
 def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> dict:
@@ -551,12 +567,26 @@ def sdpa_backends(torch) -> dict:
 
 
 def set_levers(b: Bench, job: str) -> None:
-    """The worker's levers for this job's framefarm side (models are reloaded per job, see clear_cache)."""
+    """The worker's levers for this job's framefarm side (models are reloaded per job, see clear_cache): the
+    defaults (FRAMEFARM_ACCEL unset: channels last, fused QKV, compile=auto), an explicit compile (--compile) or
+    none (--eager)."""
     from framefarm.renderers.models.loader import clear_cache
 
     clear_cache()
-    levers = "channels_last,fuse_qkv" + (f",compile={b.compile_spec}" if job in b.compile_jobs else "")
-    os.environ["FRAMEFARM_ACCEL"] = levers
+    if job in b.compile_jobs:
+        os.environ["FRAMEFARM_ACCEL"] = f"channels_last,fuse_qkv,compile={b.compile_spec}"
+    elif job in (b.eager_jobs or ()):
+        os.environ["FRAMEFARM_ACCEL"] = "channels_last,fuse_qkv"
+    else:
+        os.environ.pop("FRAMEFARM_ACCEL", None)
+
+
+def compiled_as(job) -> str:
+    """What the worker's levers compile ``job`` with on this device, for the record."""
+    from framefarm.renderers import accel
+
+    choice = accel.device_choice(accel.compile_choice(job), os.environ.get("FRAMEFARM_DEVICE", "cuda"))
+    return "eager" if choice is None else f"{choice[0]}:{choice[1] or 'default'}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -621,7 +651,7 @@ def job_video2video(b: Bench) -> dict:
         import subprocess
 
         spec = {"models_dir": b.models["models_dir"], "checkpoint": "bench-sd15", "width": w, "steps": s.steps,
-                "batch": s.v2v_batch, "controlnet": True, "tiny": s.tiny}
+                "batch": s.v2v_batch, "job_frames": record["job_frames"], "controlnet": True, "tiny": s.tiny}
         started = time.perf_counter()
         probe = subprocess.run([sys.executable, __file__, "--probe-warm-start", json.dumps(spec)], capture_output=True,
                                text=True, check=False, env={**os.environ, "FRAMEFARM_DEVICE": b.device})
@@ -717,17 +747,19 @@ def _zoom(image: np.ndarray) -> np.ndarray:
     return warp_2d(image, matrix)
 
 
-def _chunk_job(b: Bench, job) -> int:
-    """Render ``job`` chunk by chunk through ``render_chunk_frames``: the code a farm's render process runs per chunk
-    (manifest check, renderer, frame writer pool, atomic writes), without Prefect around it."""
+def _chunk_job(b: Bench, job, frames: int, chunk_size: int) -> int:
+    """Render the first ``frames`` frames of ``job`` (whole chunks of ``chunk_size``) chunk by chunk through
+    ``render_chunk_frames``: the code a farm's render process runs per chunk (manifest check, renderer, frame writer
+    pool, atomic writes), without Prefect around it."""
     from framefarm.animation.plan import plan_job
     from framefarm.flows.chunk_work import render_chunk_frames
     from framefarm.renderers import get_renderer
     from framefarm.storage import FrameStore
 
-    plan = plan_job(job, renderer=get_renderer("diffusers").id)
+    plan = plan_job(job, renderer=get_renderer("diffusers").id, chunk_size=chunk_size)
     store = FrameStore(str(b.work / "frames"), job.name)
-    return sum(len(render_chunk_frames(chunk, job, "diffusers", store)[0]) for chunk in plan.chunks)
+    return sum(len(render_chunk_frames(chunk, job, "diffusers", store)[0])
+               for chunk in plan.chunks if chunk.start < frames)
 
 
 def _model_overrides(b: Bench, width: int) -> list[str]:
@@ -772,17 +804,19 @@ def job_deforum_chain(b: Bench) -> dict:
     init = b.work / "chain-init.png"
     write_png(init, first)
 
-    def job_for(n: int, name: str):
+    job_frames = b.job_frames("deforum", s.chain_job_frames)
+
+    def job_for(name: str):
         return job_from_preset("zoom-tunnel", _model_overrides(b, w) + [
-            f"frames={n}", f'name="{name}"', f'init_image="{init}"', 'motion.zoom="0:(1.02)"',
+            f"frames={job_frames}", f'name="{name}"', f'init_image="{init}"', 'motion.zoom="0:(1.02)"',
             'motion.angle="0:(0)"', f'motion.strength="0:({strength})"', f'prompts.0="{PROMPT}"',
             f'negative_prompt="{NEGATIVE}"'])
 
     started = time.perf_counter()
-    load_components(job_for(1, "chain-load"))
+    load_components(job_for("chain-load"))
     load_s = time.perf_counter() - started
-    warm_s = b.timed(lambda: _chunk_job(b, job_for(2, "chain-warm")))
-    seconds = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain")))
+    warm_s = b.timed(lambda: _chunk_job(b, job_for("chain-warm"), 2, 2))
+    seconds = b.timed(lambda: _chunk_job(b, job_for("chain"), s.chain_job_frames, 16))
     compile_s = max(0.0, warm_s - 2 * seconds / s.chain_job_frames)
     frames = s.chain_job_frames
     extra = {}
@@ -793,7 +827,7 @@ def job_deforum_chain(b: Bench) -> dict:
 
         DeforumChain.MAKE_NOISE_AHEAD = False
         try:
-            inline_s = b.timed(lambda: _chunk_job(b, job_for(s.chain_job_frames, "chain-inline-noise")))
+            inline_s = b.timed(lambda: _chunk_job(b, job_for("chain-inline-noise"), s.chain_job_frames, 16))
         finally:
             DeforumChain.MAKE_NOISE_AHEAD = True
         extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
@@ -806,8 +840,9 @@ def job_deforum_chain(b: Bench) -> dict:
                     strength=strength, baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(),
                     load_s=round(load_s, 2), warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
-                    levers=os.environ.get("FRAMEFARM_ACCEL"),
-                    note="a chain is sequential: one frame per UNet batch (CFG 2) on one GPU", **extra)
+                    levers=os.environ.get("FRAMEFARM_ACCEL", "default"), compiled=compiled_as(job_for("chain")),
+                    job_frames=job_frames, note="a chain is sequential: one frame per UNet batch (CFG 2) on one GPU",
+                    **extra)
 
 
 def job_animatediff(b: Bench) -> dict:
@@ -843,31 +878,38 @@ def job_animatediff(b: Bench) -> dict:
     set_levers(b, "animatediff")
     from framefarm.renderers.diffusers.kinds.animatediff.renderer import motion_setup
 
+    # A long job cut into segments of clip_frames − 1 frames, each extended by one frame into the next: every
+    # segment is one clip_frames window, the baseline clip's arithmetic (one frame in clip_frames is shared).
+    segment = s.clip_frames - 1
+    job_frames = b.job_frames("animatediff", (s.clips + 1) * segment + 1)
+
     def job_for(seed: int):
         data = {"name": f"ad-{seed}", "kind": "animatediff", "width": w, "height": w, "fps": 16,
-                "frames": s.clip_frames, "seed": seed, "prompts": {"0": PROMPT}, "negative_prompt": NEGATIVE,
+                "frames": job_frames, "seed": seed, "prompts": {"0": PROMPT}, "negative_prompt": NEGATIVE,
                 "model": {"models_dir": b.models["models_dir"], "checkpoint": "bench-sd15", "steps": s.steps,
                           "sampler": "Euler", "dtype": "float32" if s.tiny else "float16"},
                 "animatediff": {"motion_module": "bench-motion", "context_length": s.clip_frames,
-                                "context_overlap": s.clip_frames // 4}}
+                                "context_overlap": s.clip_frames // 4, "segment_frames": segment,
+                                "segment_overlap": 1}}
         return validate_job(data)
 
     started = time.perf_counter()
     motion_setup(job_for(0))
     load_s = time.perf_counter() - started
-    warm_s = b.timed(lambda: _chunk_job(b, job_for(100)))
-    seconds = b.timed(lambda: [_chunk_job(b, job_for(k)) for k in range(s.clips)])
+    warm_s = b.timed(lambda: _chunk_job(b, job_for(100), segment, segment))
+    seconds = b.timed(lambda: _chunk_job(b, job_for(1), s.clips * segment, segment))
     compile_s = max(0.0, warm_s - seconds / s.clips)
-    frames = s.clips * s.clip_frames
+    frames = s.clips * segment
     return b.record("animatediff", "framefarm AnimateDiff renderer (motion module from the models folder, VAE "
-                                   "slices) through render_chunk_frames, one 16-frame clip per job",
+                                   "slices) through render_chunk_frames, segments of one 16-frame window each",
                     "diffusers AnimateDiffPipeline, 1 clip per call", frames, seconds,
                     s.baseline_clips * s.clip_frames, base_s, flop,
                     batch_size=1, num_frames=s.clip_frames, width=w, height=w, steps=s.steps,
                     baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(), load_s=round(load_s, 2),
                     warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
-                    levers=os.environ.get("FRAMEFARM_ACCEL"))
+                    levers=os.environ.get("FRAMEFARM_ACCEL", "default"), compiled=compiled_as(job_for(1)),
+                    job_frames=job_frames, windows_per_frame=round(s.clip_frames / segment, 3))
 
 
 RUNNERS = {"video2video": job_video2video, "deforum_chain": job_deforum_chain, "animatediff": job_animatediff,
@@ -882,7 +924,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for gpu_throughput.json")
     parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU (smoke test)")
     parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma list of {', '.join(JOBS)}")
-    parser.add_argument("--compile", default="", help="jobs whose framefarm side uses torch.compile (comma list)")
+    parser.add_argument("--compile", default="", help="jobs whose framefarm side always compiles (comma list)")
+    parser.add_argument("--eager", default="", help="jobs whose framefarm side never compiles (comma list)")
+    parser.add_argument("--short-jobs", action="store_true",
+                        help="jobs only as long as the frames timed (compile=auto leaves them eager)")
     parser.add_argument("--v2v-batch", type=int, default=None, help="video2video batch size (default 16)")
     parser.add_argument("--v2v-frames", type=int, default=None, help="video2video frames (a multiple of the batch)")
     parser.add_argument("--name", default="gpu_throughput", help="JSON file name (without .json)")
@@ -943,7 +988,8 @@ def main(argv: list[str] | None = None) -> int:
         document["build_models_s"] = round(time.perf_counter() - started, 1)
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
-                      args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start)
+                      args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
+                      {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -16,15 +16,17 @@ with the tiny models; the figures below are the bounds they assert):
   benchmark can show it, nothing is switched.
 * CFG in one batch: diffusers' pipelines already concatenate the unconditional and conditional halves into one
   UNet call; nothing to do here.
-* ``compile`` (off by default): ``torch.compile`` of the repeated blocks (regional compilation: every
-  ``Transformer2DModel`` and ``ResnetBlock2D`` of UNet, ControlNet and VAE, see ``REPEATED_BLOCKS``, or
-  ``"model"``: the whole forward).
-  Compiled kernels fuse elementwise work into the matmuls/convolutions and change rounding; it is off by default
-  because its first batch pays tens of seconds of compilation on a GPU (and minutes on a CPU, which is why no CPU
-  test covers it). The compiled kernels are cached on disk in a folder the worker owns (:func:`use_compile_cache`),
-  so the next process on the host starts warm. Turn it on per worker with ``FRAMEFARM_ACCEL=compile`` (or
-  ``Acceleration(compile=True)``); the GPU benchmark reports its compile time, how it amortises, and a second
-  process's warm start (``--warm-start``).
+* ``compile`` (``auto`` by default): ``torch.compile`` of the repeated blocks (regional compilation: every
+  ``Transformer2DModel`` and ``ResnetBlock2D`` of UNet, ControlNet and VAE, see ``REPEATED_BLOCKS``), or of the
+  whole forward with CUDA graphs for the launch-bound Deforum chain. Compiled kernels fuse elementwise work into the
+  matmuls/convolutions and change rounding, and the first batch pays a minute or two of compilation, so ``auto``
+  compiles a job only on a GPU and only when the job is long enough to win the compilation back
+  (:data:`COMPILE_RULES`, :func:`compile_choice`; never on a CPU, where compiling takes minutes). The choice is a
+  function of the job alone, and it enters the job's frame keys (:func:`compile_key`), so a resumed render or a
+  second worker never mixes compiled and eager frames of one job. The compiled kernels are cached on disk in a
+  folder the worker owns (:func:`use_compile_cache`), so the next process on the host starts warm.
+  ``FRAMEFARM_ACCEL=compile`` compiles every job (``compile=model:reduce-overhead`` etc. pick the scope and mode);
+  a lever list without ``compile`` never compiles.
 * ``dtype``: the job's ``model.dtype`` (fp16 on a GPU by default; ``bfloat16`` trades mantissa for the range that
   keeps SDXL's VAE out of fp16 overflow) — chosen in :mod:`framefarm.renderers.models.loader`, not here.
 
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,18 +75,22 @@ class Acceleration:
     Attributes:
         channels_last: NHWC weights for UNet / ControlNet / VAE (≤ ``PIXEL_TOLERANCE``).
         fuse_qkv: fused attention projections in UNet and ControlNet (≤ ``PIXEL_TOLERANCE``).
-        compile: ``torch.compile`` of the denoiser (changes rounding; off by default).
+        compile: ``torch.compile`` of the denoiser (changes rounding): ``True`` for every job, ``"auto"`` (the
+            default) where :data:`COMPILE_RULES` say a job gains, ``False`` never.
         compile_scope: ``"blocks"`` (regional: the repeated blocks) or ``"model"`` (the whole forward).
         compile_mode: ``torch.compile``'s mode (``None``: default; ``"max-autotune"`` takes many minutes).
     """
 
     channels_last: bool = True
     fuse_qkv: bool = True
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"
     compile_scope: Literal["blocks", "model"] = "blocks"
     compile_mode: str | None = None
 
     def __post_init__(self) -> None:
+        if self.compile not in (True, False, "auto"):
+            raise InputError(ACCEL_ENV, self.compile, "is not a compile setting", "Use compile, compile=auto or leave "
+                                                                                  "compile out of the list")
         if self.compile_scope not in ("blocks", "model"):
             raise InputError(ACCEL_ENV, self.compile_scope, "is not a compile scope", "Use blocks or model")
         if self.compile_mode not in COMPILE_MODES:
@@ -95,7 +101,8 @@ class Acceleration:
     def from_env(cls) -> Acceleration:
         """``$FRAMEFARM_ACCEL``: unset → the defaults; ``none`` → every lever off; else a comma list of the levers
         to turn on (``channels_last,fuse_qkv,compile``; ``compile=model`` for whole-model compilation,
-        ``compile=model:reduce-overhead`` with a torch.compile mode: CUDA graphs, for launch-bound batch-1 chains)."""
+        ``compile=model:reduce-overhead`` with a torch.compile mode: CUDA graphs, for launch-bound batch-1 chains;
+        ``compile=auto``: the default rule)."""
         raw = os.environ.get(ACCEL_ENV)
         if raw is None or raw.strip() == "":
             return cls()
@@ -108,16 +115,20 @@ class Acceleration:
                 raise InputError(ACCEL_ENV, raw, f"names the unknown lever {name!r}",
                                  f"Use none or a comma list of {', '.join(LEVERS)}")
             chosen[name] = True
-            if name == "compile" and value:
+            if name == "compile" and value == "auto":
+                chosen["compile"] = "auto"
+            elif name == "compile" and value:
                 scope, _, mode = value.partition(":")
                 chosen["compile_scope"] = scope or "blocks"
                 chosen["compile_mode"] = None if mode in ("", "default") else mode
         return cls(**chosen)
 
     def fingerprint(self) -> str:
-        """The pixel-affecting levers, for the renderer version (and so every frame key)."""
-        on = [name for name in LEVERS if getattr(self, name)]
-        if self.compile:
+        """The pixel-affecting levers, for the renderer version (and so every frame key). ``compile=auto`` is not
+        in it: whether a job compiles is decided per job and enters that job's keys (:func:`compile_key`), so the
+        keys of jobs that do not compile stay those of a worker that never compiles."""
+        on = [name for name in LEVERS if getattr(self, name) is True]
+        if self.compile is True:
             on[-1] = f"compile-{self.compile_scope}-{self.compile_mode or 'default'}"
         return "+".join(on) or "plain"
 
@@ -134,9 +145,10 @@ class AccelReport:
 def accelerate_model(model, accel: Acceleration) -> AccelReport:
     """Apply ``accel`` to a UNet / ControlNet / VAE in place, once (a second call is a no-op).
 
-    Compilation itself happens lazily at the first forward pass; what that costs is measured by the caller (the
-    benchmark times its first batch against the steady ones).
+    Compilation is per job, not here (:func:`use_compiled`, called with :func:`compile_choice`'s answer before each
+    group of frames).
     """
+    accel = replace(accel, compile=False, compile_scope="blocks", compile_mode=None)  # compilation is per job
     applied = getattr(model, "_framefarm_accel", None)
     if applied is not None:
         if applied != accel:
@@ -156,9 +168,6 @@ def accelerate_model(model, accel: Acceleration) -> AccelReport:
     if accel.fuse_qkv and hasattr(model, "fuse_qkv_projections") and _fusable(model):
         model.fuse_qkv_projections()
         report.levers.append("fuse_qkv")
-    if accel.compile:
-        report.compiled_regions = _compile(model, accel)
-        report.levers.append(f"compile-{accel.compile_scope}")
     model._framefarm_accel = accel
     report.seconds = time.perf_counter() - started
     return report
@@ -246,7 +255,35 @@ def use_compile_cache() -> Path:
     return folder
 
 
-def _compile(model, accel: Acceleration) -> int:
+def use_compiled(model, choice: CompileChoice | None) -> int:
+    """Make ``model`` run compiled as ``choice`` says (``(scope, mode)``), or eager with ``None``.
+
+    Each choice's compiled callables are kept on the model, so a process that renders a long job (compiled) and then
+    a short one (eager) switches back and forth without compiling again: the models are cached per process and
+    shared by its jobs, and a job's frames must not depend on which job the process rendered before. Compilation
+    itself happens at the first forward pass. Returns the number of compiled regions now active.
+    """
+    active = getattr(model, "_framefarm_compiled_as", None)
+    variants = getattr(model, "_framefarm_compiled", None)
+    if variants is None:
+        variants = {}
+        model._framefarm_compiled = variants
+    if active == choice:
+        return len(variants.get(choice, ()))
+    for module, _ in variants.get(active, ()):
+        module._compiled_call_impl = None  # what torch.nn.Module.__call__ checks: None runs the eager forward
+    if choice is not None:
+        if choice not in variants:
+            variants[choice] = _compile_regions(model, *choice)
+        for module, compiled in variants[choice]:
+            module._compiled_call_impl = compiled
+    model._framefarm_compiled_as = choice
+    return len(variants.get(choice, ())) if choice is not None else 0
+
+
+def _compile_regions(model, scope: str, mode: str | None) -> list:
+    """``(module, compiled call)`` pairs: the whole model, or each outermost repeated block. The same callable
+    :meth:`torch.nn.Module.compile` would install, kept so it can be switched off and on again."""
     import torch
 
     use_compile_cache()
@@ -254,20 +291,104 @@ def _compile(model, accel: Acceleration) -> int:
     # Every distinct (block class, input shape) pair is one compiled graph; SD1.5's UNet + ControlNet have ~20
     # distinct ResNet shapes, more than dynamo's default of 8 recompiles per code object.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 128)
-    if accel.compile_scope == "model":
-        model.compile(mode=accel.compile_mode, dynamic=False)
-        return 1
-    count = 0
+    if scope == "model":
+        return [(model, torch.compile(model._call_impl, mode=mode, dynamic=False))]
+    regions: list = []
     compiled: list[str] = []
     for name, module in model.named_modules():  # parents come before their children
         if type(module).__name__ not in REPEATED_BLOCKS:
             continue
         if any(name.startswith(prefix + ".") for prefix in compiled):
             continue  # inside a compiled region already
-        module.compile(mode=accel.compile_mode, dynamic=False)
+        regions.append((module, torch.compile(module._call_impl, mode=mode, dynamic=False)))
         compiled.append(name)
-        count += 1
-    return count
+    return regions
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# When a job compiles
+
+
+CompileChoice = tuple[str, "str | None"]  # (scope, torch.compile mode)
+
+
+@dataclass(frozen=True)
+class CompileRule:
+    """When ``compile=auto`` compiles a job of one kind, and how.
+
+    Attributes:
+        scope, mode: what is compiled (``"blocks"``/``"model"``) and torch.compile's mode.
+        min_frames: the job's length from which it compiles — frames the GPU denoises (a Deforum job's diffused
+            frames: cadence in-betweens cost no UNet time).
+    """
+
+    scope: str
+    mode: str | None
+    min_frames: int
+
+
+# The rule, from one H200 with full-size SD1.5 (random weights), default levers against compiled, one process
+# compiling cold (benchmarks/results/gpu/README.md): a job compiles when the time compilation saves over its frames
+# is at least what a cold compilation costs, rounded up to a round number. A warm host (the compile cache filled by
+# an earlier process, 7–14 s) wins sooner; the rule does not count on it, so a fresh worker never loses.
+# * Deforum chain (one frame per UNet call, launch-bound): CUDA graphs of the whole UNet (reduce-overhead), compiled
+#   cold in ~52 s, 1.8 → 4.2 frames/s, so ~0.32 s saved per diffused frame: even after 164 diffused frames; 240.
+# * video2video (batches of 16–32): regional compile, ~71 s cold, 7.0 → 10.8 frames/s (0.05 s per frame): 1 440
+#   frames; 1 500.
+# * AnimateDiff (16-frame windows with CFG): regional compile of the motion UNet, ~114 s cold; the bare motion
+#   UNet went from 29 % to 43 % of the FLOP ceiling (~0.08 s per frame at 4 frames/s): ~1 400 frames; 1 500.
+COMPILE_RULES = {
+    "deforum": CompileRule(scope="model", mode="reduce-overhead", min_frames=240),
+    "video2video": CompileRule(scope="blocks", mode=None, min_frames=1500),
+    "animatediff": CompileRule(scope="blocks", mode=None, min_frames=1500),
+}
+
+
+def denoised_frames(job) -> int:
+    """The frames of ``job`` the GPU denoises: every frame, but only the diffused ones of a Deforum job with
+    cadence (each shot restarts its cadence groups)."""
+    if job.kind != "deforum":
+        return int(job.frames)
+    cadence = max(1, int(getattr(job, "cadence", 1)))
+    starts = [shot.start for shot in (getattr(job, "shot_list", None) or ())] or [0]
+    bounds = zip(starts, [*starts[1:], job.frames])
+    return sum(-(-(stop - start) // cadence) for start, stop in bounds)
+
+
+def compile_choice(job, accel: Acceleration | None = None) -> CompileChoice | None:
+    """How ``job`` is compiled with the worker's levers (``accel``; default: ``$FRAMEFARM_ACCEL``), or ``None``
+    (eager). A function of the job and the levers only, so every worker of a job decides alike (a CPU worker then
+    leaves an ``auto`` choice eager: :func:`device_choice`)."""
+    accel = accel or worker_acceleration()
+    if accel.compile is True:
+        return (accel.compile_scope, accel.compile_mode)
+    if accel.compile is False:
+        return None
+    rule = COMPILE_RULES.get(job.kind)
+    if rule is None or denoised_frames(job) < rule.min_frames:
+        return None
+    return (rule.scope, rule.mode)
+
+
+def compile_key(job) -> str | None:
+    """What the frame keys of ``job`` say about compilation beyond the renderer version: the ``auto`` rule's choice
+    (``"model:reduce-overhead"``), or ``None`` when it has nothing to add (eager, or an explicit ``compile``, which
+    the renderer version carries already)."""
+    accel = worker_acceleration()
+    if accel.compile != "auto":
+        return None
+    choice = compile_choice(job, accel)
+    return None if choice is None else f"{choice[0]}:{choice[1] or 'default'}"
+
+
+def device_choice(choice: CompileChoice | None, device: str, accel: Acceleration | None = None
+                  ) -> CompileChoice | None:
+    """``choice`` on ``device``: ``auto`` never compiles on a CPU (minutes of compilation for no gain there); an
+    explicit ``compile`` does what it is told."""
+    accel = accel or worker_acceleration()
+    if choice is not None and accel.compile == "auto" and not str(device).startswith("cuda"):
+        return None
+    return choice
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -260,3 +260,114 @@ def test_compile_caches_live_in_a_folder_the_worker_owns(monkeypatch, tmp_path):
     assert use_compile_cache() == tmp_path / "mine"
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "operator")
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "mine" / "triton")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# compile=auto: a job compiles on a GPU when it is long enough to win its compilation back
+
+
+def _deforum(frames: int, *extra: str):
+    from framefarm.job import job_from_preset
+
+    return job_from_preset("zoom-tunnel", [f"frames={frames}", *extra])
+
+
+def test_compile_auto_is_the_default_and_parses(monkeypatch):
+    monkeypatch.delenv(ACCEL_ENV, raising=False)
+    assert Acceleration.from_env().compile == "auto"
+    # The default's fingerprint (in every frame key) is what it was before compile=auto: keys of the jobs that do
+    # not compile did not change.
+    assert Acceleration.from_env().fingerprint() == "channels_last+fuse_qkv"
+    monkeypatch.setenv(ACCEL_ENV, "channels_last,compile=auto")
+    assert (Acceleration.from_env().compile, Acceleration.from_env().fuse_qkv) == ("auto", False)
+    monkeypatch.setenv(ACCEL_ENV, "channels_last,fuse_qkv")
+    assert Acceleration.from_env().compile is False
+    with pytest.raises(InputError, match="is not a compile setting"):
+        Acceleration(compile="sometimes")
+
+
+def test_the_compile_rule_counts_the_frames_the_gpu_denoises():
+    from framefarm.renderers.accel import COMPILE_RULES, compile_choice, denoised_frames
+
+    auto, never, always = Acceleration(), Acceleration(compile=False), Acceleration(compile=True)
+    rule = COMPILE_RULES["deforum"]
+    long_chain = _deforum(rule.min_frames)
+    assert denoised_frames(long_chain) == rule.min_frames
+    assert compile_choice(long_chain, auto) == ("model", "reduce-overhead")  # CUDA graphs for the launch-bound chain
+    assert compile_choice(_deforum(rule.min_frames - 1), auto) is None
+    # Cadence 3: a third of the frames are diffused, the in-betweens cost no UNet time.
+    assert denoised_frames(_deforum(rule.min_frames, "cadence=3")) == -(-rule.min_frames // 3)
+    assert compile_choice(_deforum(rule.min_frames, "cadence=3"), auto) is None
+    # Shots restart the cadence groups: each shot's first frame is diffused.
+    assert denoised_frames(_deforum(10, "cadence=3", "shots=[0, 4]")) == 2 + 2
+    assert compile_choice(_deforum(8), always) == ("blocks", None)  # an explicit compile compiles every job
+    assert compile_choice(long_chain, never) is None
+    v2v_rule = COMPILE_RULES["video2video"]
+    assert compile_choice(_v2v_frames(v2v_rule.min_frames), auto) == ("blocks", None)
+    assert compile_choice(_v2v_frames(v2v_rule.min_frames - 1), auto) is None
+
+
+def _v2v_frames(frames: int):
+    from framefarm.job import job_from_preset
+
+    return job_from_preset("video-restyle", [f"frames={frames}"])
+
+
+def test_auto_never_compiles_on_a_cpu_but_an_explicit_compile_does():
+    from framefarm.renderers.accel import device_choice
+
+    choice = ("blocks", None)
+    assert device_choice(choice, "cpu", Acceleration()) is None
+    assert device_choice(choice, "cuda", Acceleration()) == choice
+    assert device_choice(choice, "cuda:1", Acceleration()) == choice
+    assert device_choice(choice, "cpu", Acceleration(compile=True)) == choice
+
+
+def test_the_compile_choice_enters_the_frame_keys(monkeypatch, models_dir):
+    """A job that compiles (on a GPU) gets other frame keys than the same job rendered eager, so a resumed render
+    or a second worker with other levers never mixes the two; a job that does not compile keeps its keys."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.job_inputs import input_hashes
+    from framefarm.renderers.accel import COMPILE_RULES
+
+    frames = COMPILE_RULES["deforum"].min_frames
+    job = _deforum(frames, f'model.models_dir="{models_dir}"', 'model.checkpoint="tiny-sd15"')
+    short = _deforum(frames - 1, f'model.models_dir="{models_dir}"', 'model.checkpoint="tiny-sd15"')
+
+    def keys(job, setting):
+        if setting is None:
+            monkeypatch.delenv(ACCEL_ENV, raising=False)
+        else:
+            monkeypatch.setenv(ACCEL_ENV, setting)
+        hashes = input_hashes(job, "diffusers")
+        return hashes, plan_job(job, renderer="diffusers@test", input_hashes=hashes).frame_keys
+
+    auto_hashes, auto_keys = keys(job, None)
+    eager_hashes, eager_keys = keys(job, "channels_last,fuse_qkv")
+    assert auto_hashes["accel.compile"] == "model:reduce-overhead" and "accel.compile" not in eager_hashes
+    assert all(auto_keys[f] != eager_keys[f] for f in range(frames))
+    short_auto, short_eager = keys(short, None)[1], keys(short, "channels_last,fuse_qkv")[1]
+    assert short_auto == short_eager
+
+
+def test_compiled_forwards_are_kept_and_switched_per_job():
+    """A process's models are shared by its jobs: switching a model between a job's compiled forward and another
+    job's eager one must neither recompile nor leave the wrong one on."""
+    from diffusers import UNet2DConditionModel
+
+    from framefarm.renderers.accel import use_compiled
+    from tests.fixtures.tiny_models import SD15_UNET
+
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    graphs = ("model", "reduce-overhead")
+    assert use_compiled(unet, graphs) == 1
+    whole = unet._compiled_call_impl
+    assert whole is not None
+    assert use_compiled(unet, None) == 0
+    assert unet._compiled_call_impl is None  # eager again: nn.Module.__call__ runs forward
+    regions = use_compiled(unet, ("blocks", None))
+    blocks = [m for m in unet.modules() if m._compiled_call_impl is not None]
+    assert regions == len(blocks) > 1 and unet not in blocks
+    assert use_compiled(unet, graphs) == 1
+    assert unet._compiled_call_impl is whole  # the same compiled callable: nothing compiled twice
+    assert all(m._compiled_call_impl is None for m in blocks)

@@ -30,6 +30,8 @@ class Components:
             leaves a unit out).
         annotators: the preprocessors' weights folder (``None``: none).
         patches: LoRA / hypernetwork / fused-projection state of ``base`` (shared by every job using the base).
+        compiled: how this job's models run (:func:`~framefarm.renderers.accel.compile_choice` on this device):
+            ``(scope, mode)``, or ``None`` for eager.
     """
 
     library: Any
@@ -38,11 +40,18 @@ class Components:
     units: list[tuple[int, Any, Any]]
     annotators: Path | None
     patches: ModelPatches
+    compiled: accel.CompileChoice | None = None
 
     @property
     def lock(self):
         """Held while a group renders: the base's weights and processors are shared by every task of the process."""
         return self.base.lock
+
+    def select_compiled(self, *extra) -> None:
+        """Switch the shared models (and ``extra`` ones, e.g. a motion UNet) to this job's compiled or eager
+        forward. Call with :attr:`lock` held, before each group: another job of the process may have switched them."""
+        for model in (self.base.unet, self.vae, *(model for _, _, model in self.units), *extra):
+            accel.use_compiled(model, self.compiled)
 
 
 def load_components(job, checkpoint: str | None = None) -> Components:
@@ -96,8 +105,9 @@ def load_components(job, checkpoint: str | None = None) -> Components:
         for model in (base.unet, vae, *(model for _, _, model in units)):
             accel.accelerate_model(model, levers)
         patches.track_fused(base.unet)
+    compiled = accel.device_choice(accel.compile_choice(job, levers), base.device, levers)
     return Components(library=library, base=base, vae=vae, units=units, annotators=annotator_folder(refs.models_dir),
-                      patches=patches)
+                      patches=patches, compiled=compiled)
 
 
 def open_models_folder(refs):

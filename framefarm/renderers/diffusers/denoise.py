@@ -91,6 +91,7 @@ def denoise_group(components, job, group: Group) -> dict[int, np.ndarray | Pendi
     family = sdxl if base.family == SDXL else sd15
     slice_size = vae_slice(job.width, job.height)
     with components.lock:
+        components.select_compiled()
         components.patches.apply(components.library, settings.networks, allow_pickle=refs.allow_pickle)
         positives, negatives = encode_pairs(components, group.positives, group.negatives,
                                             clip_skip=settings.clip_skip, allow_pickle=refs.allow_pickle)

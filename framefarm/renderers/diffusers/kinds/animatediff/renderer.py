@@ -64,6 +64,7 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
                           for seg, weight in owners(frame, segs)) for frame in group])
         latents = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
         with setup.base.lock:
+            setup.components.select_compiled(setup.unet)
             images = decode_frames(setup.vae, latents.to(setup.base.dtype), group, slice_size=len(group))
         for frame in group:
             if frame in wanted:
@@ -234,9 +235,11 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
         if context.source_frame is None:
             raise InputError("source.video", job.source.video, "was not prepared", "Render through the flow")
         with components.lock:
+            components.select_compiled(setup.unet)
             init = encode_means(setup.vae, [context.source_frame(f) for f in seg.frames])
     controls = _controls(components, job, seg, context, seeds)
     with components.lock:
+        components.select_compiled(setup.unet)
         components.patches.apply(components.library, networks, allow_pickle=refs.allow_pickle)
         encoder = prompt_encoder(components, texts + negatives, clip_skip=refs.clip_skip,
                                  allow_pickle=refs.allow_pickle)
