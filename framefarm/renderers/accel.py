@@ -320,11 +320,15 @@ class CompileRule:
         scope, mode: what is compiled (``"blocks"``/``"model"``) and torch.compile's mode.
         min_frames: the job's length from which it compiles — frames the GPU denoises (a Deforum job's diffused
             frames: cadence in-betweens cost no UNet time).
+        steady_settings: compile only when strength, CFG and ControlNet weights are the same for every frame.
+            Compiled kernels are specialised to a batch size, and frames with other settings are split off into
+            groups of their own: a schedule that varies them would compile every new group size again.
     """
 
     scope: str
     mode: str | None
     min_frames: int
+    steady_settings: bool = False
 
 
 # The rule, from one H200 with full-size SD1.5 (random weights), default levers against compiled, one process
@@ -339,7 +343,7 @@ class CompileRule:
 #   UNet went from 29 % to 43 % of the FLOP ceiling (~0.08 s per frame at 4 frames/s): ~1 400 frames; 1 500.
 COMPILE_RULES = {
     "deforum": CompileRule(scope="model", mode="reduce-overhead", min_frames=240),
-    "video2video": CompileRule(scope="blocks", mode=None, min_frames=1500),
+    "video2video": CompileRule(scope="blocks", mode=None, min_frames=1500, steady_settings=True),
     "animatediff": CompileRule(scope="blocks", mode=None, min_frames=1500),
 }
 
@@ -367,7 +371,20 @@ def compile_choice(job, accel: Acceleration | None = None) -> CompileChoice | No
     rule = COMPILE_RULES.get(job.kind)
     if rule is None or denoised_frames(job) < rule.min_frames:
         return None
+    if rule.steady_settings and _settings_vary(job):
+        return None
     return (rule.scope, rule.mode)
+
+
+def _settings_vary(job) -> bool:
+    """Whether a schedule gives frames of ``job`` different strength, CFG or ControlNet weights."""
+    from framefarm.animation.schedules import evaluate_job_schedules
+
+    for name, column in evaluate_job_schedules(job).items():
+        if name in ("strength", "cfg_scale") or (name.startswith("controlnet.") and name.endswith(".weight")):
+            if len(set(float(x) for x in column)) > 1:
+                return True
+    return False
 
 
 def compile_key(job) -> str | None:

@@ -305,12 +305,15 @@ def test_the_compile_rule_counts_the_frames_the_gpu_denoises():
     v2v_rule = COMPILE_RULES["video2video"]
     assert compile_choice(_v2v_frames(v2v_rule.min_frames), auto) == ("blocks", None)
     assert compile_choice(_v2v_frames(v2v_rule.min_frames - 1), auto) is None
+    # A strength that changes from frame to frame splits batches into groups of changing sizes, each size compiling
+    # anew: such a job stays eager however long it is.
+    assert compile_choice(_v2v_frames(v2v_rule.min_frames, 'motion.strength="0:(0.5), 100:(0.7)"'), auto) is None
 
 
-def _v2v_frames(frames: int):
+def _v2v_frames(frames: int, *extra: str):
     from framefarm.job import job_from_preset
 
-    return job_from_preset("video-restyle", [f"frames={frames}"])
+    return job_from_preset("video-restyle", [f"frames={frames}", *extra])
 
 
 def test_auto_never_compiles_on_a_cpu_but_an_explicit_compile_does():
@@ -371,3 +374,31 @@ def test_compiled_forwards_are_kept_and_switched_per_job():
     assert use_compiled(unet, graphs) == 1
     assert unet._compiled_call_impl is whole  # the same compiled callable: nothing compiled twice
     assert all(m._compiled_call_impl is None for m in blocks)
+
+
+def test_a_compiled_jobs_last_partial_batch_is_filled_up_to_the_batch_size(monkeypatch, models_dir):
+    """Compiled kernels are specialised to a batch size: the last, partial batch of a compiled video2video job runs
+    at the full batch size (copies of its last frame, dropped), so the models are not compiled again for it. The
+    full batches are untouched; the partial one stays within the drift between batch sizes. (Compiling itself takes
+    minutes on a CPU: here the models stay eager, only the grouping is the compiled path's.)"""
+    from framefarm.renderers import accel
+    from framefarm.renderers.diffusers import denoise
+    from framefarm.renderers.diffusers.kinds import video2video
+    from tests.renderers.test_diffusers_renderer import DRIFT_BOUND
+
+    job = v2v_job(models_dir, frames=6)  # batch size 4: batches 0–3 and 4–5
+    eager = _render_with(monkeypatch, "channels_last,fuse_qkv", job)
+    groups: list[list[int]] = []
+    real_denoise = denoise.denoise_group
+
+    def spy(components, job, group):
+        groups.append(list(group.frames))
+        return real_denoise(components, job, group)
+
+    monkeypatch.setattr(video2video, "denoise_group", spy)
+    monkeypatch.setattr(accel, "use_compiled", lambda model, choice: 0)
+    filled = _render_with(monkeypatch, "channels_last,fuse_qkv,compile", job)
+    assert groups == [[0, 1, 2, 3], [4, 5, -1, -2]]
+    assert sorted(filled) == list(range(6))  # the copies are not frames
+    assert all(np.array_equal(filled[f], eager[f]) for f in range(4))
+    assert max_diff({f: filled[f] for f in (4, 5)}, eager) <= DRIFT_BOUND

@@ -133,13 +133,23 @@ def render_batch(components: Components, job, chunk: ChunkSpec, members: list[in
         groups.setdefault(settings, []).append((frame, positive, negative))
     images: dict[int, np.ndarray | PendingFrames] = {}
     for settings, items in groups.items():
-        def run(part, settings=settings):
+        def run(part, settings=settings, items=items):
             frames = [frame for frame, _, _ in part]
-            return denoise_group(components, job, Group(
-                frames=frames, seeds=[chunk.seeds[chunk.local(f)] for f in frames],
-                positives=[p for _, p, _ in part], negatives=[n for _, _, n in part], settings=settings,
-                init=[prepared.sources[f] for f in frames],
-                controls={i: [prepared.controls[(i, f)] for f in frames] for i, _, _ in components.units}))
+            sources = [prepared.sources[f] for f in frames]
+            seeds = [chunk.seeds[chunk.local(f)] for f in frames]
+            positives, negatives = [p for _, p, _ in part], [n for _, _, n in part]
+            controls = {i: [prepared.controls[(i, f)] for f in frames] for i, _, _ in components.units}
+            # Compiled kernels are specialised to the batch size: a short group (the job's last, partial batch) is
+            # filled up with copies of its last frame, numbered -1, -2, … and dropped, rather than compiling the
+            # models again for one batch. Not when memory forced a halving (``part`` is then a part of ``items``).
+            fill = job.batch_size - len(part) if components.compiled is not None and part == items else 0
+            frames += [-k for k in range(1, fill + 1)]
+            for column in (sources, seeds, positives, negatives, *controls.values()):
+                column += column[-1:] * fill
+            result = denoise_group(components, job, Group(
+                frames=frames, seeds=seeds, positives=positives, negatives=negatives, settings=settings,
+                init=sources, controls=controls))
+            return {frame: image for frame, image in result.items() if frame >= 0}
 
         # Out of GPU memory: the group is rendered again in halves (framefarm/renderers/oom.py says what that
         # keeps deterministic and what it may change by a level or so).
