@@ -34,3 +34,20 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
     assert record["baseline_batched"]["frames_per_s"] > 0 and record["speedup_vs_baseline_batched"] > 0
     assert record["frames"] == bench.TINY.v2v_frames
     assert record["unet_attention"] == {"FusedAttnProcessor2_0": 20}  # the default levers reached the UNet
+
+
+def test_the_speed_table_is_built_from_the_records():
+    spec = importlib.util.spec_from_file_location("speed_table", SCRIPT.parent / "speed_table.py")
+    speed_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed_table)
+    document = {"records": [
+        {"job": "video2video", "batch_size": 32, "frames_per_s": 10.5, "baseline_frames_per_s": 1.5,
+         "speedup_vs_baseline": 7.0, "baseline_batched": {"batch_size": 8, "frames_per_s": 4.2},
+         "speedup_vs_baseline_batched": 2.5, "fraction_of_ceiling": 0.451, "default_levers": True,
+         "compiled": "blocks:default"},
+        {"job": "animatediff", "error": "RuntimeError: boom"},
+    ]}
+    lines = speed_table.table(document).splitlines()
+    assert len(lines) == 3  # header, rule, one row: a failed job has no row
+    assert lines[2] == ("| video2video, 1 ControlNet, 20 steps @0.6, batch 32 | default, blocks:default | 10.50 | "
+                        "1.50 (batch 1) · 4.20 (batch 8) | 7.00× · 2.50× | 45.1% |")
