@@ -66,9 +66,13 @@ def input_hashes(job: Any, backend: str = "preview") -> dict[str, str]:
 
         hashes.update(model_input_hashes(job))
     if backend == "diffusers":
+        from framefarm.renderers.accel import compile_key
+        from framefarm.renderers.diffusers.renderer import KIND_VERSIONS
+
+        if job.kind in KIND_VERSIONS:
+            hashes["renderer.kind"] = f"{job.kind}@{KIND_VERSIONS[job.kind]}"
         # Whether the worker's compile=auto compiles this job (compiled kernels round differently): in the keys,
         # so frames of the compiled and the eager path are never mixed in one job.
-        from framefarm.renderers.accel import compile_key
 
         compiled = compile_key(job)
         if compiled is not None:

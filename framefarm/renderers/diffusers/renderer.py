@@ -28,6 +28,11 @@ from framefarm.renderers.base import RenderContext
 # video2video's (within PIXEL_TOLERANCE of 3's where no network is used), AnimateDiff takes LoRA/hypernetwork tags.
 RENDERER_VERSION = "4"
 
+# A kind's own version, for pixel changes of one kind only (in the frame keys of that kind's jobs, beside
+# RENDERER_VERSION, so the other kinds' frames stay valid). animatediff 2: a segment's context windows of one step
+# share UNet calls and the denoising loop stays on the device.
+KIND_VERSIONS = {"animatediff": "2"}
+
 # Job kind → the module rendering it (imported on first use: importing this module loads neither torch nor
 # diffusers). Each module has ``render(chunk, frames, context)``.
 KINDS = {

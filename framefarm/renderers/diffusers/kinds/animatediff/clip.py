@@ -189,8 +189,8 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
         if iteration:
             timesteps = _timesteps(scheduler, steps, strength if init is not None else 1.0)
             start = timesteps[:1].repeat(len(frames))
-            renoised = scheduler.add_noise(latents, _draw(generators, shape), start)
-            fresh = scheduler.add_noise(torch.zeros_like(latents), _draw(generators, shape), start)
+            renoised = scheduler.add_noise(latents, _draw(generators, shape).to(latents.device), start)
+            fresh = scheduler.add_noise(torch.zeros_like(latents), _draw(generators, shape).to(latents.device), start)
             latents = freeinit_mix(renoised, fresh, freeinit_cutoff)
         latents = _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning, cfg, controls,
                                 **window_args)
@@ -218,7 +218,7 @@ def freeinit_mix(renoised, fresh, cutoff: float):
     import torch
 
     frames, _, height, width = renoised.shape
-    axes = [torch.fft.fftfreq(n) / max(cutoff, 1e-6) for n in (frames, height, width)]
+    axes = [torch.fft.fftfreq(n, device=renoised.device) / max(cutoff, 1e-6) for n in (frames, height, width)]
     ft, fh, fw = torch.meshgrid(*axes, indexing="ij")
     low = torch.exp(-(ft ** 2 + fh ** 2 + fw ** 2) / 2).view(frames, 1, height, width)
     dims = (0, 2, 3)
@@ -227,14 +227,31 @@ def freeinit_mix(renoised, fresh, cutoff: float):
     return torch.fft.ifftn(a * low + b * (1 - low), dim=dims).real.float()
 
 
+# Context windows per UNet call at 512² (fewer at larger sizes, see windows_per_call): a segment's windows of one step
+# go through the motion UNet together. Fixed by the frame size alone, so which windows share a call is decided by the
+# job, never by the GPU (batched matmuls are not bit-identical across batch compositions).
+WINDOWS_PER_CALL_512 = 4
+
+
+def windows_per_call(width: int, height: int) -> int:
+    """How many context windows share a UNet call: 4 at 512², 1 from 1024² (SDXL's 16-frame windows with CFG are
+    large batches already)."""
+    return max(1, (WINDOWS_PER_CALL_512 * 512 * 512) // (width * height))
+
+
 def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning, cfg, controls, *,
                   context_length: int, context_overlap: int, weighting: str, loop_windows: bool):
+    """The denoising steps. Latents, the windows' weighted sums and the scheduler step stay on the device: nothing
+    waits for the GPU between steps (the step noise still comes from each frame's CPU generator)."""
     import torch
 
     unet, base = setup.unet, setup.base
+    device = base.device
     cond_f, uncond_f, pooled_f, pooled_uncond_f, size = conditioning
+    latents = latents.to(device)
     count = latents.shape[0]
-    guided = cfg != 1.0
+    height, width = size
+    per_call = windows_per_call(width, height)
     for step, t in enumerate(timesteps):
         # a. Each context window predicts its frames' noise; a frame's prediction is the weighted mean.
         stride = max(1, context_length - context_overlap)
@@ -242,36 +259,63 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
         windows = context_windows(count, context_length, context_overlap, loop=loop_windows, shift=shift)
         model_in = scheduler.scale_model_input(latents, t)
         total = torch.zeros_like(latents)
-        weight_sum = torch.zeros((count, 1, 1, 1))
-        for window in windows:
-            w = torch.tensor(window)
-            weights = torch.from_numpy(window_weights(len(window), weighting)).view(-1, 1, 1, 1)
-            x = model_in[w].permute(1, 0, 2, 3)[None]  # [1, C, F, h, w]
-            states = cond_f[w]
-            if guided:
-                x = torch.cat([x, x])
-                states = torch.cat([uncond_f[w], cond_f[w]])
-            progress = step / len(timesteps)
-            extra = _control_residuals(controls, x, t, states, w, progress, base) if controls else {}
-            if pooled_f is not None:
-                text = pooled_f[w].mean(0, keepdim=True)
-                if guided:
-                    text = torch.cat([pooled_uncond_f[w].mean(0, keepdim=True), text])
-                # SDXL's micro-conditioning: original size, crop (0, 0), target size.
-                ids = torch.tensor([[size[0], size[1], 0, 0, size[0], size[1]]], dtype=torch.float32)
-                extra["added_cond_kwargs"] = {"text_embeds": text.to(base.device, base.dtype),
-                                              "time_ids": ids.repeat(x.shape[0], 1).to(base.device, base.dtype)}
-            with torch.inference_mode():
-                out = unet(x.to(base.device, base.dtype), t, encoder_hidden_states=states.to(base.device, base.dtype),
-                           return_dict=False, **extra)[0].float().cpu()
-            out = out.permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
-            pred = out[0] + cfg * (out[1] - out[0]) if guided else out[0]
-            total.index_add_(0, w, pred * weights)
-            weight_sum.index_add_(0, w, weights)
+        weight_sum = torch.zeros((count, 1, 1, 1), device=device)
+        progress = step / len(timesteps)
+        for group in _window_groups(windows, per_call):
+            preds = _predict_windows(unet, base, model_in, t, group, cond_f, uncond_f, pooled_f, pooled_uncond_f,
+                                     size, cfg, controls, progress)
+            for window, pred in zip(group, preds):  # one index_add per window: no duplicate index in a call
+                w = torch.tensor(window, device=device)
+                weights = torch.from_numpy(window_weights(len(window), weighting)).view(-1, 1, 1, 1).to(device)
+                total.index_add_(0, w, pred * weights)
+                weight_sum.index_add_(0, w, weights)
         noise_pred = total / weight_sum
         # b. One scheduler step for the whole segment; step noise per frame from that frame's generator.
         latents = scheduler.step(noise_pred, t, latents, generator=generators, return_dict=False)[0]
     return latents
+
+
+def _window_groups(windows: list[list[int]], per_call: int) -> list[list[list[int]]]:
+    """Consecutive windows of equal length, at most ``per_call`` to a group."""
+    groups: list[list[list[int]]] = []
+    for window in windows:
+        if groups and len(groups[-1]) < per_call and len(groups[-1][0]) == len(window):
+            groups[-1].append(window)
+        else:
+            groups.append([window])
+    return groups
+
+
+def _predict_windows(unet, base, model_in, t, group, cond_f, uncond_f, pooled_f, pooled_uncond_f, size, cfg,
+                     controls, progress: float) -> list:
+    """One UNet call for a group of equal-length windows: each window's guided noise prediction ``[F, C, h, w]``.
+    The batch is ``[window 1 … window W]`` (unconditional ones first with CFG), frames in order inside each."""
+    import torch
+
+    guided = cfg != 1.0
+    n = len(group)
+    index = [torch.tensor(window) for window in group]
+    x = torch.cat([model_in[w.to(model_in.device)].permute(1, 0, 2, 3)[None] for w in index])  # [W, C, F, h, w]
+    states = torch.cat([cond_f[w] for w in index])
+    if guided:
+        x = torch.cat([x, x])
+        states = torch.cat([torch.cat([uncond_f[w] for w in index]), states])
+    extra = _control_residuals(controls, x, t, states, index, progress, base) if controls else {}
+    if pooled_f is not None:
+        text = torch.cat([pooled_f[w].mean(0, keepdim=True) for w in index])
+        if guided:
+            text = torch.cat([torch.cat([pooled_uncond_f[w].mean(0, keepdim=True) for w in index]), text])
+        # SDXL's micro-conditioning: original size, crop (0, 0), target size.
+        ids = torch.tensor([[size[0], size[1], 0, 0, size[0], size[1]]], dtype=torch.float32)
+        extra["added_cond_kwargs"] = {"text_embeds": text.to(base.device, base.dtype),
+                                      "time_ids": ids.repeat(x.shape[0], 1).to(base.device, base.dtype)}
+    with torch.inference_mode():
+        out = unet(x.to(base.device, base.dtype), t, encoder_hidden_states=states.to(base.device, base.dtype),
+                   return_dict=False, **extra)[0].float()
+    out = out.permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
+    if not guided:
+        return [out[k] for k in range(n)]
+    return [out[k] + cfg * (out[n + k] - out[k]) for k in range(n)]
 
 
 @dataclass(frozen=True)
@@ -285,17 +329,18 @@ class ControlInput:
     end: float
 
 
-def _control_residuals(controls, x, t, states, window, progress: float, base) -> dict[str, Any]:
-    """Summed ControlNet residuals for one window (frames as a batch of images, in the UNet's batch order)."""
+def _control_residuals(controls, x, t, states, windows, progress: float, base) -> dict[str, Any]:
+    """Summed ControlNet residuals for a UNet call over ``windows`` (frames as a batch of images, in the UNet's
+    batch order: the windows in turn, repeated for CFG's unconditional half)."""
     import torch
 
     down, mid = None, None
-    batch = x.shape[0]
+    copies = x.shape[0] // len(windows)
     flat = x.permute(0, 2, 1, 3, 4).reshape((-1,) + tuple(x.shape[1:2]) + tuple(x.shape[3:]))  # [B·F, C, h, w]
     for control in controls:
         if not control.start <= progress <= control.end or control.weight == 0:
             continue
-        image = control.images[window].repeat(batch, 1, 1, 1)
+        image = torch.cat([control.images[w] for w in windows]).repeat(copies, 1, 1, 1)
         with torch.inference_mode():
             d, m = control.model(flat.to(base.device, base.dtype), t,
                                  encoder_hidden_states=states.to(base.device, base.dtype),
