@@ -94,6 +94,7 @@ def _lock_job_folder(job, out: str, wait: bool):
         if lock.took_over is not None:
             err.print(f"note: took over the lock of a render that is gone: {lock.took_over.describe()}",
                       highlight=False, markup=False, soft_wrap=True)
+        store.remove_unfinished_writes()  # left by a stopped or crashed run; nobody else writes while we hold the lock
     except FramefarmError as exc:
         fail(exc)
     except OSError as exc:

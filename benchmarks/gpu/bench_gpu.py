@@ -248,6 +248,7 @@ class Bench:
     warm_start: bool = False  # --warm-start: after video2video, a second process renders a batch from the caches
     eager_jobs: set = None  # --eager: jobs whose framefarm side never compiles (FRAMEFARM_ACCEL=channels_last,fuse_qkv)
     short_jobs: bool = False  # --short-jobs: jobs as long as the frames timed (compile=auto then leaves them eager)
+    check_eager: bool = False  # --check-eager: a job's first frames rendered again eager, compared with the timed ones
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -422,11 +423,23 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     load_s = time.perf_counter() - started
     warm_s = b.timed(lambda: run(0, batch))  # first batch: compilation, cuDNN plans, allocator warm-up
     seconds = b.timed(lambda: run(batch, frames))
+    if b.check_eager:
+        def render_first_batch(eager_job) -> None:
+            context = RenderContext.for_job(eager_job, source_frame=lambda i: sources[i])
+            store = FrameStore(str(b.work / "frames"), eager_job.name)
+            with FrameWriterPool(store, encode_png, threads=8) as writer:
+                chunk = plan.chunks[1]
+                for frame, image in renderer.render(chunk, chunk.frames, context):
+                    i = chunk.local(frame)
+                    writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
+                                  width=image.shape[1], height=image.shape[0])
+
+        check = eager_check(b, job, list(plan.chunks[1].frames), render_first_batch)
     steady_batch_s = seconds / (frames / batch)
     compile_s = max(0.0, warm_s - steady_batch_s)
     from framefarm.renderers.accel import attention_backends
 
-    extra = {}
+    extra = {"eager_check": check} if b.check_eager else {}
     if b.profile_dir is not None and b.device == "cuda":
         try:
             extra["profile"] = profile_batch(b, lambda: run(0, batch), job_name, steady_batch_s)
@@ -579,6 +592,33 @@ def set_levers(b: Bench, job: str) -> None:
         os.environ["FRAMEFARM_ACCEL"] = "channels_last,fuse_qkv"
     else:
         os.environ.pop("FRAMEFARM_ACCEL", None)
+
+
+def eager_check(b: Bench, job, frames: list[int], render) -> dict:
+    """``render(job')`` with compilation off, for a copy ``job'`` of ``job`` under another name, in this process
+    (the models switch to their eager forward), and its ``frames`` against those the timed run stored for ``job``:
+    compiled kernels round differently, but a broken compiled path (stale CUDA-graph outputs, a wrong switch
+    between jobs) would show as whole frames of difference."""
+    from framefarm.images import decode_png
+    from framefarm.storage import FrameStore
+
+    saved = os.environ.get("FRAMEFARM_ACCEL")
+    os.environ["FRAMEFARM_ACCEL"] = "channels_last,fuse_qkv"
+    eager_job = job.model_copy(update={"name": f"{job.name}-eager"})
+    try:
+        render(eager_job)
+    finally:
+        if saved is None:
+            os.environ.pop("FRAMEFARM_ACCEL", None)
+        else:
+            os.environ["FRAMEFARM_ACCEL"] = saved
+    diffs = []
+    for frame in frames:
+        a, e = (decode_png(FrameStore(str(b.work / "frames"), j.name).read_frame_bytes(frame)).astype(np.int16)
+                for j in (job, eager_job))
+        diffs.append(np.abs(a - e))
+    return {"frames": frames, "mean_abs_diff": [round(float(d.mean()), 3) for d in diffs],
+            "max_abs_diff": [int(d.max()) for d in diffs], "compiled": compiled_as(job)}
 
 
 def compiled_as(job) -> str:
@@ -820,6 +860,9 @@ def job_deforum_chain(b: Bench) -> dict:
     compile_s = max(0.0, warm_s - 2 * seconds / s.chain_job_frames)
     frames = s.chain_job_frames
     extra = {}
+    if b.check_eager:
+        first = list(range(min(8, frames)))
+        extra["eager_check"] = eager_check(b, job_for("chain"), first, lambda j: _chunk_job(b, j, len(first), len(first)))
     if b.compare_inline_noise:
         # Same process, same (compiled) models and frames: each frame's noise made in line, as before the helper
         # thread made the next frame's while this one diffuses.
@@ -900,6 +943,10 @@ def job_animatediff(b: Bench) -> dict:
     seconds = b.timed(lambda: _chunk_job(b, job_for(1), s.clips * segment, segment))
     compile_s = max(0.0, warm_s - seconds / s.clips)
     frames = s.clips * segment
+    extra = {}
+    if b.check_eager:
+        extra["eager_check"] = eager_check(b, job_for(1), list(range(segment)),
+                                           lambda j: _chunk_job(b, j, segment, segment))
     return b.record("animatediff", "framefarm AnimateDiff renderer (motion module from the models folder, VAE "
                                    "slices) through render_chunk_frames, segments of one 16-frame window each",
                     "diffusers AnimateDiffPipeline, 1 clip per call", frames, seconds,
@@ -909,7 +956,7 @@ def job_animatediff(b: Bench) -> dict:
                     warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
                     levers=os.environ.get("FRAMEFARM_ACCEL", "default"), compiled=compiled_as(job_for(1)),
-                    job_frames=job_frames, windows_per_frame=round(s.clip_frames / segment, 3))
+                    job_frames=job_frames, windows_per_frame=round(s.clip_frames / segment, 3), **extra)
 
 
 RUNNERS = {"video2video": job_video2video, "deforum_chain": job_deforum_chain, "animatediff": job_animatediff,
@@ -926,6 +973,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma list of {', '.join(JOBS)}")
     parser.add_argument("--compile", default="", help="jobs whose framefarm side always compiles (comma list)")
     parser.add_argument("--eager", default="", help="jobs whose framefarm side never compiles (comma list)")
+    parser.add_argument("--check-eager", action="store_true",
+                        help="render each job's first frames again with compilation off and compare")
     parser.add_argument("--short-jobs", action="store_true",
                         help="jobs only as long as the frames timed (compile=auto leaves them eager)")
     parser.add_argument("--v2v-batch", type=int, default=None, help="video2video batch size (default 16)")
@@ -989,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
-                      {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny)
+                      {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -113,6 +113,26 @@ class FrameStore:
         atomic_write_bytes(self.fs, self.record_path(index), json.dumps(record.to_json(), sort_keys=True).encode())
         return record
 
+    def remove_unfinished_writes(self) -> int:
+        """Remove the temp files of frame and record writes that never finished; returns how many.
+
+        A render process ended mid-write (a stop, a crash, a lost host) leaves its temp file beside the frames;
+        readers skip it, but it would stay in the folder users copy. Only call this while holding the job's lock:
+        the temp file of a write in progress elsewhere looks the same.
+        """
+        removed = 0
+        for folder in (self.frames_dir, self.manifest_dir):
+            self.fs.invalidate_cache(folder)
+            try:
+                names = self.fs.ls(folder, detail=False)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if TEMP_MARKER in posixpath.basename(name):
+                    self.fs.rm(name, recursive=True)
+                    removed += 1
+        return removed
+
     def read_frame_bytes(self, index: int) -> bytes:
         return self.fs.cat_file(self.frame_path(index))
 

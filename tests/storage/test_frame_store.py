@@ -73,6 +73,18 @@ def test_temp_files_are_ignored_by_readers(tmp_path):
     assert store.count_records() == 1
 
 
+def test_unfinished_writes_of_a_stopped_run_are_removed_and_finished_frames_kept(tmp_path):
+    store = FrameStore(str(tmp_path), "job")
+    commit(store, 0)
+    (tmp_path / "job/frames/.tmp-deadbeef-000001.png").write_bytes(b"half a png")
+    (tmp_path / "job/manifest/.tmp-deadbeef-000001.json").write_text("{half")
+    assert store.remove_unfinished_writes() == 2
+    assert sorted(p.name for p in (tmp_path / "job/frames").iterdir()) == ["000000.png"]
+    assert sorted(p.name for p in (tmp_path / "job/manifest").iterdir()) == ["000000.json"]
+    assert store.read_frame_bytes(0) == b"png-bytes"
+    assert FrameStore(str(tmp_path), "never-rendered").remove_unfinished_writes() == 0
+
+
 def test_manifest_json_lists_planned_frames_in_order(tmp_path):
     store = FrameStore(str(tmp_path), "job")
     for i in (2, 0, 1):
