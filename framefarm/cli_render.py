@@ -147,6 +147,10 @@ def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int
     result_box: dict = {}
 
     def run() -> None:
+        with _no_local_heartbeats():
+            _run_attempts()
+
+    def _run_attempts() -> None:
         for attempt, flow in enumerate(flows):
             try:
                 result_box["result"] = flow(job_ref, backend=backend, out=str(out), chunk_size=chunk_size)
@@ -184,6 +188,26 @@ def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int
     result = result_box["result"]
     err.print(f"{result.frames} frames ({result.rendered} rendered, {result.reused} reused) in {result.seconds:.1f} s")
     typer.echo(result.video)
+
+
+def _no_local_heartbeats():
+    """Prefect settings for the flow run in this process: no flow-run heartbeats when its server is on this machine.
+
+    Prefect's heartbeat thread sleeps in whole seconds and the flow run joins it at the end, so every run waited up
+    to a second for it (half a 1-frame preview's flow run, measured). Heartbeats exist so a server can tell that a
+    worker's run died; this run lives in the CLI, which a person watches, against a server on this machine (the
+    CLI's own, which dies with it, or a ``prefect server start`` for quick iteration). A farm's server elsewhere
+    keeps them.
+    """
+    import contextlib
+    from urllib.parse import urlsplit
+
+    from prefect.settings import get_current_settings, temporary_settings
+
+    host = urlsplit(get_current_settings().api.url or "").hostname or ""
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        return contextlib.nullcontext()
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
 def _stop(worker: threading.Thread, keep: list[int]) -> None:

@@ -123,7 +123,11 @@ def render_chunk(chunk: ChunkSpec, job: Any, backend: str, store_root: str) -> C
 def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, started: float,
                   started_at: str) -> ChunkResult:
     timeout = job.farm.chunk_timeout
-    if timeout is None:  # watchdog off: render in this thread (a hang then hangs the task)
+    # The whole job in one preview chunk renders in this thread: starting a render process cost more than the
+    # frame (~0.3 s of a 1-frame preview). The process exists to kill a hung GPU call or model load; the preview
+    # renderer is NumPy on the CPU, loads nothing, and a stop still ends it at the next frame. Several chunks keep
+    # their processes: they render side by side there, while threads would share one interpreter lock.
+    if timeout is None or (backend == "preview" and chunk.start == 0 and chunk.stop >= job.frames):
         # A thread cannot be killed: it stops at the next frame when a stop is requested.
         rendered, reused = render_chunk_frames(chunk, job, backend, store,
                                                on_frame=lambda frame: raise_if_stopped(f"frame {frame + 1}"))
