@@ -324,9 +324,9 @@ def test_file_04_with_6001_keys_imports_well_under_a_second():
 
 def _source_video(tmp_path: Path) -> str:
     from framefarm.renderers.testcard import source_testcard
-    from framefarm.video import encode_frames
+    from framefarm.video import write_video_frames
 
-    return str(encode_frames((source_testcard(i, 64, 64, 12) for i in range(12)), tmp_path / "src.mp4", width=64,
+    return str(write_video_frames((source_testcard(i, 64, 64, 12) for i in range(12)), tmp_path / "src.mp4", width=64,
                              height=64, fps=12))
 
 
