@@ -150,6 +150,16 @@ def unmerge_global_prompts(
 # ----- The importer -------------------------------------------------------------------------------------------------
 
 
+def _as_float(key: str, value: Any, what: str) -> float:
+    """A setting given as a number or a numeric string, read as a float; anything else "must be" ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(key, value, f"must be {what}")
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(key, value, f"must be {what}") from None
+
+
 class _Importer:
     """Consumes the settings key by key; whatever is left at the end is reported as unknown."""
 
@@ -208,12 +218,7 @@ class _Importer:
         value = self.peek(key, default)
         if value is _MISSING:
             raise InputError(key, problem="is missing", fix=f"Add {key} to the settings file")
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InputError(key, value, "must be a whole number")
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(key, value, "must be a whole number") from None
+        number = _as_float(key, value, "a whole number")
         if not math.isfinite(number) or number != int(number):
             raise InputError(key, value, "must be a whole number")
         if minimum is not None and number < minimum:
@@ -224,12 +229,7 @@ class _Importer:
 
     def number(self, key: str, default: Any = _MISSING) -> float:
         value = self.peek(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InputError(key, value, "must be a number")
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(key, value, "must be a number") from None
+        number = _as_float(key, value, "a number")
         if not math.isfinite(number):
             raise InputError(key, value, "must be a finite number")
         return number
