@@ -1,7 +1,7 @@
 """Benchmark: streaming raw frames into ffmpeg vs the PNG round trip, for 600 1080p frames (one run of each).
 
 * **stream** — what framefarm does: every frame goes as raw RGB through ffmpeg's stdin
-  (``framefarm.video.encode_frames``).
+  (``framefarm.video.write_video_frames``).
 * **png round trip** — the usual alternative: write every frame as a PNG (OpenCV, compression level 1, as framefarm
   writes its frames), then point ffmpeg at ``%06d.png``. Its time is the PNG writing plus ffmpeg's run, which
   decodes every PNG again.
@@ -40,7 +40,7 @@ import cv2
 
 from framefarm.images import encode_png
 from framefarm.video.codecs import get_codec
-from framefarm.video.encode import encode_frames, format_fps, video_args
+from framefarm.video.encode import format_fps, video_args, write_video_frames
 from framefarm.video.ffmpeg import ffmpeg_exe, run_ffmpeg
 from framefarm.video.verify import decoded_frame_count
 
@@ -92,7 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="framefarm-bench-") as folder:
         folder = Path(folder)
         # ----- 1. Stream: raw RGB through stdin
-        streamed, stream_s = timed(lambda: encode_frames(
+        streamed, stream_s = timed(lambda: write_video_frames(
             frames(args.frames, width, height), folder / f"stream{codec.suffix}", width=width, height=height,
             fps=args.fps, crf=args.crf, preset=args.preset, codec=codec))
 

@@ -63,7 +63,7 @@ def direct(job, out: str) -> float:
     from framefarm.renderers import get_renderer
     from framefarm.renderers.base import RenderContext
     from framefarm.storage import FrameStore
-    from framefarm.video import encode_frames
+    from framefarm.video import write_video_frames
 
     started = time.perf_counter()
     renderer = get_renderer("preview")
@@ -76,7 +76,7 @@ def direct(job, out: str) -> float:
             store.commit_frame(frame, encode_png(image), key=chunk.frame_keys[i], seed=chunk.seeds[i],
                                width=image.shape[1], height=image.shape[0])
     frames = (decode_png(store.read_frame_bytes(i)) for i in range(plan.frames))
-    encode_frames(frames, Path(out) / "direct.mp4", width=plan.width, height=plan.height, fps=plan.fps)
+    write_video_frames(frames, Path(out) / "direct.mp4", width=plan.width, height=plan.height, fps=plan.fps)
     return time.perf_counter() - started
 
 

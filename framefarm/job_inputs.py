@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framefarm.errors import InputError
 from framefarm.storage import FrameStore, file_digest
 
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
+
 BATCH_SIZE_RECORD = "batch_size.json"
 
 
-def resolve_job_batch_size(job: Any, store_root: str | None, backend: str) -> tuple[Any, dict[str, Any] | None]:
+def resolve_job_batch_size(job: AnyJob, store_root: str | None, backend: str) -> tuple[Any, dict[str, Any] | None]:
     """The job with ``batch_size = "auto"`` replaced by a number, chosen once per job; and the record of the choice.
 
     The choice (framefarm/renderers/batch_size.py) is written to ``<job>/batch_size.json`` and reused by every later
@@ -39,7 +42,7 @@ def resolve_job_batch_size(job: Any, store_root: str | None, backend: str) -> tu
     return job.model_copy(update={"batch_size": int(record["batch_size"])}), record
 
 
-def source_digest(job: Any) -> str | None:
+def source_digest(job: AnyJob) -> str | None:
     """Content hash of the job's source video (``None`` for the built-in test card)."""
     source = getattr(job, "source", None)
     if source is None or source.video == "testcard":
@@ -57,7 +60,7 @@ def source_digest(job: Any) -> str | None:
     return file_digest(path)
 
 
-def input_hashes(job: Any, backend: str = "preview") -> dict[str, str]:
+def input_hashes(job: AnyJob, backend: str = "preview") -> dict[str, str]:
     """Content hashes of the files a job reads, by field, for the frame keys. Model files count only for a backend
     that loads them: a preview never reads the checkpoint, so it should not hash gigabytes of it."""
     hashes = {}

@@ -12,9 +12,12 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framefarm.errors import InputError
+
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
 
 TESTCARD = "testcard"
 # ``org/name``: a Hugging Face hub id, loaded from the local hub cache by the diffusers backend, not a file here.
@@ -39,7 +42,7 @@ def _readable(field: str, value: str, what: str, fix: str, *, folder_ok: bool = 
                          "Fix its permissions, or give a copy this user can read") from None
 
 
-def _file_fields(job: Any) -> Iterator[tuple[str, str, str, str, bool]]:
+def _file_fields(job: AnyJob) -> Iterator[tuple[str, str, str, str, bool]]:
     """``(field, value, what, fix, folder_ok)`` for every file path the job names."""
     image_fix = "Give the path of a PNG or JPEG"
     source = getattr(job, "source", None)
@@ -67,13 +70,13 @@ def _file_fields(job: Any) -> Iterator[tuple[str, str, str, str, bool]]:
         yield "output.audio", job.output.audio, "audio file", "Give the path of a WAV, FLAC, MP3 or AAC file", False
 
 
-def check_files(job: Any) -> None:
+def check_files(job: AnyJob) -> None:
     """Every file the job names exists and is readable."""
     for field, value, what, fix, folder_ok in _file_fields(job):
         _readable(field, value, what, fix, folder_ok=folder_ok)
 
 
-def check_models(job: Any, backend: str) -> None:
+def check_models(job: AnyJob, backend: str) -> None:
     """The models a weight-loading backend will load are in the models folder (found, not loaded or hashed)."""
     if backend == "preview":
         return  # the preview renders without weights, whatever the job names
@@ -106,7 +109,7 @@ def check_models(job: Any, backend: str) -> None:
         library.find("motion_module", motion.motion_module, field="animatediff.motion_module")
 
 
-def check_job(job: Any, backend: str) -> None:
+def check_job(job: AnyJob, backend: str) -> None:
     """All checks before a render starts; raises the first problem as an :class:`InputError`."""
     check_files(job)
     check_models(job, backend)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from framefarm.animation.deforum_parseq import import_parseq
+from framefarm.animation.job_toml import to_toml  # re-exported: the CLI writes the imported job with it
 from framefarm.animation.keyframes import parse_schedule, parse_string_schedule
 from framefarm.animation.parseq import ParseqSeries
 from framefarm.animation.prompts import NEG_MARKER, prompts_for_frames
@@ -149,6 +150,16 @@ def unmerge_global_prompts(
 # ----- The importer -------------------------------------------------------------------------------------------------
 
 
+def _as_float(key: str, value: Any, what: str) -> float:
+    """A setting given as a number or a numeric string, read as a float; anything else "must be" ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(key, value, f"must be {what}")
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(key, value, f"must be {what}") from None
+
+
 class _Importer:
     """Consumes the settings key by key; whatever is left at the end is reported as unknown."""
 
@@ -207,12 +218,7 @@ class _Importer:
         value = self.peek(key, default)
         if value is _MISSING:
             raise InputError(key, problem="is missing", fix=f"Add {key} to the settings file")
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InputError(key, value, "must be a whole number")
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(key, value, "must be a whole number") from None
+        number = _as_float(key, value, "a whole number")
         if not math.isfinite(number) or number != int(number):
             raise InputError(key, value, "must be a whole number")
         if minimum is not None and number < minimum:
@@ -223,12 +229,7 @@ class _Importer:
 
     def number(self, key: str, default: Any = _MISSING) -> float:
         value = self.peek(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InputError(key, value, "must be a number")
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(key, value, "must be a number") from None
+        number = _as_float(key, value, "a number")
         if not math.isfinite(number):
             raise InputError(key, value, "must be a finite number")
         return number
@@ -977,92 +978,6 @@ def import_deforum(
     job = {key: imp.job[key] for key in _ORDER if key in imp.job}
     job.update({key: value for key, value in imp.job.items() if key not in job})
     return ImportResult(job=job, entries=tuple(imp.entries), notes=tuple(imp.notes))
-
-
-# ----- Writing TOML -------------------------------------------------------------------------------------------------
-# tomllib reads TOML but cannot write it. A job is tables of strings, numbers and booleans plus one array of tables
-# (controlnet): a 40-line writer covers it exactly (round-trip tested against tomllib) and saves a dependency.
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_string(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
-
-
-def _toml_value(value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InputError(where, value, "must be a finite number")
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, (list, tuple)) and all(not isinstance(v, Mapping) for v in value):
-        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
-    raise InputError(where, value, "cannot be written as a TOML value")
-
-
-def _toml_table(table: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
-    scalars = [(k, v) for k, v in table.items() if not isinstance(v, Mapping) and not _is_table_array(v)]
-    for key, value in scalars:
-        where = ".".join(path + [key])
-        if isinstance(value, (list, tuple)) and len(value) > _ARRAY_ROW:
-            lines.extend(_toml_long_array(_toml_key(key), value, where))
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value, where)}")
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            lines.extend(["", "[" + ".".join(_toml_key(p) for p in path + [key]) + "]"])
-            _toml_table(value, path + [key], lines)
-        elif _is_table_array(value):
-            for item in value:
-                lines.extend(["", "[[" + ".".join(_toml_key(p) for p in path + [key]) + "]]"])
-                _toml_table(item, path + [key], lines)
-
-
-# A per-frame series (a Parseq table) is written a row of frames per line, each line commented with its first frame,
-# so a reader finds frame 137 without counting; texts (prompts) one per line.
-_ARRAY_ROW = 10
-
-
-def _toml_long_array(key: str, values: Sequence[Any], where: str) -> list[str]:
-    row = 1 if any(isinstance(v, str) for v in values) else _ARRAY_ROW
-    lines = [f"{key} = ["]
-    for start in range(0, len(values), row):
-        items = ", ".join(_toml_value(v, where) for v in values[start:start + row])
-        lines.append(f"  {items},  # {start}")
-    lines.append("]")
-    return lines
-
-
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, Mapping) for v in value)
-
-
-def to_toml(data: Mapping[str, Any], header: Sequence[str] = ()) -> str:
-    """A job dict as a TOML document, with ``header`` lines as comments on top."""
-    lines = [f"# {line}".rstrip() for text in header for line in text.splitlines()]
-    if lines:
-        lines.append("")
-    _toml_table(data, [], lines)
-    return "\n".join(lines).strip("\n") + "\n"
 
 
 def report_header(result: ImportResult, source: str) -> list[str]:

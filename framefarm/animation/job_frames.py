@@ -16,6 +16,9 @@ from framefarm.animation.prompts import FramePrompt, prompts_for_frames
 from framefarm.animation.seeds import frame_seeds
 from framefarm.errors import InputError
 
+# ``job`` is typed Any here, not AnyJob: the job models (framefarm.job.schema) call into this module while they
+# validate, so even a type-only import of them would close an import cycle.
+
 __all__ = ["check_parseq_lengths", "job_prompts", "job_seeds", "parseq_values"]
 
 

@@ -20,7 +20,7 @@ import bisect
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from framefarm.animation.camera import camera_motion, cumulative_camera
 from framefarm.animation.job_frames import job_prompts, job_seeds
 from framefarm.animation.schedules import evaluate_job_schedules
 from framefarm.errors import InputError
+
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
 
 # Bump when the meaning of a frame key changes, so old manifests stop matching.
 PLAN_FORMAT = 2
@@ -158,7 +161,7 @@ class RenderPlan:
         return asdict(self)
 
 
-def shot_starts(job: Any) -> tuple[int, ...]:
+def shot_starts(job: AnyJob) -> tuple[int, ...]:
     """First frame of each shot of ``job``: ``(0,)`` for a job without shots (duck-typed, as :func:`plan_job`)."""
     shots = getattr(job, "shot_list", None)
     return tuple(shot.start for shot in shots) if shots else (0,)
@@ -170,7 +173,7 @@ def shot_of(starts: tuple[int, ...], frame: int) -> int:
 
 
 def plan_job(
-    job: Any,
+    job: AnyJob,
     *,
     renderer: str,
     chunk_size: int | None = None,

@@ -22,6 +22,9 @@ from framefarm.animation.job_frames import parseq_values
 from framefarm.animation.keyframes import parse_schedule, parse_string_schedule
 from framefarm.errors import InputError
 
+# ``job`` is typed Any here, not AnyJob: the job models (framefarm.job.schema) call into this module while they
+# validate, so even a type-only import of them would close an import cycle.
+
 __all__ = ["INTEGER_SCHEDULES", "evaluate_job_schedules", "evaluate_string_schedules", "frame_table"]
 
 # Deforum reads these with int(): the series interpolates as floats and is truncated where it is used.

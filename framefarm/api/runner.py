@@ -30,13 +30,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from framefarm.api.jobs import TERMINAL, JobRequest
 from framefarm.api.osc import OscTarget, clip_ready_message, send
 from framefarm.errors import InputError
 from framefarm.storage import FrameStore
 from framefarm.storage.atomic import atomic_write_text
+
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
 
 POLL_S = 0.5
 TERMINATE_GRACE_S = 10.0
@@ -100,7 +103,7 @@ class Runner(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def submit(self, job: Any, request: JobRequest) -> JobRecord: ...
+    def submit(self, job: AnyJob, request: JobRequest) -> JobRecord: ...
     def get(self, job_id: str) -> JobRecord: ...
     def list(self) -> list[JobRecord]: ...
     def cancel(self, job_id: str) -> JobRecord: ...
@@ -162,7 +165,7 @@ def ensure_report(record: JobRecord) -> str | None:
     return REPORT_NAME
 
 
-def _record_for(job: Any, request: JobRequest, *, job_id: str, runner: str, out: str) -> JobRecord:
+def _record_for(job: AnyJob, request: JobRequest, *, job_id: str, runner: str, out: str) -> JobRecord:
     from framefarm.video.finish import check_job_output
 
     # A loop with a tempo but no beat count gets the count its length makes (what the output's name carries), so
@@ -239,7 +242,7 @@ class LocalRunner:
 
     # -- API
 
-    def submit(self, job: Any, request: JobRequest) -> JobRecord:
+    def submit(self, job: AnyJob, request: JobRequest) -> JobRecord:
         job_id = uuid.uuid4().hex
         record = _record_for(job, request, job_id=job_id, runner=self.kind, out=self.out)
         spec = self.state_dir / "specs" / f"{job_id}.json"
@@ -455,7 +458,7 @@ class FarmRunner:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def submit(self, job: Any, request: JobRequest) -> JobRecord:
+    def submit(self, job: AnyJob, request: JobRequest) -> JobRecord:
         from framefarm.flows.farm import submit
 
         run_id = submit(job, out=self.out, backend=request.backend, chunk_size=request.chunk_size,

@@ -93,7 +93,11 @@ def _evaluate(schedules: list[str], *, frames: int, interpolation: str, seed: in
 
 def _plot(series: list[list[Any]], labels: list[str], path: Path) -> None:
     """Draw the schedules with OpenCV: numeric ones as curves on shared axes; string ones as steps between their
-    distinct values (one level per string, labelled)."""
+    distinct values (one level per string, labelled).
+
+    A raster image, not the report's SVG plots (:mod:`framefarm.report.svg`): ``--plot`` has always written the PNG
+    or JPEG its path names, for image viewers and scripts that read pixels, and no kept library turns SVG into PNG.
+    The tick rule is the report's (:func:`framefarm.report.svg.nice_step`)."""
     import cv2
     import numpy as np
 
@@ -171,13 +175,12 @@ def _plot(series: list[list[Any]], labels: list[str], path: Path) -> None:
 
 
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering low…high."""
+    """Round tick values (steps of 1, 2 or 5 times a power of ten, the report's rule) covering low…high."""
     import math
 
-    span = max(high - low, 1e-12)
-    raw = span / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    from framefarm.report.svg import nice_step
+
+    step = nice_step(max(high - low, 1e-12), target=max(count - 1, 1))
     first = math.ceil(low / step - 1e-9) * step
     return [round(first + i * step, 12) for i in range(int((high - first) / step + 1e-9) + 1)]
 

@@ -30,89 +30,96 @@ def _parse_after(text: str | None) -> dt.datetime | None:
         raise InputError("--after", text, "is not a time", "Use HH:MM (next occurrence) or an ISO date-time") from None
 
 
+def farm_setup(pool: Annotated[str, typer.Option(help="Work pool name.")] = "framefarm") -> None:
+    """Create the work pool and the render deployment on the Prefect server (safe to repeat)."""
+    from framefarm.flows.farm import setup
+
+    deployment = setup(pool)
+    typer.echo(f"pool {pool!r} and deployment render-job/farm ready ({deployment}); start workers with:\n"
+               f"  prefect worker start --pool {pool} --type process --limit 1")
+
+
+def submit(
+    job_file: Path,
+    priority: Annotated[int, typer.Option(help="1 runs first.")] = 10,
+    after: Annotated[Optional[str], typer.Option(help="Not before HH:MM or an ISO date-time.")] = None,
+    out: Annotated[Path, typer.Option(help="Output root (shared by the workers).")] = Path("renders"),
+    backend: Annotated[str, typer.Option(help="preview or diffusers.")] = "preview",
+    chunk_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field.")] = None,
+) -> None:
+    """Queue a job on the farm; prints the flow run id last."""
+    from framefarm.cli_output import fail
+    from framefarm.errors import FramefarmError
+    from framefarm.flows.farm import submit as submit_job
+    from framefarm.job import load_job
+
+    try:
+        job = load_job(job_file, set_ or [])
+        run_id = submit_job(job, out=str(out.resolve()) if "://" not in str(out) else str(out), backend=backend,
+                            chunk_size=chunk_size, priority=priority, after=_parse_after(after))
+    except FramefarmError as exc:
+        fail(exc)
+    typer.echo(run_id)
+
+
+def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Jobs on the farm with state, progress and ETA."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from framefarm.flows.farm import eta_seconds, list_jobs
+
+    jobs = list_jobs()
+    if as_json:
+        typer.echo(json.dumps([{**job.__dict__, "progress": job.progress, "eta_s": eta_seconds(job)}
+                               for job in jobs], indent=2))
+        return
+    table = Table(title="framefarm queue")
+    for column in ("run", "job", "state", "prio", "frames", "progress", "ETA"):
+        table.add_column(column)
+    for job in jobs:
+        eta = eta_seconds(job)
+        table.add_row(job.run_id[:8], job.job, job.state, str(job.priority or ""), f"{job.done}/{job.frames}",
+                      f"{job.progress:4.0%}", f"{eta / 60:.1f} min" if eta is not None else "")
+    Console().print(table)
+
+
+def _steer(action: str, run_id: str) -> None:
+    from framefarm.cli_output import fail
+    from framefarm.errors import FramefarmError
+    from framefarm.flows import farm
+
+    actions = {"cancel": farm.cancel, "pause": farm.pause, "resume": farm.resume, "requeue": farm.requeue}
+    try:
+        typer.echo(actions[action](run_id))
+    except FramefarmError as exc:
+        fail(exc)
+
+
+def cancel(run_id: str) -> None:
+    """Cancel a job (finished frames stay)."""
+    _steer("cancel", run_id)
+
+
+def pause(run_id: str) -> None:
+    """Pause a queued job, or stop a running one so it can resume later."""
+    _steer("pause", run_id)
+
+
+def resume(run_id: str) -> None:
+    """Resume a paused or stopped job (finished frames are skipped)."""
+    _steer("resume", run_id)
+
+
+def requeue(run_id: str) -> None:
+    """Run a finished, failed or cancelled job again as a new run."""
+    _steer("requeue", run_id)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("farm-setup")
-    def farm_setup(pool: Annotated[str, typer.Option(help="Work pool name.")] = "framefarm") -> None:
-        """Create the work pool and the render deployment on the Prefect server (safe to repeat)."""
-        from framefarm.flows.farm import setup
-
-        deployment = setup(pool)
-        typer.echo(f"pool {pool!r} and deployment render-job/farm ready ({deployment}); start workers with:\n"
-                   f"  prefect worker start --pool {pool} --type process --limit 1")
-
-    @app.command()
-    def submit(
-        job_file: Path,
-        priority: Annotated[int, typer.Option(help="1 runs first.")] = 10,
-        after: Annotated[Optional[str], typer.Option(help="Not before HH:MM or an ISO date-time.")] = None,
-        out: Annotated[Path, typer.Option(help="Output root (shared by the workers).")] = Path("renders"),
-        backend: Annotated[str, typer.Option(help="preview or diffusers.")] = "preview",
-        chunk_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-        set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field.")] = None,
-    ) -> None:
-        """Queue a job on the farm; prints the flow run id last."""
-        from framefarm.cli_output import fail
-        from framefarm.errors import FramefarmError
-        from framefarm.flows.farm import submit as submit_job
-        from framefarm.job import load_job
-
-        try:
-            job = load_job(job_file, set_ or [])
-            run_id = submit_job(job, out=str(out.resolve()) if "://" not in str(out) else str(out), backend=backend,
-                                chunk_size=chunk_size, priority=priority, after=_parse_after(after))
-        except FramefarmError as exc:
-            fail(exc)
-        typer.echo(run_id)
-
-    @app.command()
-    def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Jobs on the farm with state, progress and ETA."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from framefarm.flows.farm import eta_seconds, list_jobs
-
-        jobs = list_jobs()
-        if as_json:
-            typer.echo(json.dumps([{**job.__dict__, "progress": job.progress, "eta_s": eta_seconds(job)}
-                                   for job in jobs], indent=2))
-            return
-        table = Table(title="framefarm queue")
-        for column in ("run", "job", "state", "prio", "frames", "progress", "ETA"):
-            table.add_column(column)
-        for job in jobs:
-            eta = eta_seconds(job)
-            table.add_row(job.run_id[:8], job.job, job.state, str(job.priority or ""), f"{job.done}/{job.frames}",
-                          f"{job.progress:4.0%}", f"{eta / 60:.1f} min" if eta is not None else "")
-        Console().print(table)
-
-    def _steer(action: str, run_id: str) -> None:
-        from framefarm.cli_output import fail
-        from framefarm.errors import FramefarmError
-        from framefarm.flows import farm
-
-        actions = {"cancel": farm.cancel, "pause": farm.pause, "resume": farm.resume, "requeue": farm.requeue}
-        try:
-            typer.echo(actions[action](run_id))
-        except FramefarmError as exc:
-            fail(exc)
-
-    @app.command()
-    def cancel(run_id: str) -> None:
-        """Cancel a job (finished frames stay)."""
-        _steer("cancel", run_id)
-
-    @app.command()
-    def pause(run_id: str) -> None:
-        """Pause a queued job, or stop a running one so it can resume later."""
-        _steer("pause", run_id)
-
-    @app.command()
-    def resume(run_id: str) -> None:
-        """Resume a paused or stopped job (finished frames are skipped)."""
-        _steer("resume", run_id)
-
-    @app.command()
-    def requeue(run_id: str) -> None:
-        """Run a finished, failed or cancelled job again as a new run."""
-        _steer("requeue", run_id)
+    app.command("farm-setup")(farm_setup)
+    app.command()(submit)
+    app.command()(queue)
+    for command in (cancel, pause, resume, requeue):
+        app.command()(command)

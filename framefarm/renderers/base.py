@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from framefarm.animation.plan import ChunkSpec, plan_job
 from framefarm.errors import RenderError
+
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,14 @@ class RenderContext:
             themselves; :meth:`for_job` makes one.
     """
 
-    job: Any
+    job: AnyJob
     source_frame: Callable[[int], np.ndarray] | None = None
     previous_frame: Callable[[int], np.ndarray] | None = None
     controls: Any = None
     timeline: ChunkSpec | None = None
 
     @classmethod
-    def for_job(cls, job: Any, **fields: Any) -> RenderContext:
+    def for_job(cls, job: AnyJob, **fields: Any) -> RenderContext:
         """A context for ``job`` with its :attr:`timeline` planned here."""
         return cls(job=job, timeline=job_timeline(job), **fields)
 
@@ -49,7 +52,7 @@ class RenderContext:
         return self.timeline
 
 
-def job_timeline(job: Any) -> ChunkSpec:
+def job_timeline(job: AnyJob) -> ChunkSpec:
     """The whole job's per-frame inputs as one chunk over every frame (frame keys included, unused here)."""
     return plan_job(job, renderer="timeline", chunk_size=job.frames, cut_at_shots=False).chunks[0]
 

@@ -33,10 +33,13 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framefarm.errors import InputError
 from framefarm.renderers.accel import batch_size_for_memory
+
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
 
 CPU_BATCH_SIZE = 4
 BYTES_PER_FRAME_ENV = "FRAMEFARM_BYTES_PER_FRAME"
@@ -71,7 +74,7 @@ class BatchSizeChoice:
         return asdict(self)
 
 
-def choice_inputs(job: Any, backend: str) -> dict[str, Any]:
+def choice_inputs(job: AnyJob, backend: str) -> dict[str, Any]:
     """The job settings the choice depends on: a record made for other settings is not reused."""
     return {"backend": backend, "width": job.width, "height": job.height, "checkpoint": job.model.checkpoint,
             "dtype": job.model.dtype, "controlnets": [unit.model for unit in job.controlnet]}
@@ -88,7 +91,7 @@ def free_gpu_bytes() -> int | None:
     return int(text) if text else None
 
 
-def bytes_per_frame(job: Any, *, sdxl: bool) -> int:
+def bytes_per_frame(job: AnyJob, *, sdxl: bool) -> int:
     """One frame's activation estimate for this job (see the module docstring), or ``$FRAMEFARM_BYTES_PER_FRAME``."""
     explicit = os.environ.get(BYTES_PER_FRAME_ENV)
     if explicit:
@@ -108,7 +111,7 @@ def bytes_per_frame(job: Any, *, sdxl: bool) -> int:
     return int(per_frame)
 
 
-def _weights(job: Any) -> tuple[int, bool]:
+def _weights(job: AnyJob) -> tuple[int, bool]:
     """Bytes of the model files the job loads, and whether the checkpoint is SDXL (from its file, cheaply)."""
     from framefarm.renderers.models.keys import model_files
 
@@ -135,7 +138,7 @@ def _size(path: Path) -> int:
     return 0
 
 
-def resolve_batch_size(job: Any, backend: str = "diffusers") -> BatchSizeChoice:
+def resolve_batch_size(job: AnyJob, backend: str = "diffusers") -> BatchSizeChoice:
     """Choose the batch size for a job whose ``batch_size`` is ``"auto"`` (see the module docstring)."""
     inputs = choice_inputs(job, backend)
     free = free_gpu_bytes() if backend != "preview" else None  # the preview renders one frame at a time on a CPU
@@ -144,7 +147,7 @@ def resolve_batch_size(job: Any, backend: str = "diffusers") -> BatchSizeChoice:
     return gpu_choice(job, free, inputs)
 
 
-def gpu_choice(job: Any, free: int, inputs: dict[str, Any] | None = None) -> BatchSizeChoice:
+def gpu_choice(job: AnyJob, free: int, inputs: dict[str, Any] | None = None) -> BatchSizeChoice:
     """The batch size for ``free`` bytes of GPU memory (the smallest over the farm's GPUs)."""
     weights, sdxl = _weights(job)
     fixed = weights + int(VAE_DECODE_BYTES_PER_MEGAPIXEL * job.width * job.height / 1e6)

@@ -47,7 +47,7 @@ def _write_preview(data: ReportData) -> ReportData:
 
     from framefarm.images import decode_png
     from framefarm.report.collect import find_preview
-    from framefarm.video.encode import encode_frames
+    from framefarm.video.encode import write_video_frames
 
     if data.video is None or data.video.element is not None or data.preview is not None or not data.complete:
         return data
@@ -74,11 +74,11 @@ def _write_preview(data: ReportData) -> ReportData:
 
     local = store.local_path(PREVIEW_NAME)
     if local is not None:
-        encode_frames(frames(), local, width=width, height=height, fps=data.fps, crf=26, preset="veryfast")
+        write_video_frames(frames(), local, width=width, height=height, fps=data.fps, crf=26, preset="veryfast")
     else:
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, PREVIEW_NAME)
-            encode_frames(frames(), path, width=width, height=height, fps=data.fps, crf=26, preset="veryfast")
+            write_video_frames(frames(), path, width=width, height=height, fps=data.fps, crf=26, preset="veryfast")
             store.fs.put_file(path, store.path(PREVIEW_NAME))
     return dataclasses.replace(data, preview=find_preview(store))
 

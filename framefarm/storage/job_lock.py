@@ -35,6 +35,7 @@ from typing import Any
 from fsspec.implementations.local import LocalFileSystem
 
 from framefarm.errors import InputError
+from framefarm.storage.atomic import atomic_path
 
 LOCK_NAME = "render.lock"
 DEFAULT_TTL_S = 120.0
@@ -162,10 +163,8 @@ class _LocalLockFile(_LockFile):
             current = self.read()
             if current is None or current[1] != version:
                 return None
-            temp = f"{self.path}.{uuid.uuid4().hex}.tmp"
-            with open(temp, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, self.path)
+            with atomic_path(self.path) as temp:
+                temp.write_bytes(data)
             return data
 
 

@@ -62,7 +62,7 @@ def probe_video(path: str | Path, *, count: bool = True) -> VideoInfo:
     if duration_match:
         h, m, s = duration_match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(s)
-    frames = sum(1 for _ in decode_frames(path, width=width, height=height)) if count else -1
+    frames = sum(1 for _ in read_video_frames(path, width=width, height=height)) if count else -1
     codec_pix = _CODEC_PIX.search(video_line)
     audio = _AUDIO.search(header)
     return VideoInfo(frames=frames, width=width, height=height, fps=float(fps_match.group(1)) if fps_match else 0.0,
@@ -83,7 +83,7 @@ def decode_audio(path: str | Path, *, rate: int = 48000) -> np.ndarray:
     return np.frombuffer(result.stdout, np.float32)
 
 
-def decode_frames(
+def read_video_frames(
     path: str | Path, *, width: int, height: int, fps: float | None = None, start_frame: int = 0,
     alpha: bool = False,
 ) -> Iterator[np.ndarray]:

@@ -97,7 +97,7 @@ def video_args(codec: Codec, *, alpha: bool, crf: int, preset: str) -> list[str]
     return args + list(codec.extra_output_args)
 
 
-def encode_frames(
+def write_video_frames(
     frames: Iterable[np.ndarray],
     out_path: str | Path,
     *,
@@ -192,4 +192,4 @@ def encode_frames(
     return publish(partial, out_path)
 
 
-__all__ = ["CODECS", "encode_frames", "format_fps", "output_name"]
+__all__ = ["CODECS", "write_video_frames", "format_fps", "output_name"]

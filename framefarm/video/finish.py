@@ -32,7 +32,7 @@ from framefarm.images import fit_cover
 from framefarm.storage.atomic import discard, publish
 from framefarm.video.audio import AudioTrack, mux_audio
 from framefarm.video.codecs import Codec, fit_size, get_codec
-from framefarm.video.encode import encode_frames, output_name, partial_path
+from framefarm.video.encode import write_video_frames, output_name, partial_path
 from framefarm.video.frames import frame_folder, has_alpha_channel, list_frame_files
 from framefarm.video.gif import check_gif_rate
 from framefarm.video.interpolate import InterpolateSpec, interpolate as run_interpolation, interpolated_count
@@ -288,7 +288,7 @@ def finish(
     # ----- 5. Encode (and 6. mux) under partial names
     final_partial = partial_path(out_path)
     video_target = out_path.with_name(out_path.stem + ".video" + out_path.suffix) if track else out_path
-    written = encode_frames(stream, video_target, width=out_w, height=out_h, fps=out_fps, crf=crf,
+    written = write_video_frames(stream, video_target, width=out_w, height=out_h, fps=out_fps, crf=crf,
                             preset=encoder_preset, codec=codec, alpha=alpha, publish_output=False)
     try:
         frames_out = counter.count

@@ -159,9 +159,9 @@ def test_decode_errors_name_the_track(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         decode_pcm(tmp_path / "missing.wav")
     silent_video = tmp_path / "silent.mp4"
-    from framefarm.video import encode_frames
+    from framefarm.video import write_video_frames
 
-    encode_frames((np.zeros((32, 32, 3), np.uint8) for _ in range(3)), silent_video, width=32, height=32, fps=10)
+    write_video_frames((np.zeros((32, 32, 3), np.uint8) for _ in range(3)), silent_video, width=32, height=32, fps=10)
     with pytest.raises(InputError, match="no audio stream"):
         decode_pcm(silent_video)
 

@@ -324,9 +324,9 @@ def test_file_04_with_6001_keys_imports_well_under_a_second():
 
 def _source_video(tmp_path: Path) -> str:
     from framefarm.renderers.testcard import source_testcard
-    from framefarm.video import encode_frames
+    from framefarm.video import write_video_frames
 
-    return str(encode_frames((source_testcard(i, 64, 64, 12) for i in range(12)), tmp_path / "src.mp4", width=64,
+    return str(write_video_frames((source_testcard(i, 64, 64, 12) for i in range(12)), tmp_path / "src.mp4", width=64,
                              height=64, fps=12))
 
 
@@ -386,3 +386,13 @@ def test_reading_settings_files(tmp_path):
 def test_report_to_dict_is_json():
     result = run(settings())
     assert json.loads(json.dumps(result.to_dict()))["entries"][0]["status"] in ("mapped", "ignored")
+
+
+def test_job_file_writer_matches_the_library_reader_on_awkward_keys_and_long_series():
+    """The writer (tomlkit) and tomllib agree on quoted keys, control characters, long series written a row per
+    line, nested tables and arrays of tables, in the order TOML needs (scalars before tables)."""
+    job = {"name": "x\"\n\x01\x7f é", "a b": 1, "zoom": [float(i) for i in range(25)], "texts": ["a"] * 12,
+           "model": {"k": 1.5e-7, "inner": {"on": True}}, "controlnet": [{"w": 1}, {"w": 2}], "after": 3}
+    text = to_toml(job, ["first\n\nsecond"])
+    assert text.startswith("# first\n#\n# second\n\n") and "  20.0, 21.0, 22.0, 23.0, 24.0,  # 20\n" in text
+    assert tomllib.loads(text) == job

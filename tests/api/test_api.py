@@ -43,12 +43,12 @@ def osc_listener():
 @pytest.fixture(scope="module")
 def media_root(tmp_path_factory):
     """The API's --media-root: a short source clip in a folder reached through a symlink."""
-    from framefarm.video.encode import encode_frames
+    from framefarm.video.encode import write_video_frames
 
     root = tmp_path_factory.mktemp("api-media")
     (root / "real").mkdir()
     frames = [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(6)]
-    encode_frames(frames, root / "real" / "clip.mp4", width=64, height=64, fps=24)
+    write_video_frames(frames, root / "real" / "clip.mp4", width=64, height=64, fps=24)
     (root / "clips").symlink_to(root / "real", target_is_directory=True)
     return root
 

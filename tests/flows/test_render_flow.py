@@ -66,10 +66,10 @@ def test_every_preset_renders_with_the_preview(tmp_path, name):
 
 
 def test_video2video_reads_a_real_video_file(tmp_path):
-    from framefarm.video import encode_frames
+    from framefarm.video import write_video_frames
     from framefarm.renderers.testcard import source_testcard
 
-    source = encode_frames((source_testcard(i, 160, 120, 30) for i in range(60)), tmp_path / "src.mp4",
+    source = write_video_frames((source_testcard(i, 160, 120, 30) for i in range(60)), tmp_path / "src.mp4",
                            width=160, height=120, fps=30)
     job = job_from_preset("video-restyle", [f"source.video={str(source)!r}".replace("'", '"'), "frames=15",
                                             "fps=15", "width=96", "height=64"])

@@ -17,9 +17,9 @@ def test_two_second_clip_with_two_controlnet_units_renders(tmp_path, models_dir)
     from framefarm.images import decode_png
     from framefarm.renderers.testcard import source_testcard
     from framefarm.video import probe_video
-    from framefarm.video.encode import encode_frames
+    from framefarm.video.encode import write_video_frames
 
-    clip = encode_frames((source_testcard(i, 96, 64, 12) for i in range(24)), tmp_path / "clip.mp4", width=96,
+    clip = write_video_frames((source_testcard(i, 96, 64, 12) for i in range(24)), tmp_path / "clip.mp4", width=96,
                          height=64, fps=12)
     assert probe_video(clip).frames == 24
     job = v2v_job(models_dir, f'source.video="{clip}"', "fps=4",

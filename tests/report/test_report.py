@@ -245,7 +245,7 @@ def test_markup_in_a_job_shows_as_text(tmp_path):
 
 
 def test_a_deliverable_browsers_cannot_play_gets_a_preview(rendered, tmp_path):
-    from framefarm.video import encode_frames, probe_video
+    from framefarm.video import write_video_frames, probe_video
     from framefarm.images import decode_png
 
     root, job, _result = rendered
@@ -255,7 +255,7 @@ def test_a_deliverable_browsers_cannot_play_gets_a_preview(rendered, tmp_path):
     document["output"]["codec"] = "hap"
     (copy / "job.json").write_text(json.dumps(document))
     frames = [decode_png((copy / "frames" / f"{i:06d}.png").read_bytes()) for i in range(FRAMES)]
-    hap = encode_frames(frames, copy / f"{job.name}_hap.mov", width=WIDTH, height=HEIGHT, fps=FPS, codec="hap")
+    hap = write_video_frames(frames, copy / f"{job.name}_hap.mov", width=WIDTH, height=HEIGHT, fps=FPS, codec="hap")
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["video"] = str(hap)
     (copy / "manifest.json").write_text(json.dumps(manifest))

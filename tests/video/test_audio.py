@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from framefarm.errors import InputError
-from framefarm.video import decode_frames, probe_video
+from framefarm.video import read_video_frames, probe_video
 from framefarm.video.audio import audio_filter
 from framefarm.video.decode import decode_audio
 from framefarm.video.finish import finish
@@ -27,7 +27,7 @@ def click_time(path) -> float:
 
 
 def flash_time(path) -> float:
-    brightness = [frame.mean() for frame in decode_frames(path, width=64, height=48)]
+    brightness = [frame.mean() for frame in read_video_frames(path, width=64, height=48)]
     return int(np.argmax(brightness)) / FPS
 
 

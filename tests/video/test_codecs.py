@@ -7,7 +7,7 @@ import psutil
 import pytest
 
 from framefarm.errors import InputError, RenderError
-from framefarm.video import decode_frames, encode_frames, output_name, probe_video
+from framefarm.video import read_video_frames, write_video_frames, output_name, probe_video
 from framefarm.video.codecs import CODECS, fit_size, get_codec
 from framefarm.video.finish import finish, resolve_output_path
 from framefarm.video.frames import frame_folder
@@ -46,7 +46,7 @@ def test_every_preset_decodes_to_the_planned_frames_size_and_pixel_format(tmp_pa
 def test_hap_output_plays_in_ffmpeg_and_looks_like_its_frames(tmp_path, shared_frames, name):
     path = finish(shared_frames, tmp_path / "clip", fps=FPS, codec=name).path
     assert path.suffix == ".mov"
-    decoded = list(decode_frames(path, width=WIDTH, height=HEIGHT))
+    decoded = list(read_video_frames(path, width=WIDTH, height=HEIGHT))
     assert len(decoded) == COUNT
     errors = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, shared_frames)]
     assert max(errors) < 6, errors  # DXT block compression is lossy, but close
@@ -60,7 +60,7 @@ def test_alpha_is_kept_by_the_presets_that_carry_it(tmp_path, name, pix_fmt):
     if name == "png":
         decoded = list(frame_folder(result.path, alpha=True))
     else:
-        decoded = list(decode_frames(result.path, width=64, height=48, alpha=True))
+        decoded = list(read_video_frames(result.path, width=64, height=48, alpha=True))
     alpha = decoded[1][..., 3].astype(int)
     assert abs(alpha[:, 40:].mean() - 128) < 3 and alpha[:, :8].mean() > 250
 
@@ -76,7 +76,7 @@ def test_colours_survive_the_round_trip_with_rec709(tmp_path, name):
     colours = [(200, 50, 30), (30, 180, 60), (20, 40, 220), (250, 250, 20)]
     frames = [np.full((48, 64, 3), colour, np.uint8) for colour in colours]
     path = finish(frames, tmp_path / "clip", fps=FPS, codec=name).path
-    decoded = list(frame_folder(path)) if name == "png" else list(decode_frames(path, width=64, height=48))
+    decoded = list(frame_folder(path)) if name == "png" else list(read_video_frames(path, width=64, height=48))
     worst = max(np.abs(frame[24, 32].astype(int) - colour).max() for frame, colour in zip(decoded, colours))
     assert worst <= 3  # BT.601 decoding of BT.709 data (or the reverse) is off by 10+ on these
 
@@ -130,7 +130,7 @@ def test_a_missing_encoder_is_named_before_any_frame_is_encoded(tmp_path, monkey
         yield np.zeros((48, 64, 3), np.uint8)
 
     with pytest.raises(RenderError, match="lacks the encoder\\(s\\) prores_ks"):
-        encode_frames(frames(), tmp_path / "x.mov", width=64, height=48, fps=25, codec="prores")
+        write_video_frames(frames(), tmp_path / "x.mov", width=64, height=48, fps=25, codec="prores")
     assert pulled == []
 
 
@@ -142,13 +142,13 @@ def test_a_failure_mid_encode_leaves_no_ffmpeg_and_no_file(tmp_path):
         raise RuntimeError("renderer died")
 
     with pytest.raises(RuntimeError, match="renderer died"):
-        encode_frames(frames(), tmp_path / "x.mov", width=64, height=48, fps=25, codec="prores")
+        write_video_frames(frames(), tmp_path / "x.mov", width=64, height=48, fps=25, codec="prores")
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before
     assert list(tmp_path.iterdir()) == []
 
 
 def test_verification_reports_every_mismatch(tmp_path):
-    path = encode_frames(pattern_frames(5), tmp_path / "clip.mp4", width=64, height=48, fps=25)
+    path = write_video_frames(pattern_frames(5), tmp_path / "clip.mp4", width=64, height=48, fps=25)
     assert decoded_frame_count(path) == 5
     result = verify_output(path, codec=get_codec("h264"), frames=6, width=64, height=48, fps=30)
     assert not result.ok

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from framefarm.errors import RenderError
-from framefarm.video import decode_frames, encode_frames, output_name, probe_video
+from framefarm.video import read_video_frames, write_video_frames, output_name, probe_video
 from framefarm.video.ffmpeg import available_encoders
 
 
@@ -19,15 +19,15 @@ def gradient_frames(count: int, width: int = 64, height: int = 48):
 
 
 def test_encoded_video_has_exact_frames_size_and_fps(tmp_path):
-    path = encode_frames(gradient_frames(13), tmp_path / "clip.mp4", width=64, height=48, fps=25)
+    path = write_video_frames(gradient_frames(13), tmp_path / "clip.mp4", width=64, height=48, fps=25)
     info = probe_video(path)
     assert (info.frames, info.width, info.height, info.fps) == (13, 64, 48, 25.0)
     assert not list(tmp_path.glob("*.partial*"))
 
 
 def test_decode_resamples_and_crops(tmp_path):
-    path = encode_frames(gradient_frames(10), tmp_path / "clip.mp4", width=64, height=48, fps=10)
-    frames = list(decode_frames(path, width=32, height=32, fps=5))
+    path = write_video_frames(gradient_frames(10), tmp_path / "clip.mp4", width=64, height=48, fps=10)
+    frames = list(read_video_frames(path, width=32, height=32, fps=5))
     assert len(frames) == 5
     assert frames[0].shape == (32, 32, 3)
 
@@ -35,16 +35,16 @@ def test_decode_resamples_and_crops(tmp_path):
 def test_bad_frame_shape_is_an_error_and_leaves_no_file(tmp_path):
     frames = [np.zeros((48, 64, 3), np.uint8), np.zeros((10, 10, 3), np.uint8)]
     with pytest.raises(RenderError, match=r"frame 1 is uint8 \(10, 10, 3\)"):
-        encode_frames(frames, tmp_path / "clip.mp4", width=64, height=48, fps=25)
+        write_video_frames(frames, tmp_path / "clip.mp4", width=64, height=48, fps=25)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_stopping_a_decode_early_leaves_no_ffmpeg_running(tmp_path):
     import psutil
 
-    path = encode_frames(gradient_frames(30), tmp_path / "clip.mp4", width=64, height=48, fps=25)
+    path = write_video_frames(gradient_frames(30), tmp_path / "clip.mp4", width=64, height=48, fps=25)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    reader = decode_frames(path, width=64, height=48)
+    reader = read_video_frames(path, width=64, height=48)
     next(reader)
     assert len(psutil.Process().children(recursive=True)) == len(before) + 1
     reader.close()

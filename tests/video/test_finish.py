@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from framefarm.errors import InputError
-from framefarm.video import decode_frames, probe_video
+from framefarm.video import read_video_frames, probe_video
 from framefarm.video.finish import finish, output_settings
 from framefarm.video.frames import frame_folder, natural_key
 from tests.video.conftest import pattern_frames
@@ -73,7 +73,7 @@ def test_the_flow_encode_task_uses_the_jobs_output_settings(tmp_path):
     assert path.endswith("loop/loop_64x64_60fps_120f_120bpm_4beats_hapq.mov")
     info = probe_video(path)
     assert (info.frames, info.fps, info.codec, info.pix_fmt) == (120, 60.0, "hap", "rgb0")
-    decoded = list(decode_frames(path, width=64, height=64))
+    decoded = list(read_video_frames(path, width=64, height=64))
     assert np.abs(decoded[0].astype(int) - pattern_frames(1, 64, 64)[0]).mean() < 6
 
 

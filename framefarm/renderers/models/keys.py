@@ -10,13 +10,16 @@ nothing. A job without a models folder or checkpoint (the preview backend) gets 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framefarm.errors import InputError
 from framefarm.renderers.models.hashing import SHORT_HASH_LENGTH, sha256_of
 
+if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
+    from framefarm.job.schema import AnyJob
 
-def model_files(job: Any) -> dict[str, str]:
+
+def model_files(job: AnyJob) -> dict[str, str]:
     """Field → path of every model file the job reads (resolved through its models folder)."""
     from framefarm.renderers.models.library import models_root, open_library
     from framefarm.renderers.prompt_weights import extract_extra_networks
@@ -67,11 +70,11 @@ def model_files(job: Any) -> dict[str, str]:
     return files
 
 
-def model_input_hashes(job: Any) -> dict[str, str]:
+def model_input_hashes(job: AnyJob) -> dict[str, str]:
     """``{field: full SHA-256}`` of the model files the job uses (see the module docstring)."""
     return {field: sha256_of(path) for field, path in model_files(job).items()}
 
 
-def model_short_hashes(job: Any) -> dict[str, str]:
+def model_short_hashes(job: AnyJob) -> dict[str, str]:
     """The same files' A1111 short hashes (10 hex digits), for a manifest a person reads."""
     return {field: digest[:SHORT_HASH_LENGTH] for field, digest in model_input_hashes(job).items()}

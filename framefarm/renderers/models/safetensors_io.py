@@ -8,8 +8,9 @@ Why our own header reader and not ``safetensors.safe_open(path, framework="np")`
 gives the same keys, shapes, dtypes and metadata for a sound file; checked against safetensors 0.8):
 - a damaged file must be reported, saying which tensor lies outside the file: ``safe_open`` only says "incomplete
   metadata, file not fully covered" or "invalid JSON in header", and ``framefarm models`` lists damaged files;
-- ``safe_open(...).keys()`` comes back sorted by name, while a merge writes its tensors in the first file's order, so
-  the merged file's bytes would change;
+- a merge writes its tensors in the first file's header order, and ``safe_open`` gives names sorted
+  (``keys()``) or in byte order (``offset_keys()``), neither of them that order in every file, so the merged file's
+  bytes would change;
 - it does not expose data offsets, which the checks above need.
 Tensors themselves are read with ``safe_open`` (:func:`load_tensors`), after this header check.
 Why our own writer: merging two SDXL checkpoints tensor by tensor (``framefarm models merge``) must not hold either

@@ -1,8 +1,4 @@
-"""The render job: a frozen, validated, serialisable description of one animation.
-
-A job file is TOML (JSON accepted). It may name a shipped preset (``preset = "zoom-tunnel"``): the preset is the
-base and every field in the file overrides it, table by table field by field, except ``[prompts]``, which replaces
-the preset's prompts whole; ``--set a.b=value`` on the command line overrides both, one field (or prompt) at a time.
+"""The render job's schema: the pydantic models of a frozen, validated, serialisable description of one animation.
 
 Three kinds share the common fields and add their own:
 
@@ -10,18 +6,15 @@ Three kinds share the common fields and add their own:
 * ``animatediff``  — motion-module clips in 16-frame context windows.
 * ``video2video``  — img2img frame batches over a source video.
 
-Validation errors are turned into one readable :class:`~framefarm.errors.InputError` naming every bad field,
-its value and what is allowed (see :func:`format_validation_error`).
+A new job field goes here. Reading job files and presets is :mod:`framefarm.job.loading`, ``--set`` overrides
+:mod:`framefarm.job.overrides`, and turning a pydantic error into one readable message
+:mod:`framefarm.job.validation_errors`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -30,7 +23,6 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     TypeAdapter,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
@@ -717,189 +709,6 @@ _JOB_ADAPTER: TypeAdapter[DeforumJob | AnimateDiffJob | Video2VideoJob] = TypeAd
 AnyJob = DeforumJob | AnimateDiffJob | Video2VideoJob
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Loading: file → dict → preset merge → overrides → validated spec
-
-
-def read_job_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML (or JSON) job file into a plain dict. Errors name the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("job file", str(path), "no such file", "Pass the path of a .toml or .json job file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise InputError("job file", str(path), f"is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {exc}",
-                         "Fix the syntax at the position shown") from None
-    if not isinstance(data, dict):
-        raise InputError("job file", str(path), "must hold a table of fields at the top level")
-    return data
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` over ``base``: tables merge key by key, everything else (lists too) is replaced."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-# Tables a job gives whole when it names a preset. Prompts are one timeline: merged key by key, a preset's keyframe
-# at frame 48 would take over from the job's own prompt there, which nobody writing `[prompts]` means. Every other
-# table (motion schedules, model, output …) merges field by field.
-WHOLE_TABLES: tuple[str, ...] = ("prompts",)
-
-
-def merge_over_preset(preset: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:
-    """``job`` over ``preset``: tables merge field by field (:func:`deep_merge`), except :data:`WHOLE_TABLES`, which
-    the job's own table replaces as a whole."""
-    merged = deep_merge(preset, job)
-    for key in WHOLE_TABLES:
-        if key in job:
-            merged[key] = job[key]
-    return merged
-
-
-def parse_override(assignment: str) -> tuple[list[str], Any]:
-    """Split ``"motion.zoom=0:(1.02)"`` into a path and a value.
-
-    The value is read as a TOML value when it is one (``24`` → int, ``true`` → bool, ``"text"`` → str,
-    ``[1, 2]`` → list) and taken as a plain string otherwise, so ``--set prompts.0=a red fox`` needs no quotes.
-    """
-    if "=" not in assignment:
-        raise InputError("--set", assignment, "must look like key=value", "Example: --set frames=24")
-    key, _, raw = assignment.partition("=")
-    path = [part for part in key.strip().split(".")]
-    if not all(part.strip() for part in path):
-        raise InputError("--set", assignment, "has an empty field name", "Example: --set motion.zoom=0:(1.02)")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return [part.strip() for part in path], value
-
-
-def apply_override(data: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
-    """Return a copy of ``data`` with ``value`` set at the dotted ``path`` (list items by index)."""
-    data = dict(data)
-    head, rest = path[0], path[1:]
-    if not rest:
-        data[head] = value
-        return data
-    child = data.get(head, {})
-    if isinstance(child, list):
-        try:
-            index = int(rest[0])
-            item = child[index]
-        except (ValueError, IndexError):
-            raise InputError("--set", ".".join(path), f"{head!r} has {len(child)} item(s)",
-                             f"Use an index from 0 to {len(child) - 1}") from None
-        child = list(child)
-        child[index] = apply_override(item, rest[1:], value) if rest[1:] else value
-        data[head] = child
-    elif isinstance(child, Mapping):
-        data[head] = apply_override(dict(child), rest, value)
-    else:
-        raise InputError("--set", ".".join(path), f"{head!r} is not a table", "Set the field itself instead")
-    return data
-
-
-def resolve_job_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Merge the named preset under ``data`` and apply ``key=value`` overrides on top."""
-    from framefarm.presets import load_preset
-
-    data = dict(data)
-    preset_name = data.pop("preset", None)
-    for assignment in overrides:  # an override may itself pick the preset
-        path, value = parse_override(assignment)
-        if path == ["preset"]:
-            preset_name = value
-    if preset_name is not None:
-        data = merge_over_preset(load_preset(str(preset_name)), data)
-    for assignment in overrides:
-        path, value = parse_override(assignment)
-        if path != ["preset"]:
-            data = apply_override(data, path, value)
-    # TOML tables give string keys already; JSON users may write prompts with integer-looking keys as numbers.
-    if isinstance(data.get("prompts"), Mapping):
-        data["prompts"] = {str(k): v for k, v in data["prompts"].items()}
-    return data
-
-
-def validate_job(data: Mapping[str, Any], *, source: str = "job") -> AnyJob:
-    """Validate a job dict into a spec, or raise one readable :class:`InputError` listing every problem."""
-    if "kind" not in data:
-        raise InputError("kind", problem="is missing", fix=f"Add kind = one of {', '.join(KINDS)}")
-    if data["kind"] not in KINDS:
-        raise InputError("kind", data["kind"], "is not a job kind", f"Use one of: {', '.join(KINDS)}")
-    try:
-        return _JOB_ADAPTER.validate_python(dict(data))
-    except ValidationError as exc:
-        raise InputError(source, problem=format_validation_error(exc)) from None
-
-
-def load_job(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AnyJob:
-    """Read, merge and validate a job file (see the module docstring)."""
-    data = resolve_job_dict(read_job_file(path), overrides)
-    parseq = data.get("parseq")
-    if isinstance(parseq, Mapping) and isinstance(parseq.get("manifest"), str):
-        # A manifest path in a job file is relative to the job file, like the file's own neighbours.
-        manifest = parseq["manifest"].strip()
-        if manifest and not manifest.startswith(("http", "{")) and not Path(manifest).is_absolute():
-            data["parseq"] = {**parseq, "manifest": str(Path(path).parent / manifest)}
-    if "name" not in data:  # a job file's own name is the natural default
-        data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", Path(path).stem).lstrip("._-") or "job"
-    return validate_job(data, source=str(path))
-
-
-def job_from_preset(name: str, overrides: list[str] | tuple[str, ...] = ()) -> AnyJob:
-    """A job that is just a preset (plus overrides): what ``framefarm demo`` renders."""
-    return validate_job(resolve_job_dict({"preset": name}, overrides), source=f"preset {name!r}")
-
-
 def random_seed() -> int:
     """A fresh seed for users who ask for one (``--seed random``); recorded in the manifest like any other."""
     return secrets.randbelow(2**32)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: ``field.path: message (got value)``; the job-kind prefix pydantic adds is dropped."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"]]
-        if loc and loc[0] in KINDS:  # discriminated-union tag, not part of the user's field path
-            loc = loc[1:]
-        field = ".".join(loc) or "job"
-        message = error["msg"]
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, InputError):  # raised by our own validators: already names field, value and fix
-            lines.append(str(cause))
-            continue
-        if error["type"] == "string_pattern_mismatch" and loc == ["name"]:
-            shown = repr(error.get("input"))[:80]
-            lines.append(f"name: cannot be a folder name under --out (got {shown}). Use 1 to 100 letters, digits, "
-                         "'.', '_' or '-', starting with a letter or digit (no '/' or '..'), e.g. my-tunnel")
-            continue
-        if error["type"] == "extra_forbidden":
-            message = "is not a known field (a typo?)"
-        elif error["type"] == "missing":
-            message = "is required"
-        elif message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        if error["type"] == "missing":
-            lines.append(f"{field}: {message}")
-        else:
-            shown = repr(error.get("input"))
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
-            lines.append(f"{field}: {message} (got {shown})")
-    count = len(lines)
-    header = "1 problem" if count == 1 else f"{count} problems"
-    return f"{header}:\n  " + "\n  ".join(lines)
