@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[str, typer.Option(help="preview or diffusers.")] = "preview",
         chunk_size: Annotated[Optional[int], typer.Option(min=1)] = None,
         set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field.")] = None,
+        fan_out: Annotated[bool, typer.Option("--fan-out", help="Spread the job's chunks over every chunk worker "
+                                              "(framefarm chunk-worker) instead of the worker that takes the job."
+                                              )] = False,
     ) -> None:
         """Queue a job on the farm; prints the flow run id last."""
         from framefarm.cli_output import fail
@@ -59,10 +62,19 @@ def register(app: typer.Typer) -> None:
         try:
             job = load_job(job_file, set_ or [])
             run_id = submit_job(job, out=str(out.resolve()) if "://" not in str(out) else str(out), backend=backend,
-                                chunk_size=chunk_size, priority=priority, after=_parse_after(after))
+                                chunk_size=chunk_size, priority=priority, after=_parse_after(after),
+                                fan_out=fan_out)
         except FramefarmError as exc:
             fail(exc)
         typer.echo(run_id)
+
+    @app.command("chunk-worker")
+    def chunk_worker() -> None:
+        """Render queued chunks of fanned-out jobs, one at a time, priority 1 first: start one per GPU
+        (CUDA_VISIBLE_DEVICES=i) with PREFECT_API_URL naming the farm's server."""
+        from framefarm.flows.chunk_worker import main
+
+        main()
 
     @app.command()
     def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
