@@ -12,11 +12,14 @@ leaves a claim and an outcome in the job folder (``framefarm.flows.chunk_records
 
 from __future__ import annotations
 
+import base64
 import os
-from typing import Any
+import pickle
 
 from prefect import task
 
+from framefarm.animation.plan import ChunkSpec
+from framefarm.errors import RenderError
 from framefarm.flows.chunk_records import ChunkClaim, Dispatch, write_outcome
 from framefarm.flows.job_ref import load_job_ref
 from framefarm.flows.tasks import render_chunk, worker_id
@@ -29,8 +32,25 @@ def priority_level(priority: int) -> int:
     return min(max(int(priority), 1), PRIORITY_LEVELS)
 
 
-def render_dispatched_chunk(chunk: Any, job_ref: str, backend: str, store_root: str, dispatch: Dispatch) -> int:
-    """Render ``chunk`` on this worker and record the outcome beside the frames. Returns frames rendered now."""
+def pack_chunk(chunk: ChunkSpec) -> str:
+    """A chunk as the task's parameter. Prefect stores parameters of queued tasks as JSON-like values, which turns a
+    ChunkSpec into a bare tuple: it travels pickled (made by the job's own parent flow, read by framefarm's own
+    workers, stored where Prefect keeps its own pickled results)."""
+    return base64.b64encode(pickle.dumps(chunk)).decode()
+
+
+def unpack_chunk(packed: str) -> ChunkSpec:
+    chunk = pickle.loads(base64.b64decode(packed))
+    if not isinstance(chunk, ChunkSpec):
+        raise RenderError(f"a queued chunk parameter held a {type(chunk).__name__}, not a ChunkSpec")
+    return chunk
+
+
+def render_dispatched_chunk(packed_chunk: str, job_ref: str, backend: str, store_root: str,
+                            dispatch: dict) -> int:
+    """Render the chunk on this worker and record the outcome beside the frames. Returns frames rendered now."""
+    chunk = unpack_chunk(packed_chunk)
+    dispatch = Dispatch(**dispatch)
     job = load_job_ref(job_ref, store_root)
     store = FrameStore(store_root, job.name)
     with ChunkClaim(store, chunk.index, dispatch, worker_id()) as claim:
@@ -46,13 +66,13 @@ def render_dispatched_chunk(chunk: Any, job_ref: str, backend: str, store_root: 
 
 
 def _level_task(level: int):
-    def run(chunk: Any, job_ref: str, backend: str, store_root: str, dispatch: Dispatch) -> int:
+    def run(label: str, chunk: str, job_ref: str, backend: str, store_root: str, dispatch: dict) -> int:
         return render_dispatched_chunk(chunk, job_ref, backend, store_root, dispatch)
 
     # The task key is the function's qualified name plus a hash of its code: a name per level, a queue per level.
     run.__name__ = run.__qualname__ = f"render_chunk_priority_{level}"
     # No retries here: the parent flow hands a failed chunk out again, so the retry may land on another worker.
-    return task(run, name=f"render-chunk-p{level}", task_run_name=f"chunk-{{chunk.job}}-{{chunk.index}}", retries=0)
+    return task(run, name=f"render-chunk-p{level}", task_run_name="chunk-{label}", retries=0)
 
 
 CHUNK_TASKS = {level: _level_task(level) for level in range(1, PRIORITY_LEVELS + 1)}

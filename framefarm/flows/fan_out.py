@@ -18,16 +18,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
-from prefect.utilities.annotations import quote
 
 from framefarm.errors import InputError, RenderError
 from framefarm.flows.chunk_records import (HEARTBEAT_S, Dispatch, claim_name, outcome_name, read_record,
                                            record_names)
-from framefarm.flows.chunk_tasks import chunk_task
+from framefarm.flows.chunk_tasks import chunk_task, pack_chunk
 from framefarm.flows.stop import raise_if_stopped, stop_requested
 from framefarm.flows.tasks import ChunkResult
 from framefarm.renderers import get_renderer
@@ -78,7 +77,7 @@ def _retire(task_run_id: str, why: str, crashed: bool) -> None:
 
     try:
         with get_client(sync_client=True) as client:
-            client.set_task_run_state(task_run_id, (Crashed if crashed else Cancelled)(message=why), force=True)
+            client.set_task_run_state(uuid.UUID(task_run_id), (Crashed if crashed else Cancelled)(message=why), force=True)
     except Exception:  # noqa: BLE001 - only the UI's view depends on it
         pass
 
@@ -103,8 +102,9 @@ def run_chunks_on_workers(plan, chunks, job, job_ref: str, backend: str, out: st
     def queue(chunk) -> None:
         handouts[chunk.index] += 1
         dispatch = Dispatch(token=token, attempt=handouts[chunk.index], ready=time.time())
-        future = task.apply_async(kwargs={"chunk": quote(chunk), "job_ref": job_ref, "backend": backend,
-                                          "store_root": out, "dispatch": dispatch})
+        future = task.apply_async(kwargs={"label": f"{job.name}-{chunk.index}", "chunk": pack_chunk(chunk),
+                                          "job_ref": job_ref, "backend": backend, "store_root": out,
+                                          "dispatch": asdict(dispatch)})
         queued[chunk.index] = _Queued(chunk, dispatch, str(future.task_run_id))
 
     def again(entry: _Queued, why: str, crashed: bool) -> None:

@@ -186,14 +186,16 @@ def _farm_lock(job, out: str):
     killed with its worker leaves a stale lock (its process gone, or from another host its heartbeat older than
     the lock's ttl), which the next run of the job takes over.
     """
-    from prefect.runtime import flow_run
+    from prefect.context import FlowRunContext
 
     from framefarm.flows.tasks import worker_id
     from framefarm.storage.job_lock import JobLock
 
-    if flow_run.deployment_id is None:
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    if run is None or run.deployment_id is None:
         return None
-    lock = JobLock(FrameStore(out, job.name), f"farm run {flow_run.get_id()} on {worker_id()}")
+    lock = JobLock(FrameStore(out, job.name), f"farm run {run.id} on {worker_id()}")
     lock.acquire()  # another render of this job folder: JobLocked, an InputError (this run fails, not retried)
     if lock.took_over is not None:
         get_run_logger().warning("took over the lock of a render that is gone: %s", lock.took_over.describe())
