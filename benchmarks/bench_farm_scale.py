@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.integration.farm_cluster import FarmCluster  # noqa: E402
 from tests.support.postgres_server import postgres_database, psql  # noqa: E402
 
-SIZES = (48, 72, 96, 120, 144, 168, 192, 240)  # frames of the small jobs, cycled
+SIZES = (96, 144, 200, 248, 312)  # frames of the other jobs, cycled (about 200 on average)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -122,10 +122,10 @@ def orchestration_figures(records: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=24)
     parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--big-frames", type=int, default=5004)
-    parser.add_argument("--chunk-size", type=int, default=6)
+    parser.add_argument("--big-frames", type=int, default=5000)
+    parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--seconds-per-frame", type=float, default=1.0)
     parser.add_argument("--parents", type=int, default=8, help="parent flow runs at once (the job worker's limit)")
     parser.add_argument("--kill", type=int, default=3, help="chunk workers SIGKILLed mid-night")
