@@ -171,7 +171,8 @@ def main() -> None:
 
             def states() -> dict[str, str]:
                 with get_client(sync_client=True) as client:
-                    found = client.read_flow_runs(limit=len(runs) * 3)
+                    found = [run for offset in range(0, len(runs) * 2, 200)
+                             for run in client.read_flow_runs(limit=200, offset=offset)]
                 return {str(run.id): run.state_name or "?" for run in found}
 
             killed = restarted = False

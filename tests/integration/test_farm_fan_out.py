@@ -1,12 +1,15 @@
 """Fan-out on a real farm: `prefect server start` on PostgreSQL, a process worker for the job's parent flow run and
 four chunk workers (`framefarm chunk-worker`, simulated GPUs). One job's chunks spread over all four; a worker
-SIGKILLed mid-chunk is replaced and its chunk is rendered by another, with every frame kept; a farm run of a job
-folder whose lock another render holds fails without writing a frame.
+SIGKILLed mid-chunk is replaced and its chunk is rendered by another, with every frame kept. The job's parent run
+holds the job folder's lock (taking over one left by a killed render); a farm run of a job folder whose lock another
+live render holds fails without writing a frame.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,6 +58,16 @@ def test_one_job_spreads_over_four_chunk_workers_and_survives_a_killed_worker(tm
             for name in ("big", "held"):
                 (tmp_path / f"{name}.toml").write_text(f'preset = "zoom-tunnel"\nname = "{name}"\nframes = {FRAMES}\n'
                                                        "width = 64\nheight = 64\n")
+            # A render of "big" was killed with its worker and left its lock behind: the farm run takes it over.
+            holder = subprocess.Popen(
+                [sys.executable, "-c", "import sys, time\nfrom framefarm.storage import FrameStore\n"
+                 "from framefarm.storage.job_lock import JobLock\n"
+                 "JobLock(FrameStore(sys.argv[1], 'big'), 'a render killed with its worker').acquire()\n"
+                 "print('locked', flush=True)\ntime.sleep(600)", str(renders)],
+                env=farm.env, stdout=subprocess.PIPE)
+            assert holder.stdout.readline() == b"locked\n"
+            holder.kill()
+            holder.wait()
             # Another render holds the lock of "held" (as `framefarm render` does): its farm run must not write.
             lock = JobLock(FrameStore(str(renders), "held"), "framefarm render held.toml (the test)")
             lock.acquire()
@@ -76,6 +89,8 @@ def test_one_job_spreads_over_four_chunk_workers_and_survives_a_killed_worker(tm
             farm.close()
         lock.release()
 
+        assert "took over the lock of a render that is gone" in (tmp_path / "logs" / "jobs.log").read_text()
+        assert not (renders / "big" / "render.lock").exists()  # released at the end of the run
         chunks = json.loads((renders / "big" / "chunks.json").read_text())
         assert [c["index"] for c in chunks] == list(range(FRAMES // CHUNK))
         assert {c["worker"] for c in chunks} == set(names)  # every worker rendered some of the one job
@@ -89,9 +104,6 @@ def test_one_job_spreads_over_four_chunk_workers_and_survives_a_killed_worker(tm
 
 
 def _queue_json(farm: FarmCluster) -> dict:
-    import subprocess
-    import sys
-
     listing = subprocess.run([sys.executable, "-m", "framefarm", "queue", "--json"], env=farm.env, cwd=farm.root,
                              capture_output=True, text=True, timeout=120)
     return {job["run_id"]: job["state"] for job in json.loads(listing.stdout or "[]")}
