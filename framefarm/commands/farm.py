@@ -47,6 +47,9 @@ def submit(
     backend: Annotated[str, typer.Option(help="preview or diffusers.")] = "preview",
     chunk_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field.")] = None,
+    fan_out: Annotated[bool, typer.Option("--fan-out", help="Spread the job's chunks over every chunk worker "
+                                          "(framefarm chunk-worker) instead of the worker that takes the job.")
+                       ] = False,
 ) -> None:
     """Queue a job on the farm; prints the flow run id last."""
     from framefarm.cli_output import fail
@@ -57,10 +60,19 @@ def submit(
     try:
         job = load_job(job_file, set_ or [])
         run_id = submit_job(job, out=str(out.resolve()) if "://" not in str(out) else str(out), backend=backend,
-                            chunk_size=chunk_size, priority=priority, after=_parse_after(after))
+                            chunk_size=chunk_size, priority=priority, after=_parse_after(after),
+                            fan_out=fan_out)
     except FramefarmError as exc:
         fail(exc)
     typer.echo(run_id)
+
+
+def chunk_worker() -> None:
+    """Render queued chunks of fanned-out jobs, one at a time, priority 1 first: start one per GPU
+    (CUDA_VISIBLE_DEVICES=i) with PREFECT_API_URL naming the farm's server."""
+    from framefarm.flows.chunk_worker import main
+
+    main()
 
 
 def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -120,6 +132,7 @@ def requeue(run_id: str) -> None:
 def register(app: typer.Typer) -> None:
     app.command("farm-setup")(farm_setup)
     app.command()(submit)
+    app.command("chunk-worker")(chunk_worker)
     app.command()(queue)
     for command in (cancel, pause, resume, requeue):
         app.command()(command)

@@ -72,8 +72,12 @@ def _queue_for(client, pool: str, priority: int) -> str:
 
 
 def submit(job: Any, *, out: str, backend: str = "preview", chunk_size: int | None = None, priority: int = 10,
-           after: dt.datetime | None = None, pool: str = POOL) -> str:
-    """Queue a validated job as a flow run of the farm deployment. Returns the flow run id."""
+           after: dt.datetime | None = None, pool: str = POOL, fan_out: bool = False) -> str:
+    """Queue a validated job as a flow run of the farm deployment. Returns the flow run id.
+
+    With ``fan_out`` the run only plans, queues its chunks for every chunk worker (``framefarm chunk-worker``) at
+    the job's priority, verifies and encodes; without it, the worker that takes the run renders every chunk.
+    """
     from prefect.deployments import run_deployment
 
     if priority < 1:
@@ -86,7 +90,8 @@ def submit(job: Any, *, out: str, backend: str = "preview", chunk_size: int | No
 
     run = run_deployment(
         f"render-job/{DEPLOYMENT}",
-        parameters={"job": store_job(job, out), "backend": backend, "out": out, "chunk_size": chunk_size},
+        parameters={"job": store_job(job, out), "backend": backend, "out": out, "chunk_size": chunk_size,
+                    "fan_out": fan_out, "priority": priority},
         scheduled_time=after,
         timeout=0,  # queue it and return; a worker runs it
         work_queue_name=queue,

@@ -178,8 +178,33 @@ def _write_report(out: str, job_name: str, results: list[ChunkResult]) -> str | 
         return None
 
 
+def _farm_lock(job, out: str):
+    """The job folder's lock, taken by a run on the farm (a deployment run) for its whole run; ``None`` elsewhere:
+    the CLI takes the same lock itself before it starts the flow (framefarm/cli_render.py).
+
+    The job's parent run holds it, not the chunks: the chunks of one run share it, wherever they render. A parent
+    killed with its worker leaves a stale lock (its process gone, or from another host its heartbeat older than
+    the lock's ttl), which the next run of the job takes over.
+    """
+    from prefect.context import FlowRunContext
+
+    from framefarm.flows.tasks import worker_id
+    from framefarm.storage.job_lock import JobLock
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    if run is None or run.deployment_id is None:
+        return None
+    lock = JobLock(FrameStore(out, job.name), f"farm run {run.id} on {worker_id()}")
+    lock.acquire()  # another render of this job folder: JobLocked, an InputError (this run fails, not retried)
+    if lock.took_over is not None:
+        get_run_logger().warning("took over the lock of a render that is gone: %s", lock.took_over.describe())
+    return lock
+
+
 @flow(name="render-job", validate_parameters=False, flow_run_name=_run_name)
-def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_size: int | None = None) -> RenderResult:
+def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_size: int | None = None,
+               fan_out: bool = False, priority: int = 10) -> RenderResult:
     """Render a validated job into ``out/<job>/frames`` and an MP4 beside them.
 
     Args:
@@ -188,12 +213,26 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
         backend: renderer name (``preview`` or ``diffusers``).
         out: store root: a local folder or an fsspec URL.
         chunk_size: frames per chunk task (does not change the frames, only the unit of retry and caching).
+        fan_out: queue the chunks for every chunk worker of the farm (``framefarm chunk-worker``) instead of
+            rendering them in this flow run (needs a Prefect server).
+        priority: the job's priority (1 first), which its chunks keep in the chunk workers' queues.
     """
     started = time.perf_counter()
+    job_ref = job if is_job_ref(job) else None
     if is_job_ref(job):
         job = load_job_ref(job, out)
     elif isinstance(job, Mapping):  # from a deployment: parameters arrive as JSON
         job = validate_job(job, source="deployment parameters")
+    lock = _farm_lock(job, out)
+    try:
+        return _render(job, job_ref, backend, out, chunk_size, fan_out, priority, lock, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _render(job, job_ref, backend, out, chunk_size, fan_out, priority, lock, started) -> RenderResult:
+    """The render flow's steps, once the job is loaded (and, on the farm, its folder locked)."""
     # 1. Plan (pure and cheap) and record what is about to be rendered.
     renderer = get_renderer(backend)
     job, batch_choice = resolve_job_batch_size(job, out, backend)  # batch_size "auto": chosen once per job
@@ -211,9 +250,21 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
                 return Cancelled(message=f"{job.name}: stopped while preparing its source")
             raise
 
+    if fan_out:
+        from framefarm.flows.fan_out import run_chunks_on_workers
+        from framefarm.flows.job_ref import store_job
+
+        job_ref = store_job(job, out)  # the job as resolved here (batch size), which every worker renders
+
+        def run_chunks(plan, chunks):
+            return run_chunks_on_workers(plan, chunks, job, job_ref, backend, out, priority, lock)
+    else:
+        def run_chunks(plan, chunks):
+            return _run_chunks(plan, chunks, job, backend, out)
+
     # 3. Render chunks, a bounded number in flight, stopping new work once the error budget is spent.
     try:
-        results, failures = _run_chunks(plan, plan.chunks, job, backend, out)
+        results, failures = run_chunks(plan, plan.chunks)
     except RenderPaused as paused:
         return Cancelled(message=str(paused))  # not a failure: the job waits for its window in a new run
     except RenderStopped as stopped:
@@ -225,7 +276,7 @@ def render_job(job: Any, backend: str = "preview", out: str = "renders", chunk_s
     if bad:
         store.remove_frames(bad)
         stale = [chunk for chunk in plan.chunks if set(bad).intersection(chunk.frames)]
-        more, failures = _run_chunks(plan, stale, job, backend, out)
+        more, failures = run_chunks(plan, stale)
         _raise_for_failures(job, failures)
         results += more
         still_bad = verify_frames(quote(plan), out)

@@ -20,6 +20,10 @@ def get_renderer(backend: str) -> Renderer:
         from framefarm.renderers.diffusers.renderer import DiffusersRenderer
 
         return DiffusersRenderer()
+    if backend == "simulated":  # fixed seconds per frame, tiny frames: benchmarks of the farm's control plane
+        from framefarm.renderers.simulated import SimulatedGpuRenderer
+
+        return SimulatedGpuRenderer()
     # A studio's package may register more backends under the framefarm.renderers entry-point group.
     from framefarm.renderers.models.plugins import find_renderer, renderer_names
 

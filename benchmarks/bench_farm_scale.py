@@ -1,0 +1,285 @@
+"""A studio night on a real farm: `prefect server start` on PostgreSQL, ≥ 16 simulated-GPU chunk workers, ≥ 100
+jobs of mixed priorities and sizes (one ≥ 5 000 frames), ≥ 3 000 chunks, with faults mid-night: several chunk
+workers SIGKILLed (and restarted) and the Prefect server restarted once. Writes benchmarks/results/farm_scale.json.
+
+    PYTHONPATH=$PWD nohup python benchmarks/bench_farm_scale.py > /tmp/farm_scale.log 2>&1 &
+    PYTHONPATH=$PWD python benchmarks/bench_farm_scale.py --workers 4 --jobs 6 --big-frames 240 --seconds-per-frame 0.2
+
+The simulated GPU sleeps ``--seconds-per-frame`` per frame (no CPU), so the two cores of a small box measure what
+the farm's control plane costs: Prefect's server and database, the parent flow runs, the workers' bookkeeping.
+
+Figures (from the chunk records every worker leaves in the job folders, ``<job>/chunk-runs/``):
+
+* ``gpu_idle_fraction_orchestration``: per worker, the time between finishing a chunk and starting the next while
+  that next chunk was already queued (``start − max(previous finish, queued)``), over the worker's time from its
+  first chunk start to its last finish. Idle time with nothing queued is in ``gpu_idle_fraction_total``.
+* ``dispatch_latency_s``: per chunk, from "queued and a worker free" to "started" (p50/p95); the wait in the queue
+  behind other chunks is ``queue_wait_s``.
+* ``server_cpu_s_per_chunk``: CPU seconds of the `prefect server` process tree (both lives) ÷ chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.farm_cluster import FarmCluster  # noqa: E402
+from tests.support.postgres_server import postgres_database, psql  # noqa: E402
+
+SIZES = (96, 144, 200, 248, 312)  # frames of the other jobs, cycled (about 200 on average)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def process_tree_cpu(pid: int) -> float:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            times = process.cpu_times()
+            total += times.user + times.system + getattr(times, "children_user", 0) + getattr(times, "children_system", 0)
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def job_toml(name: str, frames: int) -> str:
+    return f'preset = "zoom-tunnel"\nname = "{name}"\nframes = {frames}\nwidth = 64\nheight = 64\n'
+
+
+def plan_jobs(count: int, big_frames: int, chunk: int, seed: int = 7) -> list[tuple[str, int, int]]:
+    """(name, frames, priority): one big job at priority 5, the rest cycling through SIZES with priorities 1…10."""
+    rng = random.Random(seed)
+    jobs = [("big", big_frames, 5)]
+    for i in range(count - 1):
+        jobs.append((f"job{i:03d}", SIZES[i % len(SIZES)], rng.randint(1, 10)))
+    rng.shuffle(jobs)
+    return jobs
+
+
+def read_records(renders: Path) -> dict[str, list[dict]]:
+    """Every chunk outcome record by job."""
+    found: dict[str, list[dict]] = defaultdict(list)
+    for path in renders.glob("*/chunk-runs/*.json"):
+        if path.name.endswith(".claim.json"):
+            continue
+        try:
+            found[path.parent.parent.name].append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def orchestration_figures(records: list[dict]) -> dict:
+    by_worker: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        if "error" not in record:
+            by_worker[record["worker"]].append(record)
+    idle_orch = idle_total = busy_span = 0.0
+    latencies, waits = [], []
+    for runs in by_worker.values():
+        runs.sort(key=lambda r: r["started"])
+        busy_span += runs[-1]["finished"] - runs[0]["started"]
+        previous = None
+        for run in runs:
+            waits.append(run["started"] - run["ready"])
+            if previous is not None:
+                gap = max(0.0, run["started"] - previous["finished"])
+                idle_total += gap
+                free_and_ready = max(previous["finished"], run["ready"])
+                idle_orch += max(0.0, run["started"] - free_and_ready)
+                latencies.append(max(0.0, run["started"] - free_and_ready))
+            else:
+                latencies.append(max(0.0, run["started"] - run["ready"]) if run["started"] - run["ready"] < 5 else 0.0)
+            previous = run
+    return {
+        "gpu_idle_fraction_orchestration": round(idle_orch / busy_span, 4) if busy_span else None,
+        "gpu_idle_fraction_total": round(idle_total / busy_span, 4) if busy_span else None,
+        "dispatch_latency_s": {"p50": round(percentile(latencies, 0.5), 3), "p95": round(percentile(latencies, 0.95), 3),
+                               "max": round(max(latencies), 3) if latencies else None},
+        "queue_wait_s": {"p50": round(percentile(waits, 0.5), 1), "p95": round(percentile(waits, 0.95), 1)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=24)
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--big-frames", type=int, default=5000)
+    parser.add_argument("--chunk-size", type=int, default=8)
+    parser.add_argument("--seconds-per-frame", type=float, default=1.0)
+    parser.add_argument("--parents", type=int, default=8, help="parent flow runs at once (the job worker's limit)")
+    parser.add_argument("--kill", type=int, default=3, help="chunk workers SIGKILLed mid-night")
+    parser.add_argument("--root", type=Path, default=Path("/tmp/framefarm-farm-scale"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "farm_scale.json")
+    args = parser.parse_args()
+
+    import shutil
+
+    shutil.rmtree(args.root, ignore_errors=True)
+    args.root.mkdir(parents=True)
+    renders = args.root / "renders"
+    jobs = plan_jobs(args.jobs, args.big_frames, args.chunk_size)
+    planned_chunks = sum(-(-frames // args.chunk_size) for _, frames, _ in jobs)
+    print(f"{len(jobs)} jobs, {sum(f for _, f, _ in jobs)} frames, {planned_chunks} chunks", flush=True)
+
+    with postgres_database() as database:
+        farm = FarmCluster(args.root, database, seconds_per_frame=args.seconds_per_frame)
+        os.environ.update({k: v for k, v in farm.env.items() if k.startswith(("PREFECT_", "FRAMEFARM_"))})
+        faults: list[str] = []
+        requeued: list[str] = []
+        server_cpu = 0.0
+        try:
+            farm.start_server()
+            from framefarm.flows.farm import setup, submit
+            from framefarm.job import load_job
+
+            setup()
+            names = [f"gpu{i:02d}" for i in range(args.workers)]
+            for name in names:
+                farm.start_chunk_worker(name)
+            started = time.time()
+            runs: dict[str, tuple[str, int]] = {}
+            for name, frames, priority in jobs:
+                path = args.root / f"{name}.toml"
+                path.write_text(job_toml(name, frames))
+                runs[submit(load_job(path, []), out=str(renders), backend="simulated", chunk_size=args.chunk_size,
+                            priority=priority, fan_out=True)] = (name, frames)
+            print(f"submitted in {time.time() - started:.1f} s", flush=True)
+            farm.start_job_worker("jobs", limit=args.parents)
+
+            from prefect import get_client
+
+            def states() -> dict[str, str]:
+                with get_client(sync_client=True) as client:
+                    found = [run for offset in range(0, len(runs) * 2, 200)
+                             for run in client.read_flow_runs(limit=200, offset=offset)]
+                return {str(run.id): run.state_name or "?" for run in found}
+
+            killed = restarted = False
+            while True:
+                time.sleep(10)
+                done_chunks = sum(len(v) for v in read_records(renders).values())
+                try:
+                    now = states()
+                except Exception as exc:  # noqa: BLE001 - the server restarting
+                    print(f"states unavailable: {exc}", flush=True)
+                    continue
+                counts: dict[str, int] = defaultdict(int)
+                for run_id in runs:
+                    counts[now.get(run_id, "?")] += 1
+                print(f"{time.time() - started:7.0f} s  chunk records {done_chunks}/{planned_chunks}  {dict(counts)}",
+                      flush=True)
+                # Faults: workers SIGKILLed mid-chunk at a quarter of the night, the server restarted at half.
+                if not killed and done_chunks >= planned_chunks * 0.25:
+                    for name in random.Random(1).sample(names, args.kill):
+                        farm.kill_chunk_worker(name)
+                        print(f"SIGKILL {name}", flush=True)
+                    time.sleep(3)
+                    for name in names:
+                        if farm.chunk_workers[name].poll() is not None:
+                            farm.start_chunk_worker(name)
+                    faults.append("worker_sigkill")
+                    killed = True
+                if not restarted and done_chunks >= planned_chunks * 0.5:
+                    server_cpu += process_tree_cpu(farm.server.pid)
+                    farm.stop_server()
+                    print("Prefect server stopped", flush=True)
+                    time.sleep(5)
+                    farm.start_server()
+                    print("Prefect server started again", flush=True)
+                    faults.append("server_restart")
+                    restarted = True
+                # A parent run that failed in a fault is queued again once (its frames are kept).
+                for run_id, (name, _) in list(runs.items()):
+                    if now.get(run_id) in ("Failed", "Crashed") and name not in requeued:
+                        from framefarm.flows.farm_runs import requeue
+
+                        new = requeue(run_id)
+                        runs[new] = runs.pop(run_id)
+                        requeued.append(name)
+                        print(f"requeued {name} ({now.get(run_id)}) as {new}", flush=True)
+                finished = [run_id for run_id in runs if now.get(run_id) == "Completed"]
+                if len(finished) == len(runs) or time.time() - started > 3 * 3600:
+                    break
+            wall = time.time() - started
+            server_cpu += process_tree_cpu(farm.server.pid)
+            rows = {table: int(psql(database, f"select count(*) from {table}"))
+                    for table in ("flow_run", "task_run", "task_run_state", "flow_run_state", "log", "events")}
+        finally:
+            farm.close()
+
+    # ----- figures
+    records = read_records(renders)
+    all_records = [r for rs in records.values() for r in rs]
+    chunk_count = 0
+    frames_total = lost = 0
+    verified = []
+    from framefarm.video import probe_video
+
+    for name, frames, _ in jobs:
+        frames_total += frames
+        manifest_path = renders / name / "manifest.json"
+        present = len(json.loads(manifest_path.read_text())["frames"]) if manifest_path.exists() else 0
+        lost += frames - present
+        chunks_path = renders / name / "chunks.json"
+        chunk_count += len(json.loads(chunks_path.read_text())) if chunks_path.exists() else 0
+        videos = list((renders / name).glob("*.mp4"))
+        verified.append(bool(videos) and probe_video(videos[0]).frames == frames)
+    big = json.loads((renders / "big" / "chunks.json").read_text()) if (renders / "big" / "chunks.json").exists() else []
+    result = {
+        "benchmark": "farm_scale",
+        "workers": args.workers,
+        "jobs": len(jobs),
+        "chunks": chunk_count,
+        "chunks_planned": planned_chunks,
+        "chunk_size": args.chunk_size,
+        "frames": frames_total,
+        "lost_frames": lost,
+        "videos_verified": sum(verified),
+        "all_videos_verified": all(verified),
+        "faults_survived": faults if all(verified) and lost == 0 else [],
+        "faults_injected": faults,
+        "workers_sigkilled": args.kill,
+        "jobs_requeued_after_fault": requeued,
+        "big_job_frames": args.big_frames,
+        "big_job_workers": len({c["worker"] for c in big}),
+        **orchestration_figures(all_records),
+        "chunk_handouts": len(all_records),
+        "server_cpu_s": round(server_cpu, 1),
+        "server_cpu_s_per_chunk": round(server_cpu / max(chunk_count, 1), 4),
+        "database_rows_per_chunk": {table: round(count / max(chunk_count, 1), 2) for table, count in rows.items()},
+        "simulated_gpu_seconds_per_frame": args.seconds_per_frame,
+        "wall_s": round(wall, 1),
+        "ideal_wall_s": round(frames_total * args.seconds_per_frame / args.workers, 1),
+        "parents_at_once": args.parents,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    main()

@@ -1,0 +1,92 @@
+"""What a fanned-out chunk leaves in its job folder: who took it (a claim with a heartbeat) and how it ended.
+
+``<job>/chunk-runs/<index>.claim.json`` is written by the worker that starts the chunk and refreshed every
+``HEARTBEAT_S``; ``<job>/chunk-runs/<index>.json`` records the outcome (rendered frames, worker, times, or the error).
+Both carry the dispatch token of the parent flow run, so records of an earlier run of the job are never taken for
+this run's. The job's parent flow reads them to know a chunk is done, failed, or lost with a killed worker (a claim
+whose heartbeat stopped); the frames themselves stay the manifest's business. Kept free of Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from framefarm.storage import FrameStore
+
+RECORDS_DIR = "chunk-runs"
+HEARTBEAT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One hand-out of a chunk by the parent flow: the token names the parent run, ``attempt`` counts hand-outs."""
+
+    token: str
+    attempt: int
+    ready: float  # epoch seconds when the chunk was queued for the workers
+
+
+def outcome_name(index: int) -> str:
+    return f"{RECORDS_DIR}/{index:06d}.json"
+
+
+def claim_name(index: int) -> str:
+    return f"{RECORDS_DIR}/{index:06d}.claim.json"
+
+
+class ChunkClaim:
+    """The claim of a running chunk, its heartbeat refreshed on a thread until :meth:`close`."""
+
+    def __init__(self, store: FrameStore, index: int, dispatch: Dispatch, worker: str) -> None:
+        self.store, self.index = store, index
+        self.document = {"index": index, "token": dispatch.token, "attempt": dispatch.attempt, "worker": worker,
+                         "ready": dispatch.ready, "started": time.time()}
+        self._stop = threading.Event()
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name=f"chunk-{index}-claim", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        self.store.write_json(claim_name(self.index), {**self.document, "heartbeat": time.time()})
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):  # the store is unreachable a moment: the next beat tries again
+                self._beat()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> ChunkClaim:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def write_outcome(store: FrameStore, claim: ChunkClaim, **fields: Any) -> None:
+    store.write_json(outcome_name(claim.index), {**claim.document, "finished": time.time(), **fields})
+
+
+def read_record(store: FrameStore, name: str) -> dict[str, Any] | None:
+    try:
+        return store.read_json(name)
+    except (FileNotFoundError, ValueError):  # not there yet (a half-written file is never seen: writes are atomic)
+        return None
+
+
+def record_names(store: FrameStore) -> set[str]:
+    """Names of the records in the job's chunk-runs folder now (one listing, not cached)."""
+    folder = store.path(RECORDS_DIR)
+    store.fs.invalidate_cache(folder)
+    try:
+        return {f"{RECORDS_DIR}/{path.rsplit('/', 1)[-1]}" for path in store.fs.ls(folder, detail=False)}
+    except FileNotFoundError:
+        return set()
+

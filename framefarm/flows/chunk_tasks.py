@@ -1,0 +1,83 @@
+"""The chunk as a Prefect background task: the parent flow queues it, any idle GPU worker of the farm runs it.
+
+One task per priority level (``render-chunk-p1`` … ``render-chunk-p20``), each with a task key of its own: Prefect's
+server keeps one queue per task key, and a task worker subscribed to several keys takes from the first non-empty
+queue in the order it lists them (``prefect.server.task_queue.MultiQueue``). The chunk workers list the levels in
+order, so a priority-1 job's chunks are taken before a priority-10 job's, by Prefect, with no scheduler of ours.
+
+The task gets the job by reference (``framefarm.flows.job_ref``), the chunk's own per-frame inputs and the
+dispatch; it renders like the in-flow chunk task (``render_chunk``: blocklist, watchdog, resumable frames) and
+leaves a claim and an outcome in the job folder (``framefarm.flows.chunk_records``) for the parent to read.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pickle
+
+from prefect import task
+
+from framefarm.animation.plan import ChunkSpec
+from framefarm.errors import RenderError
+from framefarm.flows.chunk_records import ChunkClaim, Dispatch, write_outcome
+from framefarm.flows.job_ref import load_job_ref
+from framefarm.flows.tasks import render_chunk, worker_id
+from framefarm.storage import FrameStore
+
+PRIORITY_LEVELS = 20  # job priorities 1…20 each get a queue; a larger number shares level 20
+
+
+def priority_level(priority: int) -> int:
+    return min(max(int(priority), 1), PRIORITY_LEVELS)
+
+
+def pack_chunk(chunk: ChunkSpec) -> str:
+    """A chunk as the task's parameter. Prefect stores parameters of queued tasks as JSON-like values, which turns a
+    ChunkSpec into a bare tuple: it travels pickled (made by the job's own parent flow, read by framefarm's own
+    workers, stored where Prefect keeps its own pickled results)."""
+    return base64.b64encode(pickle.dumps(chunk)).decode()
+
+
+def unpack_chunk(packed: str) -> ChunkSpec:
+    chunk = pickle.loads(base64.b64decode(packed))
+    if not isinstance(chunk, ChunkSpec):
+        raise RenderError(f"a queued chunk parameter held a {type(chunk).__name__}, not a ChunkSpec")
+    return chunk
+
+
+def render_dispatched_chunk(packed_chunk: str, job_ref: str, backend: str, store_root: str,
+                            dispatch: dict) -> int:
+    """Render the chunk on this worker and record the outcome beside the frames. Returns frames rendered now."""
+    chunk = unpack_chunk(packed_chunk)
+    dispatch = Dispatch(**dispatch)
+    job = load_job_ref(job_ref, store_root)
+    store = FrameStore(store_root, job.name)
+    with ChunkClaim(store, chunk.index, dispatch, worker_id()) as claim:
+        try:
+            result = render_chunk.fn(chunk, job, backend, store_root)
+        except BaseException as exc:
+            write_outcome(store, claim, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            raise
+        write_outcome(store, claim, rendered=list(result.rendered), reused=list(result.reused),
+                      seconds=round(result.seconds, 3), gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                      started_at=result.started)
+    return len(result.rendered)
+
+
+def _level_task(level: int):
+    def run(label: str, chunk: str, job_ref: str, backend: str, store_root: str, dispatch: dict) -> int:
+        return render_dispatched_chunk(chunk, job_ref, backend, store_root, dispatch)
+
+    # The task key is the function's qualified name plus a hash of its code: a name per level, a queue per level.
+    run.__name__ = run.__qualname__ = f"render_chunk_priority_{level}"
+    # No retries here: the parent flow hands a failed chunk out again, so the retry may land on another worker.
+    return task(run, name=f"render-chunk-p{level}", task_run_name="chunk-{label}", retries=0)
+
+
+CHUNK_TASKS = {level: _level_task(level) for level in range(1, PRIORITY_LEVELS + 1)}
+
+
+def chunk_task(priority: int):
+    """The background task that queues a chunk of a job of ``priority``."""
+    return CHUNK_TASKS[priority_level(priority)]
