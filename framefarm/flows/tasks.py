@@ -1,4 +1,6 @@
-"""Prefect tasks of a render: each sits at a retry, cache or resource line (rule 9 of STYLE.md).
+"""Prefect tasks of a render, cut where Prefect's retries, caching or a resource limit should apply, so each
+applies to one kind of work: a failed chunk retries without decoding the source again, a rerun skips what its
+cache key says is done, and the flow that calls these stays a plain list of steps.
 
 * ``prepare_sources`` — decode the source video once into the store (video-to-video); a rerun skips it.
 * ``render_chunk``   — the GPU work: cached across runs by the chunk's key, retried on failure, and resumable
