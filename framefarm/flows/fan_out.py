@@ -154,7 +154,7 @@ def run_chunks_on_workers(plan, chunks, job, job_ref: str, backend: str, out: st
                 if "error" not in outcome:
                     results.append(ChunkResult(index=index, rendered=tuple(outcome["rendered"]),
                                                reused=tuple(outcome["reused"]), seconds=outcome["seconds"],
-                                               worker=outcome["worker"], gpu=outcome.get("gpu", ""),
+                                               worker=outcome["worker"], visible_devices=outcome.get("gpu", ""),
                                                started=outcome.get("started_at", "")))
                 elif outcome.get("error_type") in ("InputError", "RenderStopped"):
                     raise RenderError(f"chunk {index} of {job.name}: {outcome['error']}")

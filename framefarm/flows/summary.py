@@ -85,7 +85,7 @@ def summary_markdown(plan: Any, job: Any, chunks: Sequence[Any], *, video: str, 
         spec = specs[result.index]
         lines.append(f"| {result.index} | {spec.start}–{spec.stop - 1} | {spec.seeds[0]}…{spec.seeds[-1]} | "
                      f"{len(result.rendered)} | {len(result.reused)} | {result.seconds:.2f} s | "
-                     f"{result.worker or '–'} | {result.gpu or '–'} |")
+                     f"{result.worker or '–'} | {result.visible_devices or '–'} |")
     if len(ordered) > MAX_CHUNK_ROWS:
         lines.append(f"| … | {len(ordered) - MAX_CHUNK_ROWS} more chunks in chunks.json | | | | | | |")
     return "\n".join(lines) + "\n"

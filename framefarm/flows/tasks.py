@@ -51,8 +51,29 @@ class ChunkResult:
     reused: tuple[int, ...]
     seconds: float
     worker: str = ""
-    gpu: str = ""  # CUDA_VISIBLE_DEVICES of the process that rendered it ("" on a CPU box)
+    visible_devices: str = ""  # CUDA_VISIBLE_DEVICES of the process that rendered it ("" on a CPU box)
     started: str = ""  # ISO-8601 UTC, for the report's timeline
+
+    @property
+    def gpu(self) -> str:
+        """The old name of :attr:`visible_devices`, kept while flows/render.py still reads it."""
+        return self.visible_devices
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Results cached by Prefect before the rename were pickled with the field named ``gpu``.
+        if "gpu" in state:
+            state = {**state, "visible_devices": state.get("visible_devices", state["gpu"])}
+            del state["gpu"]
+        self.__dict__.update(state)
+
+    def to_json(self) -> dict[str, Any]:
+        """The chunk's row of ``chunks.json``; the report's ``timings.json`` is made from the same row.
+
+        ``gpu`` is the key both files have always used for :attr:`visible_devices`.
+        """
+        return {"index": self.index, "rendered": len(self.rendered), "reused": len(self.reused),
+                "seconds": round(self.seconds, 3), "worker": self.worker, "gpu": self.visible_devices,
+                "started": self.started}
 
 
 def _chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -140,7 +161,7 @@ def _render_chunk(chunk: ChunkSpec, job: Any, backend: str, store: FrameStore, s
                                              max_processes=None if backend == "preview" else 1)
     return ChunkResult(index=chunk.index, rendered=rendered, reused=reused,
                        seconds=time.perf_counter() - started, worker=worker_id(),
-                       gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
+                       visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""), started=started_at)
 
 
 def _retry_unless_stopped(task, task_run, state) -> bool:

@@ -42,7 +42,8 @@ class ChunkTiming:
         start, stop: its frame range (``stop`` exclusive); filled in from ``plan.json`` when left out.
         rendered, reused: frames rendered now and frames found already done.
         worker: who rendered it (host and GPU, ``$FRAMEFARM_WORKER_ID``).
-        gpu: the device's name (``"NVIDIA H200"``).
+        gpu: the device: its name (``"NVIDIA H200"``), or, from the render flow, the ``CUDA_VISIBLE_DEVICES`` its
+            chunk ran with (``ChunkResult.visible_devices``).
         started, finished: ISO-8601 times.
         cached: served from Prefect's cache (nothing rendered).
     """
@@ -61,11 +62,14 @@ class ChunkTiming:
 
     @classmethod
     def from_any(cls, item: Any) -> ChunkTiming:
-        """From a dict (``timings.json``, the flow) or a dataclass such as the flow's ``ChunkResult``.
+        """From a dict (``timings.json``, the flow), an object with a ``to_json()`` row (the flow's ``ChunkResult``
+        gives its ``chunks.json`` row, so both files hold the same values), or another dataclass.
 
-        ``rendered`` and ``reused`` may be counts or lists of frame numbers (``ChunkResult`` holds tuples).
+        ``rendered`` and ``reused`` may be counts or lists of frame numbers.
         """
-        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        if callable(getattr(item, "to_json", None)) and not isinstance(item, type):
+            item = item.to_json()
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             item = dataclasses.asdict(item)
         if not isinstance(item, Mapping):
             raise InputError("chunk_timings", type(item).__name__, "each item must be a dict or a dataclass",

@@ -30,6 +30,19 @@ def test_render_writes_frames_manifest_and_an_exact_video(tmp_path):
     assert '"index": 11' in manifest
 
 
+def test_chunks_json_and_timings_json_hold_the_same_chunk_rows(tmp_path):
+    """Both files come from each ChunkResult's row: timings.json only adds the chunk's frame range."""
+    import json
+
+    job = job_from_preset("zoom-tunnel", ["frames=6", "width=64", "height=64"])
+    result = render_job(job, backend="preview", out=str(tmp_path), chunk_size=3)
+    chunks = json.loads((tmp_path / job.name / "chunks.json").read_text())
+    timings = json.loads((tmp_path / job.name / "timings.json").read_text())["chunks"]
+    assert chunks == [r.to_json() for r in result.chunks] and [c["index"] for c in chunks] == [0, 1]
+    assert [{k: v for k, v in t.items() if k not in ("start", "stop")} for t in timings] == chunks
+    assert [(t["start"], t["stop"]) for t in timings] == [(0, 3), (3, 6)]
+
+
 def test_same_frames_twice_and_across_chunk_sizes(tmp_path):
     job = job_from_preset("zoom-tunnel", ["frames=10", "width=96", "height=96"])
     render_job(job, backend="preview", out=str(tmp_path / "a"), chunk_size=3)

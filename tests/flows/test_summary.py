@@ -12,8 +12,8 @@ def test_summary_names_frames_timings_seeds_models_and_links():
     job = job_from_preset("zoom-tunnel", ["frames=12", "width=64", "height=64", "name=sum"])
     plan = plan_job(job, renderer="diffusers@1", chunk_size=4)
     results = [ChunkResult(index=0, rendered=(), reused=(0, 1, 2, 3), seconds=0.0),
-               ChunkResult(index=1, rendered=(4, 5, 6, 7), reused=(), seconds=8.0, worker="r01-gpu0", gpu="0"),
-               ChunkResult(index=2, rendered=(8, 9, 10, 11), reused=(), seconds=2.0, worker="r02-gpu1", gpu="1")]
+               ChunkResult(index=1, rendered=(4, 5, 6, 7), reused=(), seconds=8.0, worker="r01-gpu0", visible_devices="0"),
+               ChunkResult(index=2, rendered=(8, 9, 10, 11), reused=(), seconds=2.0, worker="r02-gpu1", visible_devices="1")]
     text = summary_markdown(plan, job, results, video="/renders/sum/sum.mp4", store_dir="s3://bucket/renders/sum",
                             report="/renders/sum/report.html", models={"checkpoint": "6ce0161689"}, seconds=12.5)
     assert "| frames | 8 rendered now, 4 reused (already in the store) |" in text
