@@ -10,7 +10,7 @@ process also gives the GPU memory back when the job ends. It costs a Prefect sta
 the job processes inherit, and where their runs then show up). Job records are JSON files in the state folder, so
 the queue survives a restart of the API; a render cut short by a restart is queued again and resumes.
 
-**Farm**: jobs become flow runs of the ``render-job/farm`` deployment (:func:`framefarm.flows.farm.submit`) on the
+**Farm**: jobs become flow runs of the ``render-job/farm`` deployment (:func:`framefarm.flows.farm_queue.submit`) on the
 Prefect server named by ``PREFECT_API_URL``; Prefect's workers run them, and status and cancel go to Prefect. Pick
 it with ``framefarm api --runner farm`` once ``framefarm farm-setup`` has run and workers are up.
 """
@@ -459,7 +459,7 @@ class FarmRunner:
             self._thread.join(timeout=10)
 
     def submit(self, job: AnyJob, request: JobRequest) -> JobRecord:
-        from framefarm.flows.farm import submit
+        from framefarm.flows.farm_queue import submit
 
         run_id = submit(job, out=self.out, backend=request.backend, chunk_size=request.chunk_size,
                         priority=request.priority)
@@ -519,7 +519,7 @@ class FarmRunner:
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
         from prefect.client.schemas.sorting import FlowRunSort
 
-        from framefarm.flows.farm import DEPLOYMENT
+        from framefarm.flows.farm_runs import DEPLOYMENT
 
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(
@@ -528,7 +528,7 @@ class FarmRunner:
         return [self._record_of(run) for run in runs]
 
     def cancel(self, job_id: str) -> JobRecord:
-        from framefarm.flows.farm import cancel
+        from framefarm.flows.farm_queue import cancel
 
         record = self._read(job_id)
         if record.state not in TERMINAL:
@@ -537,7 +537,7 @@ class FarmRunner:
         return record
 
     def progress(self, record: JobRecord) -> Progress:
-        from framefarm.flows.farm import QueuedJob, eta_seconds
+        from framefarm.flows.farm_queue import QueuedJob, eta_seconds
 
         try:
             done = min(record.frames, record.store().count_records()) if record.started else 0

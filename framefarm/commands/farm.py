@@ -32,7 +32,7 @@ def _parse_after(text: str | None) -> dt.datetime | None:
 
 def farm_setup(pool: Annotated[str, typer.Option(help="Work pool name.")] = "framefarm") -> None:
     """Create the work pool and the render deployment on the Prefect server (safe to repeat)."""
-    from framefarm.flows.farm import setup
+    from framefarm.flows.farm_deployment import setup
 
     deployment = setup(pool)
     typer.echo(f"pool {pool!r} and deployment render-job/farm ready ({deployment}); start workers with:\n"
@@ -54,7 +54,7 @@ def submit(
     """Queue a job on the farm; prints the flow run id last."""
     from framefarm.cli_output import fail
     from framefarm.errors import FramefarmError
-    from framefarm.flows.farm import submit as submit_job
+    from framefarm.flows.farm_queue import submit as submit_job
     from framefarm.job import load_job
 
     try:
@@ -80,7 +80,7 @@ def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from framefarm.flows.farm import eta_seconds, list_jobs
+    from framefarm.flows.farm_queue import eta_seconds, list_jobs
 
     jobs = list_jobs()
     if as_json:
@@ -100,9 +100,10 @@ def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def _steer(action: str, run_id: str) -> None:
     from framefarm.cli_output import fail
     from framefarm.errors import FramefarmError
-    from framefarm.flows import farm
+    from framefarm.flows import farm_queue
 
-    actions = {"cancel": farm.cancel, "pause": farm.pause, "resume": farm.resume, "requeue": farm.requeue}
+    actions = {"cancel": farm_queue.cancel, "pause": farm_queue.pause, "resume": farm_queue.resume,
+               "requeue": farm_queue.requeue}
     try:
         typer.echo(actions[action](run_id))
     except FramefarmError as exc:

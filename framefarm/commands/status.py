@@ -69,7 +69,7 @@ def _api_rows(out: str) -> list[Row]:
 
 def _farm_rows() -> tuple[list[Row], str | None]:
     try:
-        from framefarm.flows.farm import eta_seconds, list_jobs
+        from framefarm.flows.farm_queue import eta_seconds, list_jobs
 
         jobs = list_jobs()
     except Exception as exc:  # the server is down or unreachable: say so, show the rest

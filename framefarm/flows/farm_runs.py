@@ -1,8 +1,8 @@
-"""The farm deployment's flow runs, as the render flow itself needs them: read one, queue its job again.
+"""The farm deployment's names and flow runs, as the render flow itself needs them: read one, queue its job again.
 
-Apart from :mod:`framefarm.flows.farm` (deployment set-up and queue administration), which imports the render flow to
-deploy it: the render flow imports this module to requeue itself when the render window closes, without importing
-the module that imports it.
+Apart from :mod:`framefarm.flows.farm_deployment`, which imports the render flow to deploy it: the render flow
+imports this module to requeue itself when the render window closes, without importing the module that imports it.
+:mod:`framefarm.flows.farm_queue` (queueing and steering jobs) takes the names and run helpers from here too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from prefect.exceptions import ObjectNotFound
 from framefarm.errors import InputError
 
 DEPLOYMENT = "farm"
+POOL = "framefarm"  # the work pool the deployment's runs wait in
 
 
 def read_run(client, run_id: str):
