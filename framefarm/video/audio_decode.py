@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from framefarm.errors import InputError, RenderError
-from framefarm.video.ffmpeg import ffmpeg_exe
+from framefarm.errors import InputError
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe
 
 # 22.05 kHz keeps everything up to 11 kHz (kick, snare, hats' body): plenty for loudness and onsets, and half the
 # samples of 44.1 kHz to push through the FFTs.
@@ -73,7 +73,6 @@ def decode_pcm(path: str | Path, *, rate: int = ANALYSIS_RATE, start: float = 0.
         if any(hint in stderr for hint in _NO_AUDIO_HINTS) or "Invalid data found" in stderr:
             raise InputError(field, str(path), "has no audio stream ffmpeg can read",
                              "Give a WAV, FLAC, MP3, AAC or any file with a sound track")
-        raise RenderError(f"ffmpeg failed to decode the audio of {path} (exit {result.returncode}).\n"
-                          f"command: {' '.join(command)}\n=== stderr ===\n{stderr[-3000:]}")
+        raise ffmpeg_error(f"ffmpeg failed to decode the audio of {path} (exit {result.returncode})", command, stderr)
     samples = np.frombuffer(result.stdout, np.float32).copy()
     return Pcm(samples=samples, rate=rate)

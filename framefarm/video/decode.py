@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from framefarm.errors import InputError, RenderError
-from framefarm.video.ffmpeg import ffmpeg_exe
+from framefarm.errors import InputError
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe
 
 _STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: .*?, (\d{2,5})x(\d{2,5})")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
@@ -77,9 +77,8 @@ def decode_audio(path: str | Path, *, rate: int = 48000) -> np.ndarray:
                "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
     result = subprocess.run(command, capture_output=True, check=False)
     if result.returncode != 0:
-        raise RenderError(f"ffmpeg failed to decode the audio of {path} (exit {result.returncode}).\n"
-                          f"command: {' '.join(command)}\n=== stderr ===\n"
-                          f"{result.stderr.decode(errors='replace')[-3000:]}")
+        raise ffmpeg_error(f"ffmpeg failed to decode the audio of {path} (exit {result.returncode})", command,
+                           result.stderr)
     return np.frombuffer(result.stdout, np.float32)
 
 
@@ -116,8 +115,7 @@ def read_video_frames(
             code = process.wait()
             if code != 0:
                 stderr.seek(0)
-                raise RenderError(f"ffmpeg failed to decode {path} (exit {code}).\ncommand: {' '.join(command)}\n"
-                                  f"=== stderr ===\n{stderr.read().decode(errors='replace')[-3000:]}")
+                raise ffmpeg_error(f"ffmpeg failed to decode {path} (exit {code})", command, stderr.read())
         finally:
             if process.poll() is None:
                 process.kill()

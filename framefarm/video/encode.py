@@ -18,7 +18,7 @@ import numpy as np
 from framefarm.errors import RenderError
 from framefarm.storage.atomic import discard, publish
 from framefarm.video.codecs import CODECS, REC709_TAGS, Codec, get_codec
-from framefarm.video.ffmpeg import ffmpeg_exe, require_encoders
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe, require_encoders
 
 # H.264 for players everywhere: yuv420p (4:2:0) is the only chroma layout browsers, phones and most hardware
 # decoders play; libx264 would otherwise keep 4:4:4 from RGB input. +faststart puts the index first for streaming.
@@ -180,10 +180,9 @@ def write_video_frames(
             raise
         if code != 0:
             stderr.seek(0)
-            message = stderr.read().decode(errors="replace")[-3000:]
+            error = ffmpeg_error(f"ffmpeg failed to encode {out_path.name} (exit {code})", command, stderr.read())
             discard(partial)
-            raise RenderError(f"ffmpeg failed to encode {out_path.name} (exit {code}).\n"
-                              f"command: {' '.join(command)}\n=== stderr ===\n{message}")
+            raise error
     if count == 0:
         discard(partial)
         raise RenderError(f"no frames to encode into {out_path}")

@@ -15,8 +15,11 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 
 from framefarm.errors import RenderError
+
+STDERR_TAIL = 3000  # characters of ffmpeg's stderr an error keeps: its last lines say what went wrong
 
 
 @functools.cache
@@ -65,11 +68,17 @@ def require_encoders(*names: str) -> None:
         )
 
 
+def ffmpeg_error(failure: str, command: Sequence[str], stderr: str | bytes) -> RenderError:
+    """The error for a failed ffmpeg: ``failure`` (e.g. ``"ffmpeg failed to encode x.mp4 (exit 1)"``), then the
+    command, which can be pasted into a shell, and the end of ffmpeg's stderr."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    return RenderError(f"{failure}.\ncommand: {' '.join(command)}\n=== stderr ===\n{text[-STDERR_TAIL:]}")
+
+
 def run_ffmpeg(args: list[str], *, what: str) -> subprocess.CompletedProcess[str]:
     """Run ffmpeg to completion; on failure raise with the command and the end of its stderr."""
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RenderError(f"ffmpeg failed to {what} (exit {result.returncode}).\n"
-                          f"command: {' '.join(command)}\n=== stderr ===\n{result.stderr[-3000:]}")
+        raise ffmpeg_error(f"ffmpeg failed to {what} (exit {result.returncode})", command, result.stderr)
     return result

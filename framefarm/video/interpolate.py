@@ -33,8 +33,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from framefarm.errors import InputError, RenderError
-from framefarm.video.ffmpeg import ffmpeg_exe
+from framefarm.errors import InputError
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe
 
 Method = Literal["flow", "minterpolate", "rife"]
 METHODS: tuple[str, ...] = ("flow", "minterpolate", "rife")
@@ -257,8 +257,7 @@ def minterpolate(frames: Iterable[np.ndarray], factor: int, *, loop: bool = Fals
                 raise failure[0]
             if code != 0:
                 stderr.seek(0)
-                raise RenderError(f"ffmpeg minterpolate failed (exit {code}).\ncommand: {' '.join(command)}\n"
-                                  f"=== stderr ===\n{stderr.read().decode(errors='replace')[-3000:]}")
+                raise ffmpeg_error(f"ffmpeg minterpolate failed (exit {code})", command, stderr.read())
             target = interpolated_count(count["in"], factor, loop=loop) if target is None else target
             for frame in produced:
                 if emitted >= target:

@@ -18,7 +18,7 @@ import cv2
 from framefarm.errors import RenderError
 from framefarm.video.codecs import Codec
 from framefarm.video.decode import probe_video
-from framefarm.video.ffmpeg import ffmpeg_exe
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe
 from framefarm.video.frames import list_frame_files
 from framefarm.video.gif import gif_duration
 
@@ -32,8 +32,7 @@ def decoded_frame_count(path: Path) -> int:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     counts = _FRAME.findall(result.stdout)
     if result.returncode != 0 or not counts:
-        raise RenderError(f"ffmpeg could not decode {path} (exit {result.returncode}).\ncommand: {' '.join(command)}\n"
-                          f"=== stderr ===\n{result.stderr[-3000:]}")
+        raise ffmpeg_error(f"ffmpeg could not decode {path} (exit {result.returncode})", command, result.stderr)
     return int(counts[-1])
 
 
