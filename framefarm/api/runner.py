@@ -515,17 +515,9 @@ class FarmRunner:
         return self._read(job_id)
 
     def list(self) -> list[JobRecord]:
-        from prefect import get_client
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-        from prefect.client.schemas.sorting import FlowRunSort
+        from framefarm.flows.farm_queue import farm_flow_runs
 
-        from framefarm.flows.farm_runs import DEPLOYMENT
-
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT])),
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=200)
-        return [self._record_of(run) for run in runs]
+        return [self._record_of(run) for run in farm_flow_runs(limit=200)]
 
     def cancel(self, job_id: str) -> JobRecord:
         from framefarm.flows.farm_queue import cancel

@@ -85,19 +85,22 @@ def submit(job: Any, *, out: str, backend: str = "preview", chunk_size: int | No
     return str(run.id)
 
 
-def list_jobs(limit: int = 200) -> list[QueuedJob]:
-    """Jobs of the farm deployment, newest first, with progress from their frame stores."""
-    from framefarm.storage import FrameStore
-
+def farm_flow_runs(limit: int = 200) -> list[Any]:
+    """Flow runs of the farm deployment, newest (expected start) first."""
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
+        return client.read_flow_runs(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT])),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit,
         )
+
+
+def list_jobs(limit: int = 200) -> list[QueuedJob]:
+    """Jobs of the farm deployment, newest first, with progress from their frame stores."""
     from framefarm.flows.job_ref import job_fields
+    from framefarm.storage import FrameStore
 
     jobs = []
-    for run in runs:
+    for run in farm_flow_runs(limit):
         out = run.parameters.get("out") or ""
         job = job_fields(run.parameters.get("job"), out)
         name = job.get("name", "?")
