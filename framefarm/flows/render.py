@@ -304,10 +304,7 @@ def _render(job, job_ref, backend, out, chunk_size, fan_out, priority, lock, sta
         extra["batch_size"] = batch_choice
     store.write_manifest(plan.frame_keys, extra)
     # Per-chunk timings and workers, for the report and for spotting a slow GPU.
-    store.write_json("chunks.json", [
-        {"index": r.index, "rendered": len(r.rendered), "reused": len(r.reused), "seconds": round(r.seconds, 3),
-         "worker": r.worker, "gpu": r.gpu, "started": r.started} for r in sorted(results, key=lambda r: r.index)
-    ])
+    store.write_json("chunks.json", [r.to_json() for r in sorted(results, key=lambda r: r.index)])
     rendered = sum(len(r.rendered) for r in results)
     reused = plan.frames - rendered
     report = _write_report(out, job.name, results)

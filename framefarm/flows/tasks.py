@@ -54,11 +54,6 @@ class ChunkResult:
     visible_devices: str = ""  # CUDA_VISIBLE_DEVICES of the process that rendered it ("" on a CPU box)
     started: str = ""  # ISO-8601 UTC, for the report's timeline
 
-    @property
-    def gpu(self) -> str:
-        """The old name of :attr:`visible_devices`, kept while flows/render.py still reads it."""
-        return self.visible_devices
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Results cached by Prefect before the rename were pickled with the field named ``gpu``.
         if "gpu" in state:
