@@ -178,9 +178,11 @@ class TestBacktickMath:
             got[0].positive = "x"  # type: ignore[misc]
 
     def test_100k_frames_with_math_is_fast(self):
-        started = time.perf_counter()
+        # CPU time of this process, not wall time: the bound guards against super-linear work, and other
+        # processes on a loaded test box must not trip it.
+        started = time.process_time()
         got = prompts_for_frames({"0": "a cat:`0.5+0.5*sin(t/3)` --neg b", "50000": "a dog"}, frames=100_000)
-        assert time.perf_counter() - started < 2.0
+        assert time.process_time() - started < 2.0
         assert len(got) == 100_000 and got[99_999] == FramePrompt("a dog", "")
 
 

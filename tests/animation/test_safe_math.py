@@ -175,10 +175,12 @@ class TestRefusals:
          "sin(" * 300 + "t" + ")" * 300, "[" * 900 + "]" * 900],
     )
     def test_hostile_input_fails_fast(self, text):
-        started = time.perf_counter()
+        # CPU time of this process, not wall time: the bound guards against super-linear work, and other
+        # processes on a loaded test box must not trip it.
+        started = time.process_time()
         with pytest.raises(InputError):
             compile_expression(text, field="f")
-        assert time.perf_counter() - started < 0.5
+        assert time.process_time() - started < 0.5
 
     def test_power_guard_names_the_exponent(self):
         with pytest.raises(InputError, match=r"raises to the power 3\.8742e\+08; exponents beyond ±10000 are refused"):
