@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 NO_PREFECT = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}
-# The goal is < 1 s on an idle machine (measured: ~0.5 s of CPU); a shared 2-core test box gets slack.
-MAX_SECONDS = 6.0
+# The goal is < 1 s on an idle machine (measured: 0.6 s wall, 0.8 s of CPU). The bound is on the command's CPU
+# time, which a loaded test box does not inflate as wall time; importing Prefect alone costs 1.9 s of CPU.
+MAX_CPU_SECONDS = 1.6
 
 
 def framefarm(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI; returns the run and the CPU seconds (user + system) the command used."""
     import os
+    import resource
 
-    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = subprocess.run([sys.executable, "-m", "framefarm", *args], cwd=cwd, capture_output=True, text=True,
                          timeout=120, env={**os.environ, **NO_PREFECT})
-    return run, time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return run, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 @pytest.fixture()
@@ -75,7 +78,7 @@ def test_a_late_error_is_found_before_prefect_starts(job, case):
     assert message in run.stderr
     assert "Traceback" not in run.stderr and "<object object" not in run.stderr and "^[A-Za-z0-9]" not in run.stderr
     assert len(run.stderr.strip().splitlines()) <= 2
-    assert seconds < MAX_SECONDS
+    assert seconds < MAX_CPU_SECONDS
     assert not (job / "out" / "early" / "jobs").exists()  # nothing of the render was started
 
 
