@@ -62,6 +62,81 @@ def process_tree_cpu(pid: int) -> float:
         return 0.0
 
 
+def box_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every process of every user (/proc/stat)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def farm_cpu_by_role(farm, database_port: str) -> dict[str, float]:
+    """CPU seconds (user + system, reaped children included) of each part of the farm, processes alive now."""
+    import psutil
+
+    roles = {"prefect_server": process_tree_cpu(farm.server.pid) if farm.server else 0.0,
+             "chunk_workers": sum(process_tree_cpu(p.pid) for p in farm.chunk_workers.values()),
+             "parent_flows_and_job_worker": sum(process_tree_cpu(p.pid) for p in farm.job_workers.values())}
+    postgres = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        # The postmaster of the bench's own cluster (its connection processes are its reaped children).
+        if cmdline and cmdline[0].endswith("/postgres") and "-p" in cmdline and database_port in cmdline:
+            postgres += process_tree_cpu(process.pid)
+    roles["postgres"] = postgres
+    return {role: round(value, 1) for role, value in roles.items()}
+
+
+def task_run_times(database: str) -> dict[str, list[tuple[float, float]]]:
+    """Prefect's own start/end (epoch s) of every completed chunk task run, by name ``chunk-<job>-<index>``."""
+    out = psql(database, "select name, extract(epoch from start_time), extract(epoch from end_time) from task_run "
+                         "where state_type = 'COMPLETED' and start_time is not null and end_time is not null")
+    found: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for line in out.splitlines():
+        name, start, end = line.split("|")
+        found[name].append((float(start), float(end)))
+    return found
+
+
+def idle_breakdown(records: dict[str, list[dict]], prefect_times: dict[str, list[tuple[float, float]]]) -> dict:
+    """Where a worker's time between one chunk and the next goes, for gaps where the next chunk was already queued
+    when the previous one finished (so every second of the gap is the farm's own): ``finish`` from the chunk's last
+    frame recorded to Prefect's end of the task run (result stored, Completed state); ``handout`` from that to
+    Prefect's start of the next task run (subscribe again, the server hands a run out, parameters read, Running);
+    ``start`` from that to the chunk's claim (job loaded, claim written). Seconds summed over all such gaps."""
+    def prefect_run(job: str, record: dict) -> tuple[float, float] | None:
+        candidates = prefect_times.get(f"chunk-{job}-{record['index']}", [])
+        near = [c for c in candidates if c[0] <= record["started"] + 1.0 and c[1] >= record["finished"] - 1.0]
+        return min(near, key=lambda c: abs(c[0] - record["started"])) if near else None
+
+    by_worker: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for job, rs in records.items():
+        for record in rs:
+            if "error" not in record:
+                by_worker[record["worker"]].append((job, record))
+    parts = {"finish": 0.0, "handout": 0.0, "start": 0.0}
+    gaps = matched = 0
+    gap_total = 0.0
+    for runs in by_worker.values():
+        runs.sort(key=lambda jr: jr[1]["started"])
+        for (pjob, previous), (job, run) in zip(runs, runs[1:]):
+            if run["ready"] > previous["finished"]:
+                continue
+            gaps += 1
+            gap_total += max(0.0, run["started"] - previous["finished"])
+            before, after = prefect_run(pjob, previous), prefect_run(job, run)
+            if before is None or after is None:
+                continue
+            matched += 1
+            parts["finish"] += before[1] - previous["finished"]
+            parts["handout"] += after[0] - before[1]
+            parts["start"] += run["started"] - after[0]
+    return {"gaps_with_next_chunk_queued": gaps, "gaps_matched_to_prefect_task_runs": matched,
+            "gap_s_total": round(gap_total, 1),
+            "mean_s": {part: round(value / max(matched, 1), 3) for part, value in parts.items()},
+            "total_s": {part: round(value, 1) for part, value in parts.items()}}
+
+
 def job_toml(name: str, frames: int) -> str:
     return f'preset = "zoom-tunnel"\nname = "{name}"\nframes = {frames}\nwidth = 64\nheight = 64\n'
 
@@ -158,6 +233,8 @@ def main() -> None:
             for name in names:
                 farm.start_chunk_worker(name)
             started = time.time()
+            box_before = box_cpu_s()
+            loads: list[float] = []
             runs: dict[str, tuple[str, int]] = {}
             for name, frames, priority in jobs:
                 path = args.root / f"{name}.toml"
@@ -178,6 +255,7 @@ def main() -> None:
             killed = restarted = False
             while True:
                 time.sleep(10)
+                loads.append(os.getloadavg()[0])
                 done_chunks = sum(len(v) for v in read_records(renders).values())
                 try:
                     now = states()
@@ -222,7 +300,14 @@ def main() -> None:
                 if len(finished) == len(runs) or time.time() - started > 3 * 3600:
                     break
             wall = time.time() - started
+            box_after = box_cpu_s()
             server_cpu += process_tree_cpu(farm.server.pid)
+            cpu_by_role = extra_error = None
+            try:
+                cpu_by_role = farm_cpu_by_role(farm, database.rsplit(":", 1)[1].split("/")[0])
+                prefect_times = task_run_times(database)
+            except Exception as exc:  # noqa: BLE001 - the extra figures must not cost the run
+                prefect_times, extra_error = {}, f"{type(exc).__name__}: {exc}"
             rows = {table: int(psql(database, f"select count(*) from {table}"))
                     for table in ("flow_run", "task_run", "task_run_state", "flow_run_state", "log", "events")}
         finally:
@@ -264,12 +349,22 @@ def main() -> None:
         "big_job_frames": args.big_frames,
         "big_job_workers": len({c["worker"] for c in big}),
         **orchestration_figures(all_records),
+        "idle_breakdown_s": idle_breakdown(records, prefect_times),
+        "render_overhead_in_chunk_s": round(statistics.mean(
+            r["finished"] - r["started"] - len(r.get("rendered", ())) * args.seconds_per_frame
+            for r in all_records if "error" not in r), 3) if all_records else None,
         "chunk_handouts": len(all_records),
         "server_cpu_s": round(server_cpu, 1),
         "server_cpu_s_per_chunk": round(server_cpu / max(chunk_count, 1), 4),
         "database_rows_per_chunk": {table: round(count / max(chunk_count, 1), 2) for table, count in rows.items()},
         "simulated_gpu_seconds_per_frame": args.seconds_per_frame,
         "wall_s": round(wall, 1),
+        # Processes alive at the end (a SIGKILLed worker's seconds are lost); the server's both lives.
+        "cpu_s_by_role": {**cpu_by_role, "prefect_server": round(server_cpu, 1)} if cpu_by_role else None,
+        "box_cpu_busy_fraction": round((box_after[0] - box_before[0]) / max(box_after[1] - box_before[1], 1e-9), 3),
+        "box_cpu_s_busy_all_users": round(box_after[0] - box_before[0], 1),
+        "load_average_1m": {"mean": round(statistics.mean(loads), 2), "max": round(max(loads), 2)} if loads else None,
+        "extra_figures_error": extra_error,
         "ideal_wall_s": round(frames_total * args.seconds_per_frame / args.workers, 1),
         "parents_at_once": args.parents,
         "python": platform.python_version(),
