@@ -16,6 +16,8 @@ Figures (from the chunk records every worker leaves in the job folders, ``<job>/
 * ``dispatch_latency_s``: per chunk, from "queued and a worker free" to "started" (p50/p95); the wait in the queue
   behind other chunks is ``queue_wait_s``.
 * ``server_cpu_s_per_chunk``: CPU seconds of the `prefect server` process tree (both lives) ÷ chunks.
+* ``database_inserts_per_chunk``: PostgreSQL's insert counters per table ÷ chunks; with ``--count-api`` the server
+  logs its requests (uvicorn's access log) and ``api_calls_per_chunk`` counts them by method and path.
 """
 
 from __future__ import annotations
@@ -137,6 +139,20 @@ def idle_breakdown(records: dict[str, list[dict]], prefect_times: dict[str, list
             "total_s": {part: round(value, 1) for part, value in parts.items()}}
 
 
+def api_calls(server_log: Path) -> dict[str, int]:
+    """Requests the server answered, by method and path (ids as ``{id}``), from uvicorn's access log lines."""
+    import re
+
+    found: dict[str, int] = defaultdict(int)
+    pattern = re.compile(r'"(GET|POST|PATCH|PUT|DELETE|WebSocket) (/api/[^ ?"]*)')
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    for line in server_log.read_text(errors="replace").splitlines() if server_log.exists() else ():
+        match = pattern.search(line)
+        if match:
+            found[f"{match.group(1)} {uuid.sub('{id}', match.group(2))}"] += 1
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
 def job_toml(name: str, frames: int) -> str:
     return f'preset = "zoom-tunnel"\nname = "{name}"\nframes = {frames}\nwidth = 64\nheight = 64\n'
 
@@ -204,6 +220,8 @@ def main() -> None:
     parser.add_argument("--seconds-per-frame", type=float, default=1.0)
     parser.add_argument("--parents", type=int, default=8, help="parent flow runs at once (the job worker's limit)")
     parser.add_argument("--kill", type=int, default=3, help="chunk workers SIGKILLed mid-night")
+    parser.add_argument("--count-api", action="store_true",
+                        help="log the server's requests (uvicorn access log) and count them per chunk")
     parser.add_argument("--root", type=Path, default=Path("/tmp/framefarm-farm-scale"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "farm_scale.json")
     args = parser.parse_args()
@@ -218,7 +236,8 @@ def main() -> None:
     print(f"{len(jobs)} jobs, {sum(f for _, f, _ in jobs)} frames, {planned_chunks} chunks", flush=True)
 
     with postgres_database() as database:
-        farm = FarmCluster(args.root, database, seconds_per_frame=args.seconds_per_frame)
+        farm = FarmCluster(args.root, database, seconds_per_frame=args.seconds_per_frame,
+                           **({"PREFECT_SERVER_LOGGING_LEVEL": "INFO"} if args.count_api else {}))
         os.environ.update({k: v for k, v in farm.env.items() if k.startswith(("PREFECT_", "FRAMEFARM_"))})
         faults: list[str] = []
         requeued: list[str] = []
@@ -310,6 +329,12 @@ def main() -> None:
                 prefect_times, extra_error = {}, f"{type(exc).__name__}: {exc}"
             rows = {table: int(psql(database, f"select count(*) from {table}"))
                     for table in ("flow_run", "task_run", "task_run_state", "flow_run_state", "log", "events")}
+            # Rows written per table (PostgreSQL's own counters: inserts, whether or not they were deleted since)
+            # and the database's size on disk.
+            inserts = {table: int(count) for table, count in (
+                line.split("|") for line in psql(database, "select relname, n_tup_ins from pg_stat_user_tables "
+                                                           "where n_tup_ins > 0 order by 2 desc").splitlines())}
+            database_bytes = int(psql(database, "select pg_database_size(current_database())"))
         finally:
             farm.close()
 
@@ -357,6 +382,12 @@ def main() -> None:
         "server_cpu_s": round(server_cpu, 1),
         "server_cpu_s_per_chunk": round(server_cpu / max(chunk_count, 1), 4),
         "database_rows_per_chunk": {table: round(count / max(chunk_count, 1), 2) for table, count in rows.items()},
+        "database_inserts_per_chunk": {table: round(count / max(chunk_count, 1), 2) for table, count in inserts.items()},
+        "database_bytes_per_chunk": round(database_bytes / max(chunk_count, 1)),
+        "database_mb": round(database_bytes / 2**20, 1),
+        "api_calls_per_chunk": ({call: round(count / max(chunk_count, 1), 3)
+                                 for call, count in api_calls(args.root / "logs" / "server.log").items()}
+                                if args.count_api else None),
         "simulated_gpu_seconds_per_frame": args.seconds_per_frame,
         "wall_s": round(wall, 1),
         # Processes alive at the end (a SIGKILLed worker's seconds are lost); the server's both lives.
