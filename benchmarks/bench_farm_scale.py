@@ -16,6 +16,8 @@ Figures (from the chunk records every worker leaves in the job folders, ``<job>/
 * ``dispatch_latency_s``: per chunk, from "queued and a worker free" to "started" (p50/p95); the wait in the queue
   behind other chunks is ``queue_wait_s``.
 * ``server_cpu_s_per_chunk``: CPU seconds of the `prefect server` process tree (both lives) ÷ chunks.
+* ``database_inserts_per_chunk``: PostgreSQL's insert counters per table ÷ chunks; with ``--count-api`` the server
+  logs its requests (uvicorn's access log) and ``api_calls_per_chunk`` counts them by method and path.
 """
 
 from __future__ import annotations
@@ -60,6 +62,95 @@ def process_tree_cpu(pid: int) -> float:
         return total
     except psutil.Error:
         return 0.0
+
+
+def box_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every process of every user (/proc/stat)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def farm_cpu_by_role(farm, database_port: str) -> dict[str, float]:
+    """CPU seconds (user + system, reaped children included) of each part of the farm, processes alive now."""
+    import psutil
+
+    roles = {"prefect_server": process_tree_cpu(farm.server.pid) if farm.server else 0.0,
+             "chunk_workers": sum(process_tree_cpu(p.pid) for p in farm.chunk_workers.values()),
+             "parent_flows_and_job_worker": sum(process_tree_cpu(p.pid) for p in farm.job_workers.values())}
+    postgres = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        # The postmaster of the bench's own cluster (its connection processes are its reaped children).
+        if cmdline and cmdline[0].endswith("/postgres") and "-p" in cmdline and database_port in cmdline:
+            postgres += process_tree_cpu(process.pid)
+    roles["postgres"] = postgres
+    return {role: round(value, 1) for role, value in roles.items()}
+
+
+def task_run_times(database: str) -> dict[str, list[tuple[float, float]]]:
+    """Prefect's own start/end (epoch s) of every completed chunk task run, by name ``chunk-<job>-<index>``."""
+    out = psql(database, "select name, extract(epoch from start_time), extract(epoch from end_time) from task_run "
+                         "where state_type = 'COMPLETED' and start_time is not null and end_time is not null")
+    found: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for line in out.splitlines():
+        name, start, end = line.split("|")
+        found[name].append((float(start), float(end)))
+    return found
+
+
+def idle_breakdown(records: dict[str, list[dict]], prefect_times: dict[str, list[tuple[float, float]]]) -> dict:
+    """Where a worker's time between one chunk and the next goes, for gaps where the next chunk was already queued
+    when the previous one finished (so every second of the gap is the farm's own): ``finish`` from the chunk's last
+    frame recorded to Prefect's end of the task run (result stored, Completed state); ``handout`` from that to
+    Prefect's start of the next task run (subscribe again, the server hands a run out, parameters read, Running);
+    ``start`` from that to the chunk's claim (job loaded, claim written). Seconds summed over all such gaps."""
+    def prefect_run(job: str, record: dict) -> tuple[float, float] | None:
+        candidates = prefect_times.get(f"chunk-{job}-{record['index']}", [])
+        near = [c for c in candidates if c[0] <= record["started"] + 1.0 and c[1] >= record["finished"] - 1.0]
+        return min(near, key=lambda c: abs(c[0] - record["started"])) if near else None
+
+    by_worker: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for job, rs in records.items():
+        for record in rs:
+            if "error" not in record:
+                by_worker[record["worker"]].append((job, record))
+    parts = {"finish": 0.0, "handout": 0.0, "start": 0.0}
+    gaps = matched = 0
+    gap_total = 0.0
+    for runs in by_worker.values():
+        runs.sort(key=lambda jr: jr[1]["started"])
+        for (pjob, previous), (job, run) in zip(runs, runs[1:]):
+            if run["ready"] > previous["finished"]:
+                continue
+            gaps += 1
+            gap_total += max(0.0, run["started"] - previous["finished"])
+            before, after = prefect_run(pjob, previous), prefect_run(job, run)
+            if before is None or after is None:
+                continue
+            matched += 1
+            parts["finish"] += before[1] - previous["finished"]
+            parts["handout"] += after[0] - before[1]
+            parts["start"] += run["started"] - after[0]
+    return {"gaps_with_next_chunk_queued": gaps, "gaps_matched_to_prefect_task_runs": matched,
+            "gap_s_total": round(gap_total, 1),
+            "mean_s": {part: round(value / max(matched, 1), 3) for part, value in parts.items()},
+            "total_s": {part: round(value, 1) for part, value in parts.items()}}
+
+
+def api_calls(server_log: Path) -> dict[str, int]:
+    """Requests the server answered, by method and path (ids as ``{id}``), from uvicorn's access log lines."""
+    import re
+
+    found: dict[str, int] = defaultdict(int)
+    pattern = re.compile(r'"(GET|POST|PATCH|PUT|DELETE|WebSocket) (/api/[^ ?"]*)')
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    for line in server_log.read_text(errors="replace").splitlines() if server_log.exists() else ():
+        match = pattern.search(line)
+        if match:
+            found[f"{match.group(1)} {uuid.sub('{id}', match.group(2))}"] += 1
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
 
 
 def job_toml(name: str, frames: int) -> str:
@@ -129,6 +220,8 @@ def main() -> None:
     parser.add_argument("--seconds-per-frame", type=float, default=1.0)
     parser.add_argument("--parents", type=int, default=8, help="parent flow runs at once (the job worker's limit)")
     parser.add_argument("--kill", type=int, default=3, help="chunk workers SIGKILLed mid-night")
+    parser.add_argument("--count-api", action="store_true",
+                        help="log the server's requests (uvicorn access log) and count them per chunk")
     parser.add_argument("--root", type=Path, default=Path("/tmp/framefarm-farm-scale"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "farm_scale.json")
     args = parser.parse_args()
@@ -143,7 +236,8 @@ def main() -> None:
     print(f"{len(jobs)} jobs, {sum(f for _, f, _ in jobs)} frames, {planned_chunks} chunks", flush=True)
 
     with postgres_database() as database:
-        farm = FarmCluster(args.root, database, seconds_per_frame=args.seconds_per_frame)
+        farm = FarmCluster(args.root, database, seconds_per_frame=args.seconds_per_frame,
+                           **({"PREFECT_SERVER_LOGGING_LEVEL": "INFO"} if args.count_api else {}))
         os.environ.update({k: v for k, v in farm.env.items() if k.startswith(("PREFECT_", "FRAMEFARM_"))})
         faults: list[str] = []
         requeued: list[str] = []
@@ -158,6 +252,8 @@ def main() -> None:
             for name in names:
                 farm.start_chunk_worker(name)
             started = time.time()
+            box_before = box_cpu_s()
+            loads: list[float] = []
             runs: dict[str, tuple[str, int]] = {}
             for name, frames, priority in jobs:
                 path = args.root / f"{name}.toml"
@@ -178,6 +274,7 @@ def main() -> None:
             killed = restarted = False
             while True:
                 time.sleep(10)
+                loads.append(os.getloadavg()[0])
                 done_chunks = sum(len(v) for v in read_records(renders).values())
                 try:
                     now = states()
@@ -222,9 +319,22 @@ def main() -> None:
                 if len(finished) == len(runs) or time.time() - started > 3 * 3600:
                     break
             wall = time.time() - started
+            box_after = box_cpu_s()
             server_cpu += process_tree_cpu(farm.server.pid)
+            cpu_by_role = extra_error = None
+            try:
+                cpu_by_role = farm_cpu_by_role(farm, database.rsplit(":", 1)[1].split("/")[0])
+                prefect_times = task_run_times(database)
+            except Exception as exc:  # noqa: BLE001 - the extra figures must not cost the run
+                prefect_times, extra_error = {}, f"{type(exc).__name__}: {exc}"
             rows = {table: int(psql(database, f"select count(*) from {table}"))
                     for table in ("flow_run", "task_run", "task_run_state", "flow_run_state", "log", "events")}
+            # Rows written per table (PostgreSQL's own counters: inserts, whether or not they were deleted since)
+            # and the database's size on disk.
+            inserts = {table: int(count) for table, count in (
+                line.split("|") for line in psql(database, "select relname, n_tup_ins from pg_stat_user_tables "
+                                                           "where n_tup_ins > 0 order by 2 desc").splitlines())}
+            database_bytes = int(psql(database, "select pg_database_size(current_database())"))
         finally:
             farm.close()
 
@@ -264,12 +374,28 @@ def main() -> None:
         "big_job_frames": args.big_frames,
         "big_job_workers": len({c["worker"] for c in big}),
         **orchestration_figures(all_records),
+        "idle_breakdown_s": idle_breakdown(records, prefect_times),
+        "render_overhead_in_chunk_s": round(statistics.mean(
+            r["finished"] - r["started"] - len(r.get("rendered", ())) * args.seconds_per_frame
+            for r in all_records if "error" not in r), 3) if all_records else None,
         "chunk_handouts": len(all_records),
         "server_cpu_s": round(server_cpu, 1),
         "server_cpu_s_per_chunk": round(server_cpu / max(chunk_count, 1), 4),
         "database_rows_per_chunk": {table: round(count / max(chunk_count, 1), 2) for table, count in rows.items()},
+        "database_inserts_per_chunk": {table: round(count / max(chunk_count, 1), 2) for table, count in inserts.items()},
+        "database_bytes_per_chunk": round(database_bytes / max(chunk_count, 1)),
+        "database_mb": round(database_bytes / 2**20, 1),
+        "api_calls_per_chunk": ({call: round(count / max(chunk_count, 1), 3)
+                                 for call, count in api_calls(args.root / "logs" / "server.log").items()}
+                                if args.count_api else None),
         "simulated_gpu_seconds_per_frame": args.seconds_per_frame,
         "wall_s": round(wall, 1),
+        # Processes alive at the end (a SIGKILLed worker's seconds are lost); the server's both lives.
+        "cpu_s_by_role": {**cpu_by_role, "prefect_server": round(server_cpu, 1)} if cpu_by_role else None,
+        "box_cpu_busy_fraction": round((box_after[0] - box_before[0]) / max(box_after[1] - box_before[1], 1e-9), 3),
+        "box_cpu_s_busy_all_users": round(box_after[0] - box_before[0], 1),
+        "load_average_1m": {"mean": round(statistics.mean(loads), 2), "max": round(max(loads), 2)} if loads else None,
+        "extra_figures_error": extra_error,
         "ideal_wall_s": round(frames_total * args.seconds_per_frame / args.workers, 1),
         "parents_at_once": args.parents,
         "python": platform.python_version(),
