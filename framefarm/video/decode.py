@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from framefarm.errors import InputError
-from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe, reap
 
 _STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: .*?, (\d{2,5})x(\d{2,5})")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
@@ -117,7 +117,5 @@ def read_video_frames(
                 stderr.seek(0)
                 raise ffmpeg_error(f"ffmpeg failed to decode {path} (exit {code})", command, stderr.read())
         finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+            reap(process)
             process.stdout.close()

@@ -18,7 +18,7 @@ import numpy as np
 from framefarm.errors import RenderError
 from framefarm.storage.atomic import discard, publish
 from framefarm.video.codecs import CODECS, REC709_TAGS, Codec, get_codec
-from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe, require_encoders
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe, reap, require_encoders
 
 # H.264 for players everywhere: yuv420p (4:2:0) is the only chroma layout browsers, phones and most hardware
 # decoders play; libx264 would otherwise keep 4:4:4 from RGB input. +faststart puts the index first for streaming.
@@ -172,9 +172,7 @@ def write_video_frames(
             except BrokenPipeError:
                 code = process.wait()
             finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+                reap(process)
         except BaseException:
             discard(partial)  # ffmpeg is dead by now, so nothing re-creates the partial output
             raise

@@ -68,6 +68,14 @@ def require_encoders(*names: str) -> None:
         )
 
 
+def reap(process) -> None:
+    """Kill an ffmpeg process that still runs (its consumer stopped early, or an error came first) and wait for it,
+    so no ffmpeg outlives the call that started it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
 def ffmpeg_error(failure: str, command: Sequence[str], stderr: str | bytes) -> RenderError:
     """The error for a failed ffmpeg: ``failure`` (e.g. ``"ffmpeg failed to encode x.mp4 (exit 1)"``), then the
     command, which can be pasted into a shell, and the end of ffmpeg's stderr."""

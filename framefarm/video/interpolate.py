@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from framefarm.errors import InputError
-from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe
+from framefarm.video.ffmpeg import ffmpeg_error, ffmpeg_exe, reap
 
 Method = Literal["flow", "minterpolate", "rife"]
 METHODS: tuple[str, ...] = ("flow", "minterpolate", "rife")
@@ -268,9 +268,7 @@ def minterpolate(frames: Iterable[np.ndarray], factor: int, *, loop: bool = Fals
                 yield produced[-1] if produced else first
                 emitted += 1
         finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+            reap(process)
             writer.join(timeout=5)
             process.stdout.close()
 
