@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,10 +36,6 @@ POLL_S = 1.0
 STALE_CLAIM_S = 6 * HEARTBEAT_S  # a worker that missed this many heartbeats is gone
 DEFAULT_IN_FLIGHT = 256  # chunks of one job queued at once: enough for a big farm, bounded for the server's queue
 CRASH_ALLOWANCE = 3  # worker deaths beyond chunk_retries a chunk may see (a kill is rarely the chunk's fault)
-# Chunks queued at once: each queueing is an HTTP round trip to the server (1.3–2.4 s each on a loaded 2-core box in
-# the scale benchmark, where one parent queueing one chunk at a time kept only a few GPUs busy). Which worker takes
-# which chunk never changes a frame, so their order in the queue is free.
-QUEUE_THREADS = 8
 
 
 @dataclass
@@ -104,98 +99,82 @@ def run_chunks_on_workers(plan, chunks, job, job_ref: str, backend: str, out: st
     results: list[ChunkResult] = []
     failures: list[tuple[int, str]] = []
 
-    def queue(chunk, dispatch: Dispatch) -> _Queued:
+    def queue(chunk) -> None:
+        handouts[chunk.index] += 1
+        dispatch = Dispatch(token=token, attempt=handouts[chunk.index], ready=time.time())
         future = task.apply_async(kwargs={"label": f"{job.name}-{chunk.index}", "chunk": pack_chunk(chunk),
                                           "job_ref": job_ref, "backend": backend, "store_root": out,
                                           "dispatch": asdict(dispatch)})
-        return _Queued(chunk, dispatch, str(future.task_run_id))
-
-    def queue_all(batch: list) -> None:
-        """Queue ``batch`` concurrently; a chunk whose queueing failed goes back to ``pending`` (the server is
-        away: it is queued again once the server is back)."""
-        dispatches = []
-        for chunk in batch:
-            handouts[chunk.index] += 1
-            dispatches.append(Dispatch(token=token, attempt=handouts[chunk.index], ready=time.time()))
-        futures = [pool.submit(queue, chunk, dispatch) for chunk, dispatch in zip(batch, dispatches)]
-        unqueued = []
-        for chunk, future in zip(batch, futures):
-            try:
-                queued[chunk.index] = future.result()
-            except Exception:  # noqa: BLE001 - the server is away
-                watch.went_away = True
-                unqueued.append(chunk)
-        pending[:0] = unqueued
+        queued[chunk.index] = _Queued(chunk, dispatch, str(future.task_run_id))
 
     def again(entry: _Queued, why: str, crashed: bool) -> None:
         del queued[entry.chunk.index]
         _retire(entry.task_run_id, why, crashed)
         pending.insert(0, entry.chunk)
 
-    with ThreadPoolExecutor(QUEUE_THREADS, thread_name_prefix="fan-out-queue") as pool:
-        while pending or queued:
-            if lock is not None and lock.lost is not None:
-                raise RenderError(f"the lock of {job.name} was {lock.lost}: this run stops writing")
-            if stop_requested():
+    while pending or queued:
+        if lock is not None and lock.lost is not None:
+            raise RenderError(f"the lock of {job.name} was {lock.lost}: this run stops writing")
+        if stop_requested():
+            break
+        # 1. Queue what may start: everything, except a chain's next chunk before its previous one finished.
+        busy_shots = {entry.chunk.shot for entry in queued.values()} if sequential else set()
+        while pending and len(queued) < limit and len(failures) < job.farm.error_budget:
+            chunk = next((c for c in pending if c.shot not in busy_shots), None)
+            if chunk is None:
                 break
-            # 1. Queue what may start: everything, except a chain's next chunk before its previous one finished.
-            busy_shots = {entry.chunk.shot for entry in queued.values()} if sequential else set()
-            batch = []
-            while (pending and len(queued) + len(batch) < limit and len(failures) < job.farm.error_budget
-                   and not watch.went_away):
-                chunk = next((c for c in pending if c.shot not in busy_shots), None)
-                if chunk is None:
-                    break
-                pending.remove(chunk)
-                busy_shots.add(chunk.shot)
-                batch.append(chunk)
-            if batch:
-                queue_all(batch)
-            if not queued and (not pending or len(failures) >= job.farm.error_budget):
+            try:
+                queue(chunk)
+            except Exception:  # noqa: BLE001 - the server is away: queue it once it is back
+                watch.went_away = True
                 break
-            time.sleep(POLL_S)
-            if not watch.up():
-                continue
-            if watch.went_away:  # the server restarted: chunks that no worker took are gone from its queues
-                watch.went_away = False
-                names = record_names(store)
-                for entry in list(queued.values()):
-                    if not _claimed(store, names, entry):
-                        again(entry, "lost from the queue when the Prefect server restarted", crashed=False)
-                continue
-            # 2. Read how the queued chunks are doing.
+            pending.remove(chunk)
+            busy_shots.add(chunk.shot)
+        if not queued and (not pending or len(failures) >= job.farm.error_budget):
+            break
+        time.sleep(POLL_S)
+        if not watch.up():
+            continue
+        if watch.went_away:  # the server restarted: chunks that no worker took are gone from its queues
+            watch.went_away = False
             names = record_names(store)
-            now = time.time()
-            for index, entry in list(queued.items()):
-                outcome = read_record(store, outcome_name(index)) if outcome_name(index) in names else None
-                # Any hand-out's success counts (the frames are the same); an error only from the hand-out now queued.
-                if outcome is not None and outcome.get("token") == token and (
-                        "error" not in outcome or outcome.get("attempt") == entry.dispatch.attempt):
+            for entry in list(queued.values()):
+                if not _claimed(store, names, entry):
+                    again(entry, "lost from the queue when the Prefect server restarted", crashed=False)
+            continue
+        # 2. Read how the queued chunks are doing.
+        names = record_names(store)
+        now = time.time()
+        for index, entry in list(queued.items()):
+            outcome = read_record(store, outcome_name(index)) if outcome_name(index) in names else None
+            # Any hand-out's success counts (the frames are the same); an error only from the hand-out now queued.
+            if outcome is not None and outcome.get("token") == token and (
+                    "error" not in outcome or outcome.get("attempt") == entry.dispatch.attempt):
+                del queued[index]
+                if "error" not in outcome:
+                    results.append(ChunkResult(index=index, rendered=tuple(outcome["rendered"]),
+                                               reused=tuple(outcome["reused"]), seconds=outcome["seconds"],
+                                               worker=outcome["worker"], visible_devices=outcome.get("gpu", ""),
+                                               started=outcome.get("started_at", "")))
+                elif outcome.get("error_type") in ("InputError", "RenderStopped"):
+                    raise RenderError(f"chunk {index} of {job.name}: {outcome['error']}")
+                else:
+                    tries[index] += 1
+                    if tries[index] <= job.farm.chunk_retries:
+                        pending.insert(0, entry.chunk)
+                    else:
+                        failures.append((index, outcome["error"]))
+                        if sequential:  # the shot's later frames would start from a frame that does not exist
+                            pending = [c for c in pending if c.shot != entry.chunk.shot]
+                continue
+            claim = _claimed(store, names, entry)
+            if claim is not None and now - claim["heartbeat"] > STALE_CLAIM_S:
+                crashes[index] += 1
+                if crashes[index] > job.farm.chunk_retries + CRASH_ALLOWANCE:
                     del queued[index]
-                    if "error" not in outcome:
-                        results.append(ChunkResult(index=index, rendered=tuple(outcome["rendered"]),
-                                                   reused=tuple(outcome["reused"]), seconds=outcome["seconds"],
-                                                   worker=outcome["worker"], visible_devices=outcome.get("gpu", ""),
-                                                   started=outcome.get("started_at", "")))
-                    elif outcome.get("error_type") in ("InputError", "RenderStopped"):
-                        raise RenderError(f"chunk {index} of {job.name}: {outcome['error']}")
-                    else:
-                        tries[index] += 1
-                        if tries[index] <= job.farm.chunk_retries:
-                            pending.insert(0, entry.chunk)
-                        else:
-                            failures.append((index, outcome["error"]))
-                            if sequential:  # the shot's later frames would start from a frame that does not exist
-                                pending = [c for c in pending if c.shot != entry.chunk.shot]
-                    continue
-                claim = _claimed(store, names, entry)
-                if claim is not None and now - claim["heartbeat"] > STALE_CLAIM_S:
-                    crashes[index] += 1
-                    if crashes[index] > job.farm.chunk_retries + CRASH_ALLOWANCE:
-                        del queued[index]
-                        failures.append((index, f"its worker {claim['worker']} died {crashes[index]} times"))
-                    else:
-                        again(entry, f"worker {claim['worker']} stopped its heartbeat", crashed=True)
+                    failures.append((index, f"its worker {claim['worker']} died {crashes[index]} times"))
+                else:
+                    again(entry, f"worker {claim['worker']} stopped its heartbeat", crashed=True)
     raise_if_stopped(f"{len(pending) + len(queued)} more chunk(s) of {job.name}")
     return results, failures
 
