@@ -866,13 +866,13 @@ def job_deforum_chain(b: Bench) -> dict:
     if b.compare_inline_noise:
         # Same process, same (compiled) models and frames: each frame's noise made in line, as before the helper
         # thread made the next frame's while this one diffuses.
-        from framefarm.renderers.diffusers.kinds.deforum import DeforumChain
+        from framefarm.renderers.diffusers.kinds.deforum import DeforumChains
 
-        DeforumChain.MAKE_NOISE_AHEAD = False
+        DeforumChains.MAKE_NOISE_AHEAD = False
         try:
             inline_s = b.timed(lambda: _chunk_job(b, job_for("chain-inline-noise"), s.chain_job_frames, 16))
         finally:
-            DeforumChain.MAKE_NOISE_AHEAD = True
+            DeforumChains.MAKE_NOISE_AHEAD = True
         extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
                                  "ahead_over_inline": round(inline_s / seconds, 3)}
     return b.record("deforum_chain",

@@ -12,6 +12,13 @@ Shots (Deforum jobs with ``shots``): each shot is its own chain. Chunks never cr
 frame folds in no previous key but the shot (its start, init image, seed offset), and cadence groups, seeds' diffused
 frames and the cumulative camera restart at each shot's start, while schedules and prompts keep the global frame
 index. A job without shots plans exactly as before (same keys).
+
+Variations (Deforum jobs with ``variations``): V versions of the animation, each its own chain, rendered in
+lockstep. The store holds them interleaved — stored frame ``i = t·V + v`` is frame ``t`` of variation ``v`` — so a
+chunk is a contiguous range of whole time steps (a multiple of V frames), and frame ``t`` of every variation is one
+GPU batch whatever the chunking. A variation's frame folds in the key of its own previous frame (``i − V``), and the
+variation list enters every key: it fixes the lockstep group, and batched matmuls are not bit-stable across batch
+compositions. Schedules, prompts and the camera are the job's per time step, shared by all variations.
 """
 
 from __future__ import annotations
@@ -123,7 +130,8 @@ class RenderPlan:
     chained: bool
     chunk_size: int
     chunks: tuple[ChunkSpec, ...]
-    shots: tuple[int, ...] = (0,)  # first frame of each shot
+    shots: tuple[int, ...] = (0,)  # first frame of each shot, on the animation's timeline
+    variations: int = 1  # chains rendered in lockstep; stored frame t·variations + v is frame t of variation v
 
     @property
     def frame_keys(self) -> dict[int, str]:
@@ -143,6 +151,7 @@ class RenderPlan:
             "chained": self.chained,
             "chunk_size": self.chunk_size,
             "shots": list(self.shots),
+            "variations": self.variations,
             "chunks": [
                 {
                     "index": chunk.index,
@@ -159,6 +168,16 @@ class RenderPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def variation_count(job: AnyJob) -> int:
+    """Chains of ``job`` rendered in lockstep: its number of variations, 1 for a job without (duck-typed)."""
+    return max(1, len(getattr(job, "variations", None) or ()))
+
+
+def stored_frames(job: AnyJob) -> int:
+    """Frames of ``job`` in its store: ``frames`` of every variation."""
+    return int(job.frames) * variation_count(job)
 
 
 def shot_starts(job: AnyJob) -> tuple[int, ...]:
@@ -197,7 +216,9 @@ def plan_job(
         The plan. Frames are identical whatever the chunk size: chunking never enters a frame key.
     """
     # 1. Check inputs.
-    size = auto_chunk_size(job.frames) if chunk_size is None else chunk_size
+    # A chunk's frames are stored frames; with variations, the automatic size counts time steps, each of which is
+    # one lockstep batch of every variation.
+    size = auto_chunk_size(job.frames) * variation_count(job) if chunk_size is None else chunk_size
     if not isinstance(size, int) or size < 1:
         raise InputError("chunk_size", chunk_size, "must be a whole number of frames ≥ 1", "Example: --chunk-size 16")
     frames = job.frames
@@ -252,6 +273,10 @@ def plan_job(
     chained = job.kind == "deforum"
     camera_rows = [tuple(float(x) for x in cameras[i].ravel()) for i in range(frames)]
     value_lists = {name: [float(x) for x in array] for name, array in values.items()}
+    count = variation_count(job)
+    if count > 1:
+        seeds, prompts, camera_rows, value_lists = _interleave_variations(job, seeds, prompts, camera_rows,
+                                                                          value_lists)
     # What a frame's key says about its shot: nothing for the plain first shot (so a job without shots keeps its
     # keys), else the shot's start, init image (by content) and seed offset.
     shot_fields: list[dict[str, Any] | None] = []
@@ -260,33 +285,38 @@ def plan_job(
         plain = start == 0 and init is None and not shot.seed_offset
         shot_fields.append(None if plain else {"start": start, "init_image": init, "seed_offset": shot.seed_offset})
     frame_keys: list[str] = []
-    previous = None
-    for i in range(frames):
-        shot_index = shot_of(starts, i)
-        if i == starts[shot_index]:
-            previous = None  # a shot starts fresh: its first frame folds in no earlier frame
-        fields = {}
+    previous: list[str | None] = [None] * count  # each variation's previous key
+    for i in range(frames * count):
+        t, variation = divmod(i, count)
+        shot_index = shot_of(starts, t)
+        if t == starts[shot_index]:
+            previous[variation] = None  # a shot starts fresh: its first frame folds in no earlier frame
+        fields: dict[str, Any] = {}
         if shot_fields and shot_fields[shot_index] is not None:
             fields["shot"] = shot_fields[shot_index]
+        if count > 1:
+            fields["variation"] = variation
         key = canonical_hash({
             **fields,
             "common": common_hash,
-            "frame": i,
+            "frame": t,
             "seed": int(seeds[i]),
             "prompt": prompts[i].positive,
             "negative": prompts[i].negative,
             "values": {name: column[i] for name, column in value_lists.items()},
             "camera": camera_rows[i],
-            "previous": previous if chained else None,
+            "previous": previous[variation] if chained else None,
         })
         frame_keys.append(key)
-        previous = key
+        previous[variation] = key
 
     # 4. Chunks.
     chunks = []
-    ranges = [(shot, start, min(start + size, stop)) for shot, (first, stop) in enumerate(bounds)
+    stored = frames * count
+    stored_bounds = [(first * count, stop * count) for first, stop in bounds]
+    ranges = [(shot, start, min(start + size, stop)) for shot, (first, stop) in enumerate(stored_bounds)
               for start in range(first, stop, size)] if cut_at_shots else \
-        [(shot_of(starts, start), start, min(start + size, frames)) for start in range(0, frames, size)]
+        [(shot_of(starts, start // count), start, min(start + size, stored)) for start in range(0, stored, size)]
     for index, (shot, start, stop) in enumerate(ranges):
         keys = tuple(frame_keys[start:stop])
         chunks.append(ChunkSpec(
@@ -305,5 +335,27 @@ def plan_job(
         ))
     return RenderPlan(
         job=job.name, kind=job.kind, renderer=renderer, width=job.width, height=job.height, fps=job.fps,
-        frames=frames, seed=job.seed, chained=chained, chunk_size=size, chunks=tuple(chunks), shots=starts,
+        frames=stored, seed=job.seed, chained=chained, chunk_size=size, chunks=tuple(chunks), shots=starts,
+        variations=count,
     )
+
+
+def _interleave_variations(job: AnyJob, seeds, prompts, camera_rows, value_lists):
+    """Per-frame inputs of the timeline, repeated for every variation (stored frame ``t·V + v``), with each
+    variation's seed offset and prompts applied."""
+    from framefarm.animation.prompts import FramePrompt
+
+    variations = job.variations
+    count = len(variations)
+    offsets = np.array([v.seed_offset for v in variations], dtype=np.int64)
+    stored_seeds = ((np.asarray(seeds, dtype=np.int64)[:, None] + offsets[None, :]) % 2**32).ravel()
+    stored_prompts = [FramePrompt(positive=_join(p.positive, v.positive_prompt),
+                                  negative=_join(p.negative, v.negative_prompt))
+                      for p in prompts for v in variations]
+    rows = [row for row in camera_rows for _ in range(count)]
+    columns = {name: [x for x in column for _ in range(count)] for name, column in value_lists.items()}
+    return stored_seeds, stored_prompts, rows, columns
+
+
+def _join(prompt: str, extra: str) -> str:
+    return ", ".join(part for part in (prompt, extra) if part)

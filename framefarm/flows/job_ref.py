@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from framefarm.cache import LruCache
 from framefarm.errors import InputError
 from framefarm.storage import FrameStore
 from framefarm.storage.atomic import atomic_write_bytes
@@ -21,8 +22,9 @@ from framefarm.storage.atomic import atomic_write_bytes
 JOBS_DIR = "jobs"
 REF_PATTERN = re.compile(r"^(?P<name>[^@/\\]+)@sha256:(?P<digest>[0-9a-f]{64})$")
 # Jobs this process stored or loaded, by hash: a flow run in the same process (the CLI) skips validating a big job
-# a second time. Keyed by content hash, so an entry can never be stale.
-_RESOLVED: dict[str, Any] = {}
+# a second time. Keyed by content hash, so an entry can never be stale; bounded, because a chunk worker loads every
+# job of the farm over a night and a camera-export job can be megabytes.
+_RESOLVED: LruCache[str, Any] = LruCache(8, name="resolved jobs")
 
 
 def _canonical(job: Any) -> bytes:
@@ -36,7 +38,7 @@ def store_job(job: Any, out: str) -> str:
     store = FrameStore(out, job.name)
     if not store.exists(f"{JOBS_DIR}/{digest}.json"):
         atomic_write_bytes(store.fs, store.path(JOBS_DIR, f"{digest}.json"), data)
-    _RESOLVED[digest] = job
+    _RESOLVED.put(digest, job)
     return f"{job.name}@sha256:{digest}"
 
 
@@ -55,15 +57,18 @@ def load_job_ref(ref: str, out: str) -> Any:
     Raises:
         InputError: not a reference, no such stored job, or its content does not match the hash.
     """
-    from framefarm.job import validate_job
-
     match = REF_PATTERN.match(ref) if isinstance(ref, str) else None
     if match is None:
         raise InputError("job", str(ref)[:80], "is not a job reference",
                          "Pass a job, its JSON, or a reference name@sha256:<64 hex digits> (framefarm.flows.job_ref)")
     name, digest = match["name"], match["digest"]
-    if digest in _RESOLVED:
-        return _RESOLVED[digest]
+    return _RESOLVED.get_or_load(digest, lambda: _read_stored_job(ref, out, name, digest))
+
+
+def _read_stored_job(ref: str, out: str, name: str, digest: str) -> Any:
+    """The stored job ``digest`` of job ``name``, read, checked against its hash and validated."""
+    from framefarm.job import validate_job
+
     store = FrameStore(out, name)
     try:
         data = store.fs.cat_file(store.path(JOBS_DIR, f"{digest}.json"))
@@ -73,9 +78,7 @@ def load_job_ref(ref: str, out: str) -> Any:
     if hashlib.sha256(data).hexdigest() != digest:
         raise InputError("job", ref, "does not match its stored file (the file was changed or damaged)",
                          f"Render the job file again; it stores a fresh copy under {name}/{JOBS_DIR}/")
-    job = validate_job(json.loads(data), source=f"stored job {name}@sha256:{digest[:12]}")
-    _RESOLVED[digest] = job
-    return job
+    return validate_job(json.loads(data), source=f"stored job {name}@sha256:{digest[:12]}")
 
 
 def job_fields(parameter: Any, out: str) -> dict[str, Any]:

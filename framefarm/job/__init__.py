@@ -43,6 +43,7 @@ from framefarm.job.schema import (
     SeedPolicy,
     Shot,
     Source,
+    Variation,
     Video2VideoJob,
     random_seed,
     read_parseq_table,
@@ -53,7 +54,7 @@ __all__ = [
     "JOB_NAME_PATTERN", "KINDS", "WHOLE_TABLES", "AnimateDiffJob", "AnimateDiffSettings", "AntiBlur", "AnyJob",
     "ColorCoherence", "ControlNetUnit", "DeforumJob", "DepthWarp", "FarmSettings", "HybridVideo", "JobSpec", "Kind",
     "ModelRefs", "Motion", "MotionLora", "Output", "ParseqTable", "PerspectiveFlip", "SeedPolicy", "Shot", "Source",
-    "Video2VideoJob", "apply_override", "deep_merge", "format_validation_error", "job_from_preset",
+    "Variation", "Video2VideoJob", "apply_override", "deep_merge", "format_validation_error", "job_from_preset",
     "load_job", "merge_over_preset", "parse_override", "random_seed", "read_job_file", "read_parseq_table",
     "resolve_job_dict", "validate_job",
 ]

@@ -478,6 +478,27 @@ class Shot(_Spec):
     seed_offset: Annotated[int, Field(gt=-(2**32), lt=2**32)] = 0
 
 
+class Variation(_Spec):
+    """One version of a Deforum animation among ``variations``: the same camera, schedules and prompts, another seed
+    and/or an added prompt. Each variation is its own chain and its own output video (``<job>_<name>``); all of them
+    render in lockstep, frame ``t`` of every variation in one GPU batch.
+
+    ``seed_offset`` is added to every seed (modulo 2**32); ``positive_prompt`` is put after each frame's positive
+    prompt and ``negative_prompt`` after its negative one (both joined with ", "); ``name`` names the output
+    (default ``v1``, ``v2``, …).
+    """
+
+    name: Annotated[str, Field(pattern=JOB_NAME_PATTERN, max_length=40)] | None = None
+    seed_offset: Annotated[int, Field(gt=-(2**32), lt=2**32)] = 0
+    positive_prompt: str = ""
+    negative_prompt: str = ""
+
+
+# Variations share one GPU batch per diffused frame, so their number is bounded by what one batch holds: 16 chains
+# at 512² with CFG are a batch of 32 (about 10 GiB on an H200), 64 already ~40 GiB.
+MAX_VARIATIONS = 64
+
+
 class ParseqTable(_Spec):
     """Per-frame values from a Parseq manifest, as Deforum's Parseq adapter reads them (docs/deforum.md, "Parseq").
 
@@ -580,6 +601,10 @@ class DeforumJob(_JobBase):
     # Shots (docs/deforum_chain.md, "Shots"): each its own chain, rendered side by side. ``shots = [0, 48, 96]`` or
     # ``[[shots]]`` tables with ``start``, ``init_image``, ``seed_offset``; frames before the first start are a shot.
     shots: tuple[Shot, ...] = ()
+    # Variations (docs/deforum_chain.md, "Variations"): N versions of the animation rendered in lockstep.
+    # ``variations = 8`` (seed offsets 0…7), ``variations = [0, 101, 202]`` (seed offsets) or ``[[variations]]``
+    # tables with ``name``, ``seed_offset``, ``positive_prompt``, ``negative_prompt``.
+    variations: tuple[Variation, ...] = ()
     parseq: ParseqTable | None = None
 
     @model_validator(mode="before")
@@ -614,6 +639,54 @@ class DeforumJob(_JobBase):
             return [{"start": item} if isinstance(item, int) and not isinstance(item, bool) else item
                     for item in value]
         return value
+
+    @field_validator("variations", mode="before")
+    @classmethod
+    def _variations_from_numbers(cls, value: Any) -> Any:
+        # `variations = 8` is eight takes with seed offsets 0…7; `variations = [0, 101]` lists the seed offsets.
+        fix = "Write variations = 8, variations = [0, 101, 202] (seed offsets) or [[variations]] tables"
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 2 <= value <= MAX_VARIATIONS:
+                raise InputError("variations", value, f"must be between 2 and {MAX_VARIATIONS} (one is the job "
+                                 "itself)", fix)
+            return [{"seed_offset": offset} for offset in range(value)]
+        if isinstance(value, (list, tuple)):
+            return [{"seed_offset": item} if isinstance(item, int) and not isinstance(item, bool) else item
+                    for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _variations_differ(self) -> DeforumJob:
+        variations = self.variations
+        if not variations:
+            return self
+        if len(variations) == 1 or len(variations) > MAX_VARIATIONS:
+            raise InputError("variations", len(variations), f"must list 2 to {MAX_VARIATIONS} variations",
+                             "Remove the table for a single version, or split the job")
+        seen: dict[tuple, int] = {}
+        for index, variation in enumerate(variations):
+            what = (variation.seed_offset % 2**32, variation.positive_prompt, variation.negative_prompt)
+            if what in seen:
+                raise InputError(f"variations.{index}", variation.model_dump(exclude_none=True),
+                                 f"renders the same frames as variations.{seen[what]}",
+                                 "Give each variation another seed_offset or prompt")
+            seen[what] = index
+        names = self.variation_names
+        duplicate = next((name for name in names if names.count(name) > 1), None)
+        if duplicate is not None:
+            raise InputError("variations", duplicate, "names two variations (each names its own video)",
+                             "Give every variation its own name")
+        return self
+
+    @property
+    def variation_names(self) -> tuple[str, ...]:
+        """Each variation's name: its own, else ``v1``, ``v2``, … (empty for a job without variations)."""
+        return tuple(v.name or f"v{index + 1}" for index, v in enumerate(self.variations))
+
+    @property
+    def chunk_unit(self) -> int:
+        """Chunks hold every variation of the frames they cover (frame ``t`` of all variations is one GPU batch)."""
+        return max(1, len(self.variations))
 
     @model_validator(mode="after")
     def _shots_in_order(self) -> DeforumJob:

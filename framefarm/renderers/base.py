@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from framefarm.animation.plan import ChunkSpec, plan_job
+from framefarm.animation.plan import ChunkSpec, plan_job, stored_frames
 from framefarm.errors import RenderError
 
 if TYPE_CHECKING:  # the type only: importing the job models at run time would pull in pydantic
@@ -53,8 +53,9 @@ class RenderContext:
 
 
 def job_timeline(job: AnyJob) -> ChunkSpec:
-    """The whole job's per-frame inputs as one chunk over every frame (frame keys included, unused here)."""
-    return plan_job(job, renderer="timeline", chunk_size=job.frames, cut_at_shots=False).chunks[0]
+    """The whole job's per-frame inputs as one chunk over every stored frame (every variation's; frame keys
+    included, unused here)."""
+    return plan_job(job, renderer="timeline", chunk_size=stored_frames(job), cut_at_shots=False).chunks[0]
 
 
 class Renderer(Protocol):

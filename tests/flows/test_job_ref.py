@@ -26,6 +26,16 @@ def test_a_stored_job_loads_back_by_its_reference(tmp_path):
     assert job_ref.store_job(job, str(tmp_path)) == ref  # same content, same file
 
 
+def test_a_process_keeps_only_the_most_recent_jobs_in_memory(tmp_path):
+    # A chunk worker loads every job of a night: the cache of resolved jobs stays bounded, and a job dropped from it
+    # loads again from its folder.
+    maxsize = job_ref._RESOLVED.maxsize
+    refs = [job_ref.store_job(job_from_preset("zoom-tunnel", [f"frames={5 + i}"]), str(tmp_path))
+            for i in range(maxsize + 3)]
+    assert len(job_ref._RESOLVED) == maxsize
+    assert job_ref.load_job_ref(refs[0], str(tmp_path)).frames == 5
+
+
 def test_a_changed_stored_job_is_refused(tmp_path):
     ref = job_ref.store_job(job_from_preset("zoom-tunnel"), str(tmp_path))
     stored = next((tmp_path / "zoom-tunnel" / "jobs").glob("*.json"))

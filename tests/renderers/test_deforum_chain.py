@@ -147,13 +147,13 @@ def test_noise_made_ahead_on_a_helper_thread_gives_the_same_frames(models_dir):
     """Each diffused frame's noise image is made on a helper thread while the previous frame diffuses: the same
     bytes as making it in line (it depends on the frame's seed and the size only), across a shot cut and cadence."""
     from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers.kinds.deforum import DeforumChain
+    from framefarm.renderers.diffusers.kinds.deforum import DeforumChains
 
     job = small_job(models_dir, frames=7, cadence=2, shots=[0, 4], motion={"noise": "0:(0.2)", "zoom": "0:(1.05)"})
 
     def frames(noise_ahead: bool) -> tuple[dict[int, np.ndarray], list[int]]:
         store: dict[int, np.ndarray] = {}
-        chain = DeforumChain(RenderContext.for_job(job, previous_frame=store.__getitem__), noise_ahead=noise_ahead)
+        chain = DeforumChains(RenderContext.for_job(job, previous_frame=store.__getitem__), noise_ahead=noise_ahead)
         try:
             for frame in range(job.frames):
                 store[frame] = chain.output(frame)

@@ -29,10 +29,18 @@ Shots (``job.shots``): each shot is its own chain. Frame numbers stay global (sc
 colour-reference video frames), but a shot's first frame ``s`` is diffused from the shot's init image (or txt2img),
 its cadence groups are ``s + k·c``, and its ``first_frame`` colour reference is output ``s``. Nothing of one shot
 reads another, so shots render side by side (the flow runs each shot's chunks in order, shots concurrently).
+
+Variations (``job.variations``): V chains of the same animation with other seeds or prompts, rendered in lockstep.
+Stored frame ``t·V + v`` is frame ``t`` of variation ``v`` (``framefarm.animation.plan``); each diffused time step
+``d`` is one pipeline call for every variation (:meth:`DeforumChains.diffuse`): the inits are prepared (warp,
+colour coherence, contrast, anti-blur, noise) on helper threads, the V frames go through the UNet as one batch,
+and the next step's noise images are made while it runs. The batch is always all V variations at ``d`` — after a
+restart too — so a frame's pixels never depend on chunking or on which frames a run still had to render.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
@@ -44,7 +52,7 @@ import numpy as np
 
 from framefarm.animation import coherence
 from framefarm.animation.camera import camera_motion, perspective_flip_matrices, warp_2d, warp_3d
-from framefarm.animation.plan import ChunkSpec, shot_of
+from framefarm.animation.plan import ChunkSpec, shot_of, variation_count
 from framefarm.animation.schedules import evaluate_string_schedules
 from framefarm.errors import InputError, RenderError
 from framefarm.renderers.base import RenderContext
@@ -57,70 +65,149 @@ from framefarm.renderers.diffusers.vae import resolve
 
 def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame, RGB uint8)`` for the requested frames of a Deforum chunk, in order (see the module doc)."""
-    chain = DeforumChain(context)
+    chains = DeforumChains(context)
     try:
         for frame in sorted(set(frames)):
-            yield frame, chain.output(frame)
+            yield frame, chains.output(frame)
     finally:
-        chain.close()
+        chains.close()
 
 
-class DeforumChain:
-    """The chains of a job's shots. Memoises outputs, diffused frames (by their frame number) and warped
-    in-between sources; everything else is recomputed from the store on demand."""
+class DeforumChains:
+    """The chains of a job — one per variation (one for a job without) — driven in lockstep: stored frame
+    ``t·V + v`` is :meth:`output` ``t`` of chain ``v``, and a diffused time step is one batch of every chain."""
 
-    # Whether a chain makes the next diffused frame's noise image on a helper thread (the same bytes either way; the
+    # Whether the next diffused step's noise images are made on helper threads (the same bytes either way; the
     # GPU benchmark compares the two in one process).
     MAKE_NOISE_AHEAD = True
 
     def __init__(self, context: RenderContext, *, noise_ahead: bool | None = None) -> None:
+        _check_supported(context.job)
+        self.inputs = ChainInputs(context)
+        self.count = self.inputs.count
+        self.chains = [DeforumChain(self.inputs, variation, self) for variation in range(self.count)]
+        # Noise images made ahead (they depend on a frame's seed and the size only): Perlin noise is ~0.1 s of CPU a
+        # frame that the chains would otherwise spend with the GPU idle. ``noise_ahead=False`` makes every noise
+        # image in line (the same bytes; tests and benchmarks compare).
+        self.make_noise_ahead = self.MAKE_NOISE_AHEAD if noise_ahead is None else noise_ahead
+        self.noise_made_ahead: list[int] = []  # stored frames whose noise image was made ahead, for tests
+        workers = max(1, min(self.count, os.cpu_count() or 1, 16))
+        self._noise_pool: ThreadPoolExecutor | None = None
+        # Preparing inits runs on threads when there are several chains (OpenCV and NumPy release the GIL). The 3D
+        # warp calls the depth model, which stays on this thread.
+        self._prep_pool = ThreadPoolExecutor(workers, thread_name_prefix="deforum-prep") \
+            if self.count > 1 and self.inputs.job.animation_mode == "2D" else None
+        self._workers = workers
+
+    def close(self) -> None:
+        for pool in (self._noise_pool, self._prep_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def output(self, frame: int) -> np.ndarray:
+        """Stored frame ``frame``: frame ``t`` of variation ``v``, where ``frame = t·V + v``."""
+        t, variation = divmod(frame, self.count)
+        return self.chains[variation].output(t)
+
+    def queue_noise(self, chain: DeforumChain, d: int) -> Future | None:
+        if not self.make_noise_ahead:
+            return None
+        if self._noise_pool is None:
+            self._noise_pool = ThreadPoolExecutor(self._workers, thread_name_prefix="deforum-noise")
+        self.noise_made_ahead.append(chain.store_frame(d))
+        return self._noise_pool.submit(chain.noise_image, d)
+
+    def diffuse(self, d: int) -> None:
+        """Diffuse time step ``d`` of every chain: inits prepared, one pipeline call per set of equal settings (one
+        call when the variations differ only in seed and prompt), then each chain's after-diffusion steps."""
+        inputs, chains = self.inputs, self.chains
+        inputs.warm_up()  # shared inputs loaded once, on this thread, before the helpers read them
+        for chain in chains:
+            chain.queue_noise(d + inputs.cadence)  # made while this step diffuses
+        starts = self._map(lambda chain: chain.prepare(d), chains)
+        components = inputs.components_at(d)
+        planned = [chain.settings(d, img2img=init is not None) for chain, init in zip(chains, starts)]
+        # Chains with equal settings and the same kind of start share a call; which chains those are follows from
+        # the job alone, so the batches are the same in every run.
+        batches: list[tuple[tuple[FrameSettings, bool], list[int]]] = []
+        for index, (settings, _, _) in enumerate(planned):
+            kind = (settings, starts[index] is None)
+            for existing, members in batches:
+                if existing == kind:
+                    members.append(index)
+                    break
+            else:
+                batches.append((kind, [index]))
+        images: dict[int, np.ndarray] = {}
+        for (settings, txt2img), members in batches:
+            frames = [chains[i].store_frame(d) for i in members]
+            controls = {index: unit_control_images(components, index, unit,
+                                                   [(frames[k], chains[i].control_source(index, unit, d, starts[i]),
+                                                     chains[i].seed(d)) for k, i in enumerate(members)],
+                                                   inputs.context.controls)
+                        for index, unit, _ in components.units if settings.control_weights[index] > 0}
+            group = Group(frames=frames, seeds=[chains[i].seed(d) for i in members],
+                          positives=[planned[i][1] for i in members], negatives=[planned[i][2] for i in members],
+                          settings=settings, init=None if txt2img else [starts[i] for i in members],
+                          controls=controls)
+            images.update(resolve(denoise_group(components, inputs.job, group)))
+        finished = self._map(lambda chain: chain.finish(d, images[chain.store_frame(d)]), chains)
+        for chain, image in zip(chains, finished):
+            chain.keep_diffused(d, image)
+
+    def _map(self, work, chains: list[DeforumChain]) -> list[Any]:
+        if self._prep_pool is None:
+            return [work(chain) for chain in chains]
+        return list(self._prep_pool.map(work, chains))
+
+
+class ChainInputs:
+    """What every chain of a job reads alike: per-time-step values, the camera, videos, images and models."""
+
+    def __init__(self, context: RenderContext) -> None:
         job = context.job
         self.job = job
         self.context = context
         self.cadence = job.cadence
+        self.count = variation_count(job)
         # The whole job's per-frame values (seeds, prompts, schedules): a chain looks back past its chunk's start.
         self.plan = context.whole_job()
         self.shots = job.shot_list
         self.starts = tuple(shot.start for shot in self.shots)
         self.strings = evaluate_string_schedules(job)
-        self.outputs: dict[int, np.ndarray] = {}
-        self.diffused: dict[int, np.ndarray] = {}
-        self.warped: dict[int, tuple[int, np.ndarray]] = {}  # diffused frame d -> (frame warped to, image)
         self.components: dict[str | None, Any] = {}
-        # Noise images made ahead on a helper thread (they depend on a frame's seed and the size only): Perlin noise
-        # is ~0.1 s of CPU a frame that a sequential chain would otherwise spend with the GPU idle.
-        # ``noise_ahead=False`` makes every noise image in line (the same bytes; tests and benchmarks compare).
-        self.make_noise_ahead = self.MAKE_NOISE_AHEAD if noise_ahead is None else noise_ahead
-        self.noise_ahead: dict[int, Future] = {}
-        self.noise_made_ahead: list[int] = []  # diffused frames whose noise image was made ahead, for tests
-        self.helper: ThreadPoolExecutor | None = None
-        _check_supported(job)
 
-    def close(self) -> None:
-        if self.helper is not None:
-            self.helper.shutdown(wait=False, cancel_futures=True)
+    def warm_up(self) -> None:
+        """Load, on the calling thread, the shared inputs this job reads (so helper threads only read them)."""
+        job = self.job
+        _ = self.motion, self.flips, self.depth_model
+        if job.hybrid.active:
+            _ = self.hybrid_frames
+        if job.color_coherence.mode != "None" and job.color_coherence.reference == "video":
+            _ = self.color_reference_video
+        if job.color_coherence.mode != "None" and job.color_coherence.reference == "image":
+            _ = self.reference_image
 
-    # ----- Per-frame values ---------------------------------------------------------------------------------------
+    def shot_start(self, t: int) -> int:
+        """First frame of the shot holding ``t``."""
+        return self.starts[shot_of(self.starts, t)]
 
-    def shot_start(self, frame: int) -> int:
-        """First frame of the shot holding ``frame``."""
-        return self.starts[shot_of(self.starts, frame)]
-
-    def value(self, name: str, frame: int, default: float | None = None) -> float:
+    def value(self, name: str, t: int, default: float | None = None) -> float:
+        """Schedule ``name`` at time step ``t`` (the same for every variation)."""
         column = self.plan.values.get(name)
         if column is None:
             if default is None:
                 raise RenderError(f"the plan has no {name!r} schedule")
             return float(default)
-        return float(column[frame])
+        return float(column[t * self.count])
 
-    def string(self, name: str, frame: int, default: str | None) -> str | None:
+    def string(self, name: str, t: int, default: str | None) -> str | None:
         column = self.strings.get(name)
-        return column[frame] if column is not None else default
+        return column[t] if column is not None else default
 
     @cached_property
     def motion(self) -> np.ndarray:
-        values = {name: np.asarray(column, dtype=np.float64) for name, column in self.plan.values.items()}
+        values = {name: np.asarray(column[::self.count], dtype=np.float64) for name, column in self.plan.values.items()}
         return camera_motion(values, width=self.job.width, height=self.job.height, mode="2D",
                              perspective_flip=self.job.motion.perspective_flip.enabled)
 
@@ -129,8 +216,8 @@ class DeforumChain:
         if not self.job.motion.perspective_flip.enabled:
             return None
         v = self.plan.values
-        return perspective_flip_matrices(*(np.asarray(v[f"perspective_flip.{n}"]) for n in ("theta", "phi", "gamma",
-                                                                                              "fv")),
+        return perspective_flip_matrices(*(np.asarray(v[f"perspective_flip.{n}"][::self.count])
+                                           for n in ("theta", "phi", "gamma", "fv")),
                                          width=self.job.width, height=self.job.height)
 
     @cached_property
@@ -152,94 +239,6 @@ class DeforumChain:
         cc = self.job.color_coherence
         return _video_frames(cc.video, self.job, "color_coherence.video") if cc.reference == "video" else None
 
-    # ----- Outputs ------------------------------------------------------------------------------------------------
-
-    def previous_output(self, frame: int) -> np.ndarray:
-        """Output ``frame`` from memory or, after a restart or in a later chunk, from the store."""
-        if frame in self.outputs:
-            return self.outputs[frame]
-        if self.context.previous_frame is None:
-            raise RenderError("the Deforum chain needs the stored frames (RenderContext.previous_frame)")
-        image = self.context.previous_frame(frame)
-        self.outputs[frame] = image
-        return image
-
-    def output(self, t: int) -> np.ndarray:
-        """Output frame ``t``: ``D_k`` warped to ``t``, cross-faded with ``D_{k−1}`` warped to ``t`` in a cadence
-        (``k`` counts the cadence groups of ``t``'s shot; diffused frame ``D_k`` is frame ``s + k·c``)."""
-        s, c = self.shot_start(t), self.cadence
-        k = (t - s) // c
-        tween = (t - s - k * c + 1) / c
-        current = self._warped_to(s + k * c, t)
-        if k == 0 or tween >= 1.0:
-            image = current
-        else:
-            before = self._warped_to(s + (k - 1) * c, t)
-            if self.job.cadence_flow == "None":
-                image = coherence.cadence_blend(before, current, tween)
-            else:
-                image = coherence.cadence_flow_blend(before, current, tween, method=self.job.cadence_flow,
-                                                     flow_factor=self.value("cadence_flow_factor", t, 1.0),
-                                                     border=self.job.motion.border)
-        self.outputs[t] = image
-        # Only recent outputs are read again (the previous frame, the shot's first frame as colour reference):
-        # keep memory flat.
-        for old in [f for f in self.outputs if f != s and f < t - 1]:
-            del self.outputs[old]
-        return image
-
-    def _warped_to(self, d: int, t: int) -> np.ndarray:
-        """Diffused frame ``d`` warped frame by frame from ``d`` to ``t`` (always the same sequence of warps, so a
-        resumed render gets the same pixels as one that kept it in memory)."""
-        reached, image = self.warped.get(d, (d, None))
-        if image is None or reached > t:
-            reached, image = d, self.diffused_frame(d)
-        for frame in range(reached + 1, t + 1):
-            image = self.warp(image, frame)
-        self.warped[d] = (t, image)
-        for old in [j for j in self.warped if j < d - self.cadence]:
-            del self.warped[old]
-        return image
-
-    def diffused_frame(self, d: int) -> np.ndarray:
-        """``D`` at frame ``d`` (a shot's start or ``c`` frames after a diffused frame), diffused once."""
-        if d not in self.diffused:
-            self.diffused[d] = self._diffused(d)
-            for old in [j for j in self.diffused if j < d - self.cadence]:
-                del self.diffused[old]
-        return self.diffused[d]
-
-    # ----- Image operations ---------------------------------------------------------------------------------------
-
-    def warp(self, image: np.ndarray, frame: int) -> np.ndarray:
-        """The camera move of ``frame`` applied to the image of ``frame − 1`` (2D matrix, or the 3D move)."""
-        job = self.job
-        if job.animation_mode == "2D":
-            return warp_2d(image, self.motion[frame], border=job.motion.border)
-        if self.flips is not None:  # in 3D the flip comes before the move, as in Deforum
-            image = warp_2d(image, self.flips[frame], border=job.motion.border)
-        depth = self.depth_model.predict(image) if self.depth_model is not None else None
-        from framefarm.renderers.depth import depth_kind
-
-        v = lambda name: self.value(name, frame)  # noqa: E731 - a local shorthand for eight look-ups
-        return warp_3d(image, depth, translation=(v("translation_x"), v("translation_y"), v("translation_z")),
-                       rotation=(v("rotation_3d_x"), v("rotation_3d_y"), v("rotation_3d_z")), fov=v("fov"),
-                       near=v("near"), far=v("far"), aspect_ratio=v("aspect_ratio"),
-                       depth_kind=depth_kind(job.depth.algorithm), sampling_mode=job.sampling_mode,
-                       padding_mode=job.padding_mode)
-
-    def color_reference(self, frame: int) -> np.ndarray | None:
-        cc = self.job.color_coherence
-        if cc.mode == "None":
-            return None
-        if cc.reference == "image":
-            return self.reference_image
-        if cc.reference == "video":
-            frames = self.color_reference_video
-            return frames[min(coherence.color_reference_index(frame, cc.video_every_n), len(frames) - 1)]
-        start = self.shot_start(frame)
-        return self.previous_output(start) if frame > start else None
-
     @cached_property
     def reference_image(self) -> np.ndarray:
         from framefarm.images import fit_cover, load_image
@@ -247,21 +246,48 @@ class DeforumChain:
         path = self.job.color_coherence.image
         return fit_cover(load_image(path, field="color_coherence.image"), self.job.width, self.job.height)
 
-    def _composite(self, image: np.ndarray, frame: int, stage: str) -> np.ndarray:
+    def components_at(self, t: int):
+        """Models for time step ``t``'s checkpoint of ``checkpoint_schedule`` (process caches keep each loaded
+        once)."""
+        checkpoint = self.string("checkpoint_schedule", t, None)
+        if checkpoint not in self.components:
+            self.components[checkpoint] = load_components(self.job, checkpoint)
+        return self.components[checkpoint]
+
+    # ----- Image operations ---------------------------------------------------------------------------------------
+
+    def warp(self, image: np.ndarray, t: int) -> np.ndarray:
+        """The camera move of ``t`` applied to the image of ``t − 1`` (2D matrix, or the 3D move)."""
+        job = self.job
+        if job.animation_mode == "2D":
+            return warp_2d(image, self.motion[t], border=job.motion.border)
+        if self.flips is not None:  # in 3D the flip comes before the move, as in Deforum
+            image = warp_2d(image, self.flips[t], border=job.motion.border)
+        depth = self.depth_model.predict(image) if self.depth_model is not None else None
+        from framefarm.renderers.depth import depth_kind
+
+        v = lambda name: self.value(name, t)  # noqa: E731 - a local shorthand for eight look-ups
+        return warp_3d(image, depth, translation=(v("translation_x"), v("translation_y"), v("translation_z")),
+                       rotation=(v("rotation_3d_x"), v("rotation_3d_y"), v("rotation_3d_z")), fov=v("fov"),
+                       near=v("near"), far=v("far"), aspect_ratio=v("aspect_ratio"),
+                       depth_kind=depth_kind(job.depth.algorithm), sampling_mode=job.sampling_mode,
+                       padding_mode=job.padding_mode)
+
+    def composite(self, image: np.ndarray, t: int, stage: str) -> np.ndarray:
         hybrid = self.job.hybrid
         if hybrid.composite != stage:
             return image
-        video = self.hybrid_frames[frame]
-        alpha = self.value("hybrid.comp_alpha", frame, 0.5)
+        video = self.hybrid_frames[t]
+        alpha = self.value("hybrid.comp_alpha", t, 0.5)
         return np.clip(np.rint(image * (1.0 - alpha) + video * alpha), 0, 255).astype(np.uint8)
 
-    def _hybrid_motion(self, image: np.ndarray, frame: int) -> np.ndarray:
+    def hybrid_motion(self, image: np.ndarray, t: int) -> np.ndarray:
         hybrid = self.job.hybrid
-        if hybrid.motion == "None" or frame == 0:
+        if hybrid.motion == "None" or t == 0:
             return image
         video = self.hybrid_frames
-        flow = coherence.optical_flow(video[frame - 1], video[frame], hybrid.flow_method)
-        flow = flow * np.float32(self.value("hybrid.flow_factor", frame, 1.0))
+        flow = coherence.optical_flow(video[t - 1], video[t], hybrid.flow_method)
+        flow = flow * np.float32(self.value("hybrid.flow_factor", t, 1.0))
         if hybrid.motion == "Optical Flow":
             return coherence.warp_by_flow(image, flow, border=self.job.motion.border)
         # Perspective / Affine: a RANSAC fit of the video's flow on a grid of points (OpenCV), then a 2D warp.
@@ -275,62 +301,6 @@ class DeforumChain:
             affine, _ = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
             matrix = None if affine is None else np.vstack([affine, [0.0, 0.0, 1.0]])
         return image if matrix is None else warp_2d(image, matrix, border=self.job.motion.border)
-
-    # ----- One diffused frame -------------------------------------------------------------------------------------
-
-    def _noise_image(self, n: int) -> np.ndarray:
-        job = self.job
-        return coherence.noise_image(job.height, job.width, self.plan.seeds[n], noise_type=job.noise_type,
-                                     perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence)
-
-    def _queue_noise(self, n: int) -> None:
-        """Start diffused frame ``n``'s noise image on the helper thread, if ``n`` is in the same shot as ``n − c``
-        and has noise."""
-        c = self.cadence
-        if (not self.make_noise_ahead or n in self.noise_ahead or n >= self.job.frames or self.shot_start(n) != self.shot_start(n - c)
-                or self.value("noise", n) == 0):
-            return
-        if self.helper is None:
-            self.helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deforum-noise")
-        self.noise_ahead[n] = self.helper.submit(self._noise_image, n)
-        self.noise_made_ahead.append(n)
-
-    def _diffused(self, n: int) -> np.ndarray:
-        job = self.job
-        seed = self.plan.seeds[n]
-        self._queue_noise(n + self.cadence)  # made while this frame diffuses
-        ahead = self.noise_ahead.pop(n, None)
-        # 1. The image to start from: the warped previous output (with hybrid video), or the shot's init image at
-        # the shot's first frame.
-        if n == self.shot_start(n):
-            init = self.init_image(n)
-        else:
-            init = self._composite(self.previous_output(n - 1), n - 1, "Before Motion")
-            init = self.warp(init, n)
-            init = self._hybrid_motion(init, n)
-            init = self._composite(init, n, "Normal")
-        # 2. Coherence operations, in Deforum's order.
-        if init is not None:
-            reference = self.color_reference(n)
-            if job.color_coherence.legacy and reference is not None:
-                init = coherence.match_colors(init, reference, job.color_coherence.mode)
-            if job.color_coherence.force_grayscale:
-                init = coherence.force_grayscale(init)
-            init = coherence.adjust_contrast(init, self.value("contrast", n))
-            init = coherence.unsharp_mask(init, int(self.value("anti_blur.kernel", n)), self.value("anti_blur.sigma", n),
-                                          self.value("anti_blur.amount", n), self.value("anti_blur.threshold", n))
-            init = coherence.add_noise(init, self.value("noise", n), seed, noise_type=job.noise_type,
-                                       perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence,
-                                       noise=ahead.result() if ahead is not None else None)
-        # 3. Diffusion.
-        image = self._diffuse(n, init)
-        # 4. After diffusion.
-        reference = self.color_reference(n)
-        if not job.color_coherence.legacy and reference is not None:
-            image = coherence.match_colors(image, reference, job.color_coherence.mode)
-        if job.color_coherence.force_grayscale:
-            image = coherence.force_grayscale(image)
-        return self._composite(image, n, "After Generation")
 
     def init_image(self, start: int) -> np.ndarray | None:
         """The first frame's start image of the shot starting at ``start``: the shot's ``init_image``, the job's
@@ -348,42 +318,183 @@ class DeforumChain:
             return self.hybrid_frames[start]
         return None
 
-    def _components(self, checkpoint: str | None):
-        """Models for a checkpoint of ``checkpoint_schedule`` (process caches keep each loaded once)."""
-        if checkpoint not in self.components:
-            self.components[checkpoint] = load_components(self.job, checkpoint)
-        return self.components[checkpoint]
+
+class DeforumChain:
+    """One chain (one variation): frame ``t`` of it is stored frame ``t·V + variation``. Memoises outputs, diffused
+    frames (by time step) and warped in-between sources; everything else is recomputed from the store on demand."""
+
+    def __init__(self, inputs: ChainInputs, variation: int, chains: DeforumChains) -> None:
+        self.inputs = inputs
+        self.job = inputs.job
+        self.variation = variation
+        self.chains = chains
+        self.cadence = inputs.cadence
+        self.outputs: dict[int, np.ndarray] = {}
+        self.diffused: dict[int, np.ndarray] = {}
+        self.warped: dict[int, tuple[int, np.ndarray]] = {}  # diffused step d -> (step warped to, image)
+        self.noise_ahead: dict[int, Future] = {}
+
+    def store_frame(self, t: int) -> int:
+        """The stored frame number of this chain's frame ``t``."""
+        return t * self.inputs.count + self.variation
+
+    def seed(self, t: int) -> int:
+        return int(self.inputs.plan.seeds[self.store_frame(t)])
+
+    # ----- Outputs ------------------------------------------------------------------------------------------------
+
+    def previous_output(self, t: int) -> np.ndarray:
+        """Output ``t`` from memory or, after a restart or in a later chunk, from the store."""
+        if t in self.outputs:
+            return self.outputs[t]
+        previous_frame = self.inputs.context.previous_frame
+        if previous_frame is None:
+            raise RenderError("the Deforum chain needs the stored frames (RenderContext.previous_frame)")
+        image = previous_frame(self.store_frame(t))
+        self.outputs[t] = image
+        return image
+
+    def output(self, t: int) -> np.ndarray:
+        """Output frame ``t``: ``D_k`` warped to ``t``, cross-faded with ``D_{k−1}`` warped to ``t`` in a cadence
+        (``k`` counts the cadence groups of ``t``'s shot; diffused frame ``D_k`` is frame ``s + k·c``)."""
+        inputs = self.inputs
+        s, c = inputs.shot_start(t), self.cadence
+        k = (t - s) // c
+        tween = (t - s - k * c + 1) / c
+        current = self._warped_to(s + k * c, t)
+        if k == 0 or tween >= 1.0:
+            image = current
+        else:
+            before = self._warped_to(s + (k - 1) * c, t)
+            if self.job.cadence_flow == "None":
+                image = coherence.cadence_blend(before, current, tween)
+            else:
+                image = coherence.cadence_flow_blend(before, current, tween, method=self.job.cadence_flow,
+                                                     flow_factor=inputs.value("cadence_flow_factor", t, 1.0),
+                                                     border=self.job.motion.border)
+        self.outputs[t] = image
+        # Only recent outputs are read again (the previous frame, the shot's first frame as colour reference):
+        # keep memory flat.
+        for old in [f for f in self.outputs if f != s and f < t - 1]:
+            del self.outputs[old]
+        return image
+
+    def _warped_to(self, d: int, t: int) -> np.ndarray:
+        """Diffused frame ``d`` warped frame by frame from ``d`` to ``t`` (always the same sequence of warps, so a
+        resumed render gets the same pixels as one that kept it in memory)."""
+        reached, image = self.warped.get(d, (d, None))
+        if image is None or reached > t:
+            reached, image = d, self.diffused_frame(d)
+        for frame in range(reached + 1, t + 1):
+            image = self.inputs.warp(image, frame)
+        self.warped[d] = (t, image)
+        for old in [j for j in self.warped if j < d - self.cadence]:
+            del self.warped[old]
+        return image
+
+    def diffused_frame(self, d: int) -> np.ndarray:
+        """``D`` at step ``d`` (a shot's start or ``c`` steps after a diffused one), diffused once, in lockstep
+        with every other chain of the job."""
+        if d not in self.diffused:
+            self.chains.diffuse(d)
+        return self.diffused[d]
+
+    def keep_diffused(self, d: int, image: np.ndarray) -> None:
+        self.diffused[d] = image
+        for old in [j for j in self.diffused if j < d - self.cadence]:
+            del self.diffused[old]
+
+    # ----- One diffused frame -------------------------------------------------------------------------------------
+
+    def noise_image(self, d: int) -> np.ndarray:
+        job = self.job
+        return coherence.noise_image(job.height, job.width, self.seed(d), noise_type=job.noise_type,
+                                     perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence)
+
+    def queue_noise(self, d: int) -> None:
+        """Start step ``d``'s noise image on a helper thread, if ``d`` is in the same shot as ``d − c`` and has
+        noise."""
+        inputs = self.inputs
+        if (d in self.noise_ahead or d >= self.job.frames or inputs.shot_start(d) != inputs.shot_start(d - self.cadence)
+                or inputs.value("noise", d) == 0):
+            return
+        future = self.chains.queue_noise(self, d)
+        if future is not None:
+            self.noise_ahead[d] = future
+
+    def color_reference(self, t: int) -> np.ndarray | None:
+        inputs = self.inputs
+        cc = self.job.color_coherence
+        if cc.mode == "None":
+            return None
+        if cc.reference == "image":
+            return inputs.reference_image
+        if cc.reference == "video":
+            frames = inputs.color_reference_video
+            return frames[min(coherence.color_reference_index(t, cc.video_every_n), len(frames) - 1)]
+        start = inputs.shot_start(t)
+        return self.previous_output(start) if t > start else None
+
+    def prepare(self, n: int) -> np.ndarray | None:
+        """Steps 1–2 of diffused frame ``n`` (module doc): its start image, or ``None`` for txt2img."""
+        inputs, job = self.inputs, self.job
+        ahead = self.noise_ahead.pop(n, None)
+        # 1. The image to start from: the warped previous output (with hybrid video), or the shot's init image at
+        # the shot's first frame.
+        if n == inputs.shot_start(n):
+            init = inputs.init_image(n)
+        else:
+            init = inputs.composite(self.previous_output(n - 1), n - 1, "Before Motion")
+            init = inputs.warp(init, n)
+            init = inputs.hybrid_motion(init, n)
+            init = inputs.composite(init, n, "Normal")
+        if init is None:
+            return None
+        # 2. Coherence operations, in Deforum's order.
+        reference = self.color_reference(n)
+        if job.color_coherence.legacy and reference is not None:
+            init = coherence.match_colors(init, reference, job.color_coherence.mode)
+        if job.color_coherence.force_grayscale:
+            init = coherence.force_grayscale(init)
+        v = inputs.value
+        init = coherence.adjust_contrast(init, v("contrast", n))
+        init = coherence.unsharp_mask(init, int(v("anti_blur.kernel", n)), v("anti_blur.sigma", n),
+                                      v("anti_blur.amount", n), v("anti_blur.threshold", n))
+        return coherence.add_noise(init, v("noise", n), self.seed(n), noise_type=job.noise_type,
+                                   perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence,
+                                   noise=ahead.result() if ahead is not None else None)
+
+    def finish(self, n: int, image: np.ndarray) -> np.ndarray:
+        """Step 4 of diffused frame ``n``: colour coherence after generation, grayscale, the last composite."""
+        job = self.job
+        reference = self.color_reference(n)
+        if not job.color_coherence.legacy and reference is not None:
+            image = coherence.match_colors(image, reference, job.color_coherence.mode)
+        if job.color_coherence.force_grayscale:
+            image = coherence.force_grayscale(image)
+        return self.inputs.composite(image, n, "After Generation")
 
     def settings(self, n: int, *, img2img: bool) -> tuple[FrameSettings, str, str]:
-        """Frame ``n``'s scheduled settings and its prompts without extra-network tags."""
-        job, refs = self.job, self.job.model
-        positive, negative, networks = split_networks(self.plan.prompts[n], self.plan.negative_prompts[n])
-        weights = tuple(self.value(f"controlnet.{index}.weight", n, unit.weight)
+        """Frame ``n``'s scheduled settings and this variation's prompts without extra-network tags."""
+        inputs, job, refs = self.inputs, self.job, self.job.model
+        plan, stored = inputs.plan, self.store_frame(n)
+        positive, negative, networks = split_networks(plan.prompts[stored], plan.negative_prompts[stored])
+        weights = tuple(inputs.value(f"controlnet.{index}.weight", n, unit.weight)
                         for index, unit in enumerate(job.controlnet))
-        settings = FrameSettings(strength=self.value("strength", n) if img2img else 1.0,
-                                 cfg=self.value("cfg_scale", n, refs.cfg_scale),
-                                 steps=int(self.value("steps", n, refs.steps)),
-                                 sampler=self.string("sampler_schedule", n, refs.sampler),
-                                 clip_skip=int(self.value("clip_skip", n, refs.clip_skip)),
+        settings = FrameSettings(strength=inputs.value("strength", n) if img2img else 1.0,
+                                 cfg=inputs.value("cfg_scale", n, refs.cfg_scale),
+                                 steps=int(inputs.value("steps", n, refs.steps)),
+                                 sampler=inputs.string("sampler_schedule", n, refs.sampler),
+                                 clip_skip=int(inputs.value("clip_skip", n, refs.clip_skip)),
                                  control_weights=weights, networks=networks)
         return settings, positive, negative
 
-    def _diffuse(self, n: int, init: np.ndarray | None) -> np.ndarray:
-        """img2img of ``init`` (txt2img when ``None``) with frame ``n``'s scheduled settings, seed-locked: one
-        frame of one chain through the shared group call."""
-        components = self._components(self.string("checkpoint_schedule", n, None))
-        settings, positive, negative = self.settings(n, img2img=init is not None)
-        controls = {i: [self._control_image(components, i, unit, n, init)] for i, unit, _ in components.units
-                    if settings.control_weights[i] > 0}
-        group = Group(frames=[n], seeds=[self.plan.seeds[n]], positives=[positive], negatives=[negative],
-                      settings=settings, init=None if init is None else [init], controls=controls)
-        return resolve(denoise_group(components, self.job, group))[n]
-
-    def _control_image(self, components, index: int, unit, n: int, init: np.ndarray | None) -> np.ndarray:
-        """A unit's control image: its fixed ``image``, else the hybrid video frame, else the warped input frame."""
+    def control_source(self, index: int, unit, n: int, init: np.ndarray | None) -> np.ndarray:
+        """What unit ``index``'s preprocessor reads for frame ``n``: its fixed ``image``, else the hybrid video
+        frame, else the warped input frame."""
         source = fixed_image(self.job, index, unit)
-        if source is None and self.hybrid_frames is not None:
-            source = self.hybrid_frames[n]
+        if source is None and self.inputs.hybrid_frames is not None:
+            source = self.inputs.hybrid_frames[n]
         elif source is None:
             source = init
         if source is None:
@@ -391,8 +502,7 @@ class DeforumChain:
                              problem="is needed for frame 0 (or a shot's first frame) of a Deforum job without an "
                              "init image or hybrid video (there is no frame yet to make a control image from)",
                              fix="Set the unit's image, or init_image")
-        return unit_control_images(components, index, unit, [(n, source, self.plan.seeds[n])],
-                                   self.context.controls)[0]
+        return source
 
 
 def _check_supported(job) -> None:
