@@ -97,7 +97,10 @@ def plan(
     if as_json:
         typer.echo(json.dumps({**summary, "frame_values": rows} if rows is not None else summary, indent=2))
         return
-    table = Table(title=f"{job.name}: {job.kind}, {job.frames} frames, {job.width}x{job.height} @ {job.fps:g} fps")
+    variations = f" × {the_plan.variations} variations (stored frame t·{the_plan.variations} + v)" \
+        if the_plan.variations > 1 else ""
+    table = Table(title=f"{job.name}: {job.kind}, {job.frames} frames{variations}, {job.width}x{job.height} @ "
+                  f"{job.fps:g} fps")
     for column in ("chunk", "frames", "seeds", "key"):
         table.add_column(column)
     for chunk in summary["chunks"]:

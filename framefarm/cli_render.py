@@ -20,6 +20,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from framefarm.animation.plan import stored_frames
 from framefarm.cli_output import err, fail, quiet_prefect
 from framefarm.errors import FramefarmError, InputError, WorkerPoolBroken
 
@@ -172,22 +173,23 @@ def _run_flows(job, job_ref: str, flows, backend: str, out: str, chunk_size: int
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as progress:
-        bar = progress.add_task(f"{job.name}", total=job.frames)
+        bar = progress.add_task(f"{job.name}", total=stored_frames(job))
         worker.start()
         # The manifest is the truth about finished frames, so the bar counts its records (resumed frames included).
         while worker.is_alive() and signals.signal_name is None and lock.lost is None:
             worker.join(timeout=0.5)
-            progress.update(bar, completed=min(job.frames, store.count_records()))
+            progress.update(bar, completed=min(stored_frames(job), store.count_records()))
         if signals.signal_name is not None or lock.lost is not None:
             _stop(worker, keep)
-        progress.update(bar, completed=min(job.frames, store.count_records()))
+        progress.update(bar, completed=min(stored_frames(job), store.count_records()))
     if signals.signal_name is not None or lock.lost is not None:
         return
     if "error" in result_box:
         fail(result_box["error"])
     result = result_box["result"]
     err.print(f"{result.frames} frames ({result.rendered} rendered, {result.reused} reused) in {result.seconds:.1f} s")
-    typer.echo(result.video)
+    for video in (result.videos or {"": result.video}).values():  # one per variation of a job with variations
+        typer.echo(video)
 
 
 def _no_local_heartbeats():
@@ -227,15 +229,15 @@ def _stop(worker: threading.Thread, keep: list[int]) -> None:
 def _exit_if_stopped(signals, store, job, lock) -> None:
     import shlex
 
-    done = min(job.frames, store.count_records())
+    done = min(stored_frames(job), store.count_records())
     command = shlex.join(["framefarm", *sys.argv[1:]])
     if lock.lost is not None:
         # Another render decided this one was dead and took the job folder over: two renders must not share it.
         err.print(f"[bold red]render failed[/] the lock of {escape(job.name)} was {escape(lock.lost)}; this render "
-                  f"stopped with {done} of {job.frames} frames finished and kept", highlight=False, soft_wrap=True)
+                  f"stopped with {done} of {stored_frames(job)} frames finished and kept", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if signals.signal_name is None:
         return
-    err.print(f"stopped by {signals.signal_name}: {done} of {job.frames} frames are finished and kept. "
+    err.print(f"stopped by {signals.signal_name}: {done} of {stored_frames(job)} frames are finished and kept. "
               f"Resume with:\n  {command}", highlight=False, soft_wrap=True, markup=False)
     raise typer.Exit(130)

@@ -49,6 +49,7 @@ class RenderResult:
     reused: int
     seconds: float
     chunks: tuple[ChunkResult, ...] = ()
+    videos: dict[str, str] | None = None  # a job with variations: each variation's video by its name (video: the first)
 
 
 def _run_chunks(plan, chunks, job, backend: str, out: str) -> tuple[list[ChunkResult], list[tuple[int, str]]]:
@@ -285,12 +286,13 @@ def _render(job, job_ref, backend, out, chunk_size, fan_out, priority, lock, sta
 
     # 5. Finish.
     try:
-        video = encode_video(quote(plan), quote(job), out)
+        videos = _encode_videos(plan, job, out)
+        video = next(iter(videos.values()))
     except Exception:
         if stop_requested():  # ffmpeg was stopped with the render: every frame is kept, a rerun encodes
             return Cancelled(message=f"{job.name}: stopped while encoding; finished frames are kept")
         raise
-    extra = {"video": video, "renderer": plan.renderer, "fps": plan.fps, "width": plan.width, "height": plan.height}
+    extra = {"video": video, **({"videos": videos} if plan.variations > 1 else {}), "renderer": plan.renderer, "fps": plan.fps, "width": plan.width, "height": plan.height}
     if backend != "preview":
         from framefarm.renderers.models.keys import model_short_hashes
 
@@ -314,4 +316,13 @@ def _render(job, job_ref, backend, out, chunk_size, fan_out, priority, lock, sta
         description=f"render of {job.name}",
     )
     return RenderResult(job=job.name, video=video, frames=plan.frames, rendered=rendered, reused=reused,
-                        seconds=time.perf_counter() - started, chunks=tuple(sorted(results, key=lambda r: r.index)))
+                        seconds=time.perf_counter() - started, chunks=tuple(sorted(results, key=lambda r: r.index)),
+                        videos=videos if plan.variations > 1 else None)
+
+
+def _encode_videos(plan, job, out: str) -> dict[str, str]:
+    """The job's video, or one per variation, by name (``""`` for a job without variations)."""
+    if plan.variations == 1:
+        return {"": encode_video(quote(plan), quote(job), out)}
+    return {name: encode_video(quote(plan), quote(job), out, variation=index)
+            for index, name in enumerate(job.variation_names)}

@@ -241,25 +241,33 @@ def verify_frames(plan: RenderPlan, store_root: str) -> list[int]:
 
 
 @task(name="encode-video", retries=1, retry_condition_fn=_retry_unless_stopped)
-def encode_video(plan: RenderPlan, job: Any, store_root: str) -> str:
+def encode_video(plan: RenderPlan, job: Any, store_root: str, variation: int | None = None) -> str:
     """Finish the job's frames, in plan order, as ``job.output`` says (codec, loop, upscale, interpolation, audio),
-    beside them; the output is decoded and checked before it is published. Returns the video's path or URL."""
+    beside them; the output is decoded and checked before it is published. Returns the video's path or URL.
+
+    A job with variations has one video per variation (``variation``: its index), named ``<job>_<variation name>``,
+    from stored frames ``variation``, ``variation + V``, ``variation + 2V``, … (``framefarm.animation.plan``).
+    """
     from framefarm.video.finish import finish, output_settings
     from framefarm.video.frames import FrameSequence
 
     raise_if_stopped("encoding")
     store = FrameStore(store_root, plan.job)
-    frames = FrameSequence(plan.frames, lambda i: decode_png(store.read_frame_bytes(i)), name=plan.job)
+    name, count, offset = plan.job, plan.variations, 0
+    if variation is not None:
+        name, offset = f"{plan.job}_{job.variation_names[variation]}", variation
+    frames = FrameSequence(plan.frames // count, lambda i: decode_png(store.read_frame_bytes(i * count + offset)),
+                           name=name)
     settings = output_settings(job.output)
     local = store.local_path()
     with tempfile.TemporaryDirectory() as scratch:
         if settings["audio"] is None:
             settings["audio"] = _source_audio(job, store, scratch)
         if local is not None:
-            result = finish(frames, local, fps=plan.fps, name=plan.job, **settings)
+            result = finish(frames, local, fps=plan.fps, name=name, **settings)
             return os.path.abspath(result.path)
         # Remote store: finish into a local temp folder, then upload (an object PUT is atomic).
-        result = finish(frames, scratch, fps=plan.fps, name=plan.job, **settings)
+        result = finish(frames, scratch, fps=plan.fps, name=name, **settings)
         remote = store.path(result.path.name)
         if result.path.is_dir():  # PNG sequence
             store.fs.put(str(result.path), remote, recursive=True)

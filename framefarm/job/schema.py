@@ -497,6 +497,9 @@ class Variation(_Spec):
 # Variations share one GPU batch per diffused frame, so their number is bounded by what one batch holds: 16 chains
 # at 512² with CFG are a batch of 32 (about 10 GiB on an H200), 64 already ~40 GiB.
 MAX_VARIATIONS = 64
+# `variations = N` spaces the takes' seeds this far apart: with seed behaviour "iter" (a seed per frame, +1 each), an
+# offset of 1 would give take 2 at frame t the seed of take 1 at frame t+1; a million frames is beyond any job.
+VARIATION_SEED_SPACING = 1_000_003
 
 
 class ParseqTable(_Spec):
@@ -602,7 +605,7 @@ class DeforumJob(_JobBase):
     # ``[[shots]]`` tables with ``start``, ``init_image``, ``seed_offset``; frames before the first start are a shot.
     shots: tuple[Shot, ...] = ()
     # Variations (docs/deforum_chain.md, "Variations"): N versions of the animation rendered in lockstep.
-    # ``variations = 8`` (seed offsets 0…7), ``variations = [0, 101, 202]`` (seed offsets) or ``[[variations]]``
+    # ``variations = 8`` (seeds 1 000 003 apart), ``variations = [0, 101, 202]`` (seed offsets) or ``[[variations]]``
     # tables with ``name``, ``seed_offset``, ``positive_prompt``, ``negative_prompt``.
     variations: tuple[Variation, ...] = ()
     parseq: ParseqTable | None = None
@@ -643,13 +646,14 @@ class DeforumJob(_JobBase):
     @field_validator("variations", mode="before")
     @classmethod
     def _variations_from_numbers(cls, value: Any) -> Any:
-        # `variations = 8` is eight takes with seed offsets 0…7; `variations = [0, 101]` lists the seed offsets.
+        # `variations = 8` is eight takes whose seeds lie VARIATION_SEED_SPACING apart; `variations = [0, 101]` lists
+        # the seed offsets.
         fix = "Write variations = 8, variations = [0, 101, 202] (seed offsets) or [[variations]] tables"
         if isinstance(value, int) and not isinstance(value, bool):
             if not 2 <= value <= MAX_VARIATIONS:
                 raise InputError("variations", value, f"must be between 2 and {MAX_VARIATIONS} (one is the job "
                                  "itself)", fix)
-            return [{"seed_offset": offset} for offset in range(value)]
+            return [{"seed_offset": index * VARIATION_SEED_SPACING} for index in range(value)]
         if isinstance(value, (list, tuple)):
             return [{"seed_offset": item} if isinstance(item, int) and not isinstance(item, bool) else item
                     for item in value]

@@ -4,6 +4,10 @@ Reads only what the store holds: ``job.json``, ``plan.json``, ``manifest.json`` 
 per-frame records (a listing, no reads, when the job is still running), the finished video beside them and the
 chunk timings (``timings.json``). Nothing here needs Prefect, and a store on S3 costs a handful of requests, not one
 per frame.
+
+A Deforum job with ``variations`` stores V takes of one animation interleaved: stored frame ``t·V + v`` is frame
+``t`` of variation ``v`` (:mod:`framefarm.animation.plan`). Counts and progress here are of stored frames (what the
+store holds and the plan lists); :class:`VariationInfo` says what belongs to each take.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from framefarm.storage.atomic import TEMP_MARKER
 TIMINGS_NAME = "timings.json"
 TIMINGS_FORMAT = 1
 PREVIEW_NAME = "report-preview.mp4"
+PREVIEW_PREFIX = "report-preview"  # a variation's preview is report-preview_<variation>.mp4
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".avi")
 # What Chromium, Firefox and Safari all play in a <video> element (H.264 MP4, VP9 WebM) or show as <img> (GIF).
 # The job's codec decides; HAP, ProRes, DNxHR and H.265 get a small H.264 preview beside the deliverable instead.
@@ -123,6 +128,28 @@ class VideoFile:
 
 
 @dataclass(frozen=True)
+class VariationInfo:
+    """One take of a job with variations.
+
+    Attributes:
+        index: its place ``v`` in the job's ``variations``: its frames are stored frames ``t·V + v``.
+        name: its own name, else ``v1``, ``v2``, … (as the job names its video ``<job>_<name>``).
+        seed_offset: added to every seed of the animation.
+        positive_prompt, negative_prompt: put after each frame's prompts.
+        video: its video beside the frames (``None`` until encoded).
+        preview: the H.264 preview the report made of it when the video can't play in a browser.
+    """
+
+    index: int
+    name: str
+    seed_offset: int
+    positive_prompt: str
+    negative_prompt: str
+    video: VideoFile | None = None
+    preview: VideoFile | None = None
+
+
+@dataclass(frozen=True)
 class ReportData:
     """What one report shows. Built by :func:`collect`."""
 
@@ -138,14 +165,32 @@ class ReportData:
     timings: tuple[ChunkTiming, ...]
     generated: str
     notes: tuple[str, ...] = field(default=())
+    variations: tuple[VariationInfo, ...] = field(default=())  # empty for a job without variations
+
+    @property
+    def variation_count(self) -> int:
+        """Takes stored interleaved (1 for a job without variations)."""
+        return max(1, len(self.variations))
 
     @property
     def frames(self) -> int:
-        """Frames planned."""
-        for source in (self.plan, self.job):
-            if source and isinstance(source.get("frames"), int):
-                return int(source["frames"])
+        """Frames planned, as stored: the animation's frames times its variations."""
+        # plan.json counts stored frames already; job.json's ``frames`` is the animation's length.
+        if self.plan and isinstance(self.plan.get("frames"), int):
+            return int(self.plan["frames"])
+        if isinstance(self.job.get("frames"), int):
+            return int(self.job["frames"]) * self.variation_count
         return len(self.done)
+
+    @property
+    def time_steps(self) -> int:
+        """Frames of the animation (of each variation): what schedules, prompts and the timeline count."""
+        return -(-self.frames // self.variation_count)
+
+    def variation_done(self, variation: int) -> list[int]:
+        """Time steps ``t`` of ``variation`` that are finished (stored frame ``t·V + variation``)."""
+        count = self.variation_count
+        return [index // count for index in self.done if index % count == variation]
 
     @property
     def fps(self) -> float:
@@ -257,23 +302,17 @@ def _element(codec: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def find_video(store: FrameStore, job: Mapping[str, Any], manifest: Mapping[str, Any] | None) -> VideoFile | None:
-    """The deliverable beside the frames: the manifest's ``video``, else the newest video file in the job folder."""
-    codec = str((job.get("output") or {}).get("codec", "h264"))
-    entries = {posixpath.basename(str(e["name"]).rstrip("/")): e for e in listing(store, store.job_dir)}
-    name = None
-    if manifest and manifest.get("video"):
-        candidate = posixpath.basename(str(manifest["video"]).rstrip("/"))
-        if candidate in entries:
-            name = candidate
-    if name is None:
-        videos = [(n, e) for n, e in entries.items()
-                  if n.lower().endswith(VIDEO_SUFFIXES) and n != PREVIEW_NAME and ".partial" not in n
-                  and TEMP_MARKER not in n and e.get("type") != "directory"]
-        if videos:
-            name = max(videos, key=lambda item: mtime(item[1]))[0]
-    if name is None:
-        return None
+def _video_entries(store: FrameStore) -> dict[str, Mapping[str, Any]]:
+    return {posixpath.basename(str(e["name"]).rstrip("/")): e for e in listing(store, store.job_dir)}
+
+
+def _is_video(name: str, entry: Mapping[str, Any]) -> bool:
+    preview = name == PREVIEW_NAME or (name.startswith(f"{PREVIEW_PREFIX}_") and name.endswith(".mp4"))
+    return (name.lower().endswith(VIDEO_SUFFIXES) and not preview and ".partial" not in name
+            and TEMP_MARKER not in name and entry.get("type") != "directory")
+
+
+def _video_file(store: FrameStore, entries: Mapping[str, Mapping[str, Any]], name: str, codec: str) -> VideoFile:
     entry = entries[name]
     is_folder = entry.get("type") == "directory"
     element, mime = (None, None) if is_folder else _element(codec)
@@ -284,16 +323,97 @@ def find_video(store: FrameStore, job: Mapping[str, Any], manifest: Mapping[str,
                      codec=codec, element=element, mime=mime)
 
 
+def _codec(job: Mapping[str, Any]) -> str:
+    return str((job.get("output") or {}).get("codec", "h264"))
+
+
+def find_video(store: FrameStore, job: Mapping[str, Any], manifest: Mapping[str, Any] | None,
+               entries: Mapping[str, Mapping[str, Any]] | None = None) -> VideoFile | None:
+    """The deliverable beside the frames: the manifest's ``video``, else the newest video file in the job folder."""
+    entries = _video_entries(store) if entries is None else entries
+    name = None
+    if manifest and manifest.get("video"):
+        candidate = posixpath.basename(str(manifest["video"]).rstrip("/"))
+        if candidate in entries:
+            name = candidate
+    if name is None:
+        videos = [(n, e) for n, e in entries.items() if _is_video(n, e)]
+        if videos:
+            name = max(videos, key=lambda item: mtime(item[1]))[0]
+    if name is None:
+        return None
+    return _video_file(store, entries, name, _codec(job))
+
+
+def variation_names(job: Mapping[str, Any]) -> list[str]:
+    """Each variation's name as the job gives it (``v1``, ``v2``, … by default); empty without variations.
+
+    Duck-typed on job.json, as :func:`framefarm.animation.plan.variation_count`: one entry is no variation.
+    """
+    listed = job.get("variations")
+    if not isinstance(listed, list) or len(listed) < 2:
+        return []
+    return [str(v.get("name") or f"v{i + 1}") if isinstance(v, Mapping) else f"v{i + 1}"
+            for i, v in enumerate(listed)]
+
+
+def preview_name(variation: str | None = None) -> str:
+    """The report's own H.264 preview of the deliverable (of one variation's, with ``variation``)."""
+    return PREVIEW_NAME if variation is None else f"{PREVIEW_PREFIX}_{variation}.mp4"
+
+
+def find_variations(store: FrameStore, job: Mapping[str, Any], manifest: Mapping[str, Any] | None,
+                    entries: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[VariationInfo, ...]:
+    """The job's variations with their videos: the manifest's ``videos`` entry, else ``<job>_<name>.*`` (or the
+    ``<job>_<name>`` folder of a PNG sequence) in the job folder. Empty for a job without variations."""
+    names = variation_names(job)
+    if not names:
+        return ()
+    entries = _video_entries(store) if entries is None else entries
+    listed = job["variations"]
+    recorded = (manifest or {}).get("videos")
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    stem_of = f"{job.get('name') or posixpath.basename(store.job_dir.rstrip('/'))}_"
+    codec = _codec(job)
+    infos = []
+    for index, name in enumerate(names):
+        spec = listed[index] if isinstance(listed[index], Mapping) else {}
+        found = None
+        if recorded.get(name):
+            candidate = posixpath.basename(str(recorded[name]).rstrip("/"))
+            found = candidate if candidate in entries else None
+        if found is None:
+            stem = stem_of + name
+            matches = [(n, e) for n, e in entries.items()
+                       if (n == stem and e.get("type") == "directory")
+                       or (_is_video(n, e) and any(n.lower().endswith(x) and n[:-len(x)] == stem
+                                                   for x in VIDEO_SUFFIXES))]
+            found = max(matches, key=lambda item: mtime(item[1]))[0] if matches else None
+        video = None if found is None else _video_file(store, entries, found, codec)
+        preview = find_preview(store, name) if video is not None and video.element is None else None
+        try:
+            offset = int(spec.get("seed_offset") or 0)
+        except (TypeError, ValueError):
+            offset = 0
+        infos.append(VariationInfo(index=index, name=name, seed_offset=offset,
+                                   positive_prompt=str(spec.get("positive_prompt") or ""),
+                                   negative_prompt=str(spec.get("negative_prompt") or ""),
+                                   video=video, preview=preview))
+    return tuple(infos)
+
+
 def _location(store: FrameStore, name: str) -> str:
     local = store.local_path(name)
     return local if local is not None else store.fs.unstrip_protocol(store.path(name))
 
 
-def find_preview(store: FrameStore) -> VideoFile | None:
-    """The H.264 preview the report made for a deliverable browsers can't play, if there is one."""
-    if not store.exists(PREVIEW_NAME):
+def find_preview(store: FrameStore, variation: str | None = None) -> VideoFile | None:
+    """The H.264 preview the report made for a deliverable browsers can't play (of one variation's, with
+    ``variation``), if there is one."""
+    name = preview_name(variation)
+    if not store.exists(name):
         return None
-    return VideoFile(name=PREVIEW_NAME, location=_location(store, PREVIEW_NAME), size=None, codec="h264",
+    return VideoFile(name=name, location=_location(store, name), size=None, codec="h264",
                      element="video", mime="video/mp4")
 
 
@@ -359,12 +479,19 @@ def collect(store_root: str, job_name: str, chunk_timings: Sequence[Any] | None 
         timings = [ChunkTiming.from_any(item) for item in chunk_timings]
     else:
         timings = read_timings(store)
-    video = find_video(store, job, manifest)
+    entries = _video_entries(store)
+    variations = find_variations(store, job, manifest, entries)
+    if variations:
+        # The job's video is its first variation's (as manifest["video"]): never another take found by age.
+        video, preview = variations[0].video, variations[0].preview
+    else:
+        video = find_video(store, job, manifest, entries)
+        preview = find_preview(store) if video is not None and video.element is None else None
     return ReportData(
         job_name=job_name, store=store, job=job, plan=plan, manifest=manifest, done=tuple(done), latest=latest,
-        video=video, preview=find_preview(store) if video is not None and video.element is None else None,
+        video=video, preview=preview,
         timings=_with_ranges(timings, plan), generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        notes=tuple(notes),
+        notes=tuple(notes), variations=variations,
     )
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from framefarm.report.collect import listing, mtime
+from framefarm.report.collect import listing, mtime, variation_names
 from framefarm.storage import FrameStore
 from framefarm.storage.atomic import TEMP_MARKER
 
@@ -30,8 +30,9 @@ class StoreProgress:
     Attributes:
         job: the job's name.
         root: the store root.
-        frames: frames planned (from ``plan.json``, else ``job.json``).
-        done: frames finished.
+        frames: frames planned, as stored (from ``plan.json``, else ``job.json``; a job with variations stores each
+            frame once per variation).
+        done: frames finished (stored frames).
         state: ``complete`` (manifest written), ``running`` (a frame finished in the last ``STALL_S`` seconds),
             ``stopped`` (incomplete and idle: interrupted, failed, or waiting), ``empty`` (no frame yet).
         latest: the most recently finished frame.
@@ -59,13 +60,17 @@ class StoreProgress:
 
 
 def _planned(store: FrameStore) -> int:
+    """Stored frames planned: plan.json counts them; job.json's ``frames`` is the animation's length, which a job
+    with variations stores once per variation (frame t of variation v at t·V + v)."""
     for name in ("plan.json", "job.json"):
         try:
             document = store.read_json(name)
         except (FileNotFoundError, ValueError):
             continue
         if isinstance(document, dict) and isinstance(document.get("frames"), int):
-            return int(document["frames"])
+            if name == "plan.json":
+                return int(document["frames"])
+            return int(document["frames"]) * max(1, len(variation_names(document)))
     return 0
 
 

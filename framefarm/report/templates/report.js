@@ -31,7 +31,8 @@
     if (video.readyState >= 1) { loaded(); } else { video.addEventListener("loadedmetadata", loaded); }
     video.addEventListener("error", function () {
       video.setAttribute("data-error", String(video.error ? video.error.code : "unknown"));
-      var note = document.getElementById("video-note");
+      // A take of a job with variations names its own note; the page's one video uses "video-note".
+      var note = document.getElementById(video.getAttribute("data-note") || "video-note");
       if (note) { note.textContent = "This browser cannot play the video; open the file itself."; }
     });
   });
