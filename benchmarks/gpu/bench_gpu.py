@@ -54,7 +54,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-JOBS = ("video2video", "deforum_chain", "animatediff", "sdxl_img2img")
+JOBS = ("video2video", "deforum_chain", "deforum_lockstep", "animatediff", "sdxl_img2img")
+# Chains of the lockstep record: 16 variations at 512² with CFG are a UNet batch of 32.
+LOCKSTEP_CHAINS = 16
 PROMPT = "a watercolor painting of a lighthouse, soft paper texture"
 NEGATIVE = "photo, noise"
 
@@ -808,15 +810,17 @@ def _model_overrides(b: Bench, width: int) -> list[str]:
             f'model.dtype="{"float32" if b.size.tiny else "float16"}"']
 
 
-def job_deforum_chain(b: Bench) -> dict:
+CHAIN_STRENGTH = 0.65
+
+
+def _plain_chain_baseline(b: Bench) -> tuple[np.ndarray, float, float, float | None]:
+    """Plain diffusers' Deforum-like chain (img2img of the zoomed previous frame, one call per frame) over
+    ``chain_frames`` frames: ``(start image, FLOPs per frame, seconds, peak GiB)``."""
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
     from PIL import Image
 
-    from framefarm.job import job_from_preset
-    from framefarm.renderers.diffusers.components import load_components
-
-    s, w, strength = b.size, b.size.width, 0.65
+    s, w, strength = b.size, b.size.width, CHAIN_STRENGTH
     first = testcard_frames(1, w, w)[0]
     pipe = _euler(StableDiffusionImg2ImgPipeline.from_pretrained(
         b.models["sd15"], dtype=b.dtype, safety_checker=None, feature_extractor=None,
@@ -837,20 +841,36 @@ def job_deforum_chain(b: Bench) -> dict:
     base_s = b.timed(lambda: chain(s.chain_frames))
     base_peak = b.peak()
     _free(b, pipe)
+    return first, flop, base_s, base_peak
 
-    # framefarm: the zoom-tunnel preset (2 % zoom, no rotation, to match the baseline's motion; its noise and colour
-    # coherence run as in any Deforum job) from the same start image, rendered by the Deforum chain renderer.
-    set_levers(b, "deforum_chain")
+
+def _chain_job(b: Bench, first: np.ndarray, frames: int, *extra: str):
+    """The zoom-tunnel preset (2 % zoom, no rotation, to match the baseline's motion; its noise and colour coherence
+    run as in any Deforum job) from the baseline's start image, ``frames`` long."""
+    from framefarm.job import job_from_preset
+
+    w = b.size.width
     init = b.work / "chain-init.png"
-    write_png(init, first)
-
-    job_frames = b.job_frames("deforum", s.chain_job_frames)
+    if not init.exists():
+        write_png(init, first)
 
     def job_for(name: str):
         return job_from_preset("zoom-tunnel", _model_overrides(b, w) + [
-            f"frames={job_frames}", f'name="{name}"', f'init_image="{init}"', 'motion.zoom="0:(1.02)"',
-            'motion.angle="0:(0)"', f'motion.strength="0:({strength})"', f'prompts.0="{PROMPT}"',
-            f'negative_prompt="{NEGATIVE}"'])
+            f"frames={frames}", f'name="{name}"', f'init_image="{init}"', 'motion.zoom="0:(1.02)"',
+            'motion.angle="0:(0)"', f'motion.strength="0:({CHAIN_STRENGTH})"', f'prompts.0="{PROMPT}"',
+            f'negative_prompt="{NEGATIVE}"', *extra])
+
+    return job_for
+
+
+def job_deforum_chain(b: Bench) -> dict:
+    from framefarm.renderers.diffusers.components import load_components
+
+    s, w, strength = b.size, b.size.width, CHAIN_STRENGTH
+    first, flop, base_s, base_peak = _plain_chain_baseline(b)
+    set_levers(b, "deforum_chain")
+    job_frames = b.job_frames("deforum", s.chain_job_frames)
+    job_for = _chain_job(b, first, job_frames)
 
     started = time.perf_counter()
     load_components(job_for("chain-load"))
@@ -886,6 +906,37 @@ def job_deforum_chain(b: Bench) -> dict:
                     levers=os.environ.get("FRAMEFARM_ACCEL", "default"), compiled=compiled_as(job_for("chain")),
                     job_frames=job_frames, note="a chain is sequential: one frame per UNet batch (CFG 2) on one GPU",
                     **extra)
+
+
+def job_deforum_lockstep(b: Bench) -> dict:
+    """Variations of one Deforum animation rendered in lockstep (frame t of every chain in one UNet batch), against
+    one plain diffusers chain measured in the same run: the aggregate frames/s of all chains over the plain chain's."""
+    from framefarm.renderers.diffusers.components import load_components
+
+    s, w = b.size, b.size.width
+    chains = 3 if s.tiny else LOCKSTEP_CHAINS
+    first, flop, base_s, base_peak = _plain_chain_baseline(b)
+    set_levers(b, "deforum_lockstep")
+    steps = s.chain_job_frames  # time steps timed; every one is `chains` frames
+    job_for = _chain_job(b, first, b.job_frames("deforum", steps), f"variations={chains}")
+    started = time.perf_counter()
+    load_components(job_for("lockstep-load"))
+    load_s = time.perf_counter() - started
+    warm_s = b.timed(lambda: _chunk_job(b, job_for("lockstep-warm"), 2 * chains, 2 * chains))
+    frames = steps * chains
+    seconds = b.timed(lambda: _chunk_job(b, job_for("lockstep"), frames, 16 * chains))
+    compile_s = max(0.0, warm_s - 2 * seconds / steps)
+    return b.record("deforum_lockstep",
+                    f"framefarm Deforum chains, {chains} variations of the zoom-tunnel job in lockstep (one UNet "
+                    "batch per time step) through render_chunk_frames",
+                    "diffusers StableDiffusionImg2ImgPipeline chain, 1 frame per call (one chain)", frames, seconds,
+                    s.chain_frames, base_s, flop, chains=chains, batch_size=chains, width=w, height=w,
+                    steps=s.steps, strength=CHAIN_STRENGTH, baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(),
+                    load_s=round(load_s, 2), warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
+                    frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
+                    levers=os.environ.get("FRAMEFARM_ACCEL", "default"), compiled=compiled_as(job_for("lockstep")),
+                    job_time_steps=b.job_frames("deforum", steps),
+                    note="speedup_vs_baseline: all chains' frames/s over one plain chain's")
 
 
 def job_animatediff(b: Bench) -> dict:
@@ -959,8 +1010,8 @@ def job_animatediff(b: Bench) -> dict:
                     job_frames=job_frames, windows_per_frame=round(s.clip_frames / segment, 3), **extra)
 
 
-RUNNERS = {"video2video": job_video2video, "deforum_chain": job_deforum_chain, "animatediff": job_animatediff,
-           "sdxl_img2img": job_sdxl_img2img}
+RUNNERS = {"video2video": job_video2video, "deforum_chain": job_deforum_chain, "deforum_lockstep": job_deforum_lockstep,
+           "animatediff": job_animatediff, "sdxl_img2img": job_sdxl_img2img}
 
 
 # ---------------------------------------------------------------------------------------------------------------

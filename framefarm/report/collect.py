@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -364,8 +365,8 @@ def preview_name(variation: str | None = None) -> str:
 
 def find_variations(store: FrameStore, job: Mapping[str, Any], manifest: Mapping[str, Any] | None,
                     entries: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[VariationInfo, ...]:
-    """The job's variations with their videos: the manifest's ``videos`` entry, else ``<job>_<name>.*`` (or the
-    ``<job>_<name>`` folder of a PNG sequence) in the job folder. Empty for a job without variations."""
+    """The job's variations with their videos: the manifest's ``videos`` entry, else ``<job>_<name>[_<W>x<H>_…].*``
+    (or such a folder: a PNG sequence) in the job folder. Empty for a job without variations."""
     names = variation_names(job)
     if not names:
         return ()
@@ -383,11 +384,14 @@ def find_variations(store: FrameStore, job: Mapping[str, Any], manifest: Mapping
             candidate = posixpath.basename(str(recorded[name]).rstrip("/"))
             found = candidate if candidate in entries else None
         if found is None:
-            stem = stem_of + name
+            # The flow names a take's video <job>_<name>, then what it holds (_512x512_24fps_96f …,
+            # framefarm.video.encode.output_name) and its suffix: the size must follow the name right away, or
+            # take v1 would claim v10's video.
+            own = re.compile(re.escape(stem_of + name) + r"(?:_\d+x\d+_[^/]*)?")
             matches = [(n, e) for n, e in entries.items()
-                       if (n == stem and e.get("type") == "directory")
-                       or (_is_video(n, e) and any(n.lower().endswith(x) and n[:-len(x)] == stem
-                                                   for x in VIDEO_SUFFIXES))]
+                       if (e.get("type") == "directory" and own.fullmatch(n) and ".partial" not in n
+                           and TEMP_MARKER not in n)
+                       or (_is_video(n, e) and own.fullmatch(n.rsplit(".", 1)[0]))]
             found = max(matches, key=lambda item: mtime(item[1]))[0] if matches else None
         video = None if found is None else _video_file(store, entries, found, codec)
         preview = find_preview(store, name) if video is not None and video.element is None else None

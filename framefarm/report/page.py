@@ -183,7 +183,10 @@ def _header(data: ReportData) -> _Header:
     facts.append(_Fact("seed", f"{job.get('seed', '?')} ({(job.get('seeds') or {}).get('behavior', 'iter')})"))
     if plan:
         facts.append(_Fact("renderer", str(plan.get("renderer", "?"))))
-        facts.append(_Fact("chunks", f"{len(plan.get('chunks', []))} of ≤ {plan.get('chunk_size', '?')} frames"))
+        size = plan.get("chunk_size", "?")
+        # With variations a chunk holds whole time steps, each one lockstep batch of every take.
+        steps = f" ({size // data.variation_count} time steps)" if data.variations and isinstance(size, int) else ""
+        facts.append(_Fact("chunks", f"{len(plan.get('chunks', []))} of ≤ {size} frames{steps}"))
     codec = str(output.get("codec", "h264"))
     if output.get("loop"):
         codec += ", loop" + (f" ({output['loop_close']})" if output.get("loop_close", "none") != "none" else "")

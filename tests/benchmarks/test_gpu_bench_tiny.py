@@ -36,6 +36,20 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
     assert record["unet_attention"] == {"FusedAttnProcessor2_0": 20}  # the default levers reached the UNet
 
 
+def test_tiny_deforum_lockstep_run_renders_every_chain(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_gpu", bench)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
+    assert bench.main(["--tiny", "--jobs", "deforum_lockstep", "--out", str(tmp_path), "--name", "smoke"]) == 0
+    (record,) = json.loads((tmp_path / "smoke.json").read_text())["records"]
+    assert record["job"] == "deforum_lockstep" and "error" not in record
+    assert record["chains"] == 3 and record["frames"] == 3 * bench.TINY.chain_job_frames
+    assert record["frames_per_s"] > 0 and record["speedup_vs_baseline"] > 0 and record["default_levers"] is True
+
+
 def test_the_speed_table_is_built_from_the_records():
     spec = importlib.util.spec_from_file_location("speed_table", SCRIPT.parent / "speed_table.py")
     speed_table = importlib.util.module_from_spec(spec)
