@@ -251,6 +251,7 @@ class Bench:
     eager_jobs: set = None  # --eager: jobs whose framefarm side never compiles (FRAMEFARM_ACCEL=channels_last,fuse_qkv)
     short_jobs: bool = False  # --short-jobs: jobs as long as the frames timed (compile=auto then leaves them eager)
     check_eager: bool = False  # --check-eager: a job's first frames rendered again eager, compared with the timed ones
+    compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -924,8 +925,29 @@ def job_deforum_lockstep(b: Bench) -> dict:
     load_s = time.perf_counter() - started
     warm_s = b.timed(lambda: _chunk_job(b, job_for("lockstep-warm"), 2 * chains, 2 * chains))
     frames = steps * chains
-    seconds = b.timed(lambda: _chunk_job(b, job_for("lockstep"), frames, 16 * chains))
+    from framefarm.renderers.diffusers.kinds.deforum import DeforumChains
+
+    def timed_run(name: str) -> tuple[float, dict]:
+        phases = DeforumChains.PHASE_SECONDS
+        for key in phases:
+            phases[key] = 0.0
+        run_s = b.timed(lambda: _chunk_job(b, job_for(name), frames, 16 * chains))
+        # Where a time step goes: inits (warp, coherence, noise), the batch on the GPU (VAE, UNet, decode), the
+        # after-diffusion colour match; the rest of the wall time is the chunk work around the renderer.
+        return run_s, {key: round(value, 3) for key, value in phases.items()} | {"wall_s": round(run_s, 3)}
+
+    seconds, phases = timed_run("lockstep")
     compile_s = max(0.0, warm_s - 2 * seconds / steps)
+    extra = {"phase_seconds": phases}
+    if b.compare_noise_threads:
+        DeforumChains.NOISE_IN_PROCESSES = False
+        try:
+            threads_s, threads_phases = timed_run("lockstep-noise-threads")
+        finally:
+            DeforumChains.NOISE_IN_PROCESSES = True
+        extra["noise_threads"] = {"seconds": round(threads_s, 3), "frames_per_s": round(frames / threads_s, 3),
+                                  "processes_over_threads": round(threads_s / seconds, 3),
+                                  "phase_seconds": threads_phases}
     return b.record("deforum_lockstep",
                     f"framefarm Deforum chains, {chains} variations of the zoom-tunnel job in lockstep (one UNet "
                     "batch per time step) through render_chunk_frames",
@@ -936,7 +958,7 @@ def job_deforum_lockstep(b: Bench) -> dict:
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
                     levers=os.environ.get("FRAMEFARM_ACCEL", "default"), compiled=compiled_as(job_for("lockstep")),
                     job_time_steps=b.job_frames("deforum", steps),
-                    note="speedup_vs_baseline: all chains' frames/s over one plain chain's")
+                    note="speedup_vs_baseline: all chains' frames/s over one plain chain's", **extra)
 
 
 def job_animatediff(b: Bench) -> dict:
@@ -1042,6 +1064,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-warm-start", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--compare-inline-noise", action="store_true",
                         help="deforum_chain: also time the job with each frame's noise made in line")
+    parser.add_argument("--compare-noise-threads", action="store_true",
+                        help="deforum_lockstep: time the chains again with noise made on threads, not processes")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -1089,7 +1113,8 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(torch, device, dtype, size, models, work, {j for j in args.compile.split(",") if j},
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
-                      {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager)
+                      {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
+                      args.compare_noise_threads)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -36,3 +36,28 @@ def test_each_variation_is_the_chain_a_plain_job_with_its_seed_and_prompt_render
                 (v, t, diff.max(), diff.mean(), (diff > 1).mean())
             for w in set(range(3)) - {v}:
                 assert np.abs(lockstep[t * 3 + w].astype(int) - alone).mean() > 20
+
+
+def test_noise_made_ahead_in_worker_processes_gives_the_same_frames(models_dir):
+    """Several chains make their next noise images in worker processes while a step diffuses: the same bytes as
+    making each in line."""
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.kinds.deforum import DeforumChains
+
+    job = small_job(models_dir, frames=3, motion={"noise": "0:(0.2)", "zoom": "0:(1.05)"}, variations=2)
+
+    def frames(noise_ahead: bool) -> tuple[dict[int, np.ndarray], list[int]]:
+        store: dict[int, np.ndarray] = {}
+        chains = DeforumChains(RenderContext.for_job(job, previous_frame=store.__getitem__), noise_ahead=noise_ahead)
+        try:
+            for frame in range(6):
+                store[frame] = chains.output(frame)
+        finally:
+            chains.close()
+        return store, chains.noise_made_ahead
+
+    assert DeforumChains.NOISE_IN_PROCESSES
+    ahead, made_ahead = frames(True)
+    inline, made_inline = frames(False)
+    assert sorted(made_ahead) == [2, 3, 4, 5] and made_inline == []  # time steps 1 and 2 of both variations
+    assert all(np.array_equal(ahead[f], inline[f]) for f in range(6))

@@ -34,15 +34,18 @@ Variations (``job.variations``): V chains of the same animation with other seeds
 Stored frame ``t·V + v`` is frame ``t`` of variation ``v`` (``framefarm.animation.plan``); each diffused time step
 ``d`` is one pipeline call for every variation (:meth:`DeforumChains.diffuse`): the inits are prepared (warp,
 colour coherence, contrast, anti-blur, noise) on helper threads, the V frames go through the UNet as one batch,
-and the next step's noise images are made while it runs. The batch is always all V variations at ``d`` — after a
+and the next step's noise images are made in worker processes while it runs. The batch is always all V variations at ``d`` — after a
 restart too — so a frame's pixels never depend on chunking or on which frames a run still had to render.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -77,9 +80,16 @@ class DeforumChains:
     """The chains of a job — one per variation (one for a job without) — driven in lockstep: stored frame
     ``t·V + v`` is :meth:`output` ``t`` of chain ``v``, and a diffused time step is one batch of every chain."""
 
-    # Whether the next diffused step's noise images are made on helper threads (the same bytes either way; the
-    # GPU benchmark compares the two in one process).
+    # Whether the next diffused step's noise images are made ahead, while this step diffuses (the same bytes either
+    # way; the GPU benchmark compares the two in one process).
     MAKE_NOISE_AHEAD = True
+    # Where several chains' noise images are made ahead: in worker processes (True) or threads. Perlin noise is
+    # ~0.1 s of NumPy a 512² frame, much of it under the GIL: 16 chains' worth on threads competes with the thread
+    # that drives the GPU. A single chain keeps its one helper thread (a process would cost more than it saves).
+    NOISE_IN_PROCESSES = True
+    # Seconds spent per phase of a diffused step, summed over every DeforumChains of this process (the GPU benchmark
+    # reads them to show where a step's time goes).
+    PHASE_SECONDS: dict[str, float] = {"prepare": 0.0, "denoise": 0.0, "finish": 0.0, "steps": 0.0}
 
     def __init__(self, context: RenderContext, *, noise_ahead: bool | None = None) -> None:
         _check_supported(context.job)
@@ -112,9 +122,14 @@ class DeforumChains:
     def queue_noise(self, chain: DeforumChain, d: int) -> Future | None:
         if not self.make_noise_ahead:
             return None
+        self.noise_made_ahead.append(chain.store_frame(d))
+        if self.count > 1 and self.NOISE_IN_PROCESSES:
+            job = self.inputs.job
+            return _noise_processes(self._workers).submit(
+                coherence.noise_image, job.height, job.width, chain.seed(d), noise_type=job.noise_type,
+                perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence)
         if self._noise_pool is None:
             self._noise_pool = ThreadPoolExecutor(self._workers, thread_name_prefix="deforum-noise")
-        self.noise_made_ahead.append(chain.store_frame(d))
         return self._noise_pool.submit(chain.noise_image, d)
 
     def diffuse(self, d: int) -> None:
@@ -124,7 +139,9 @@ class DeforumChains:
         inputs.warm_up()  # shared inputs loaded once, on this thread, before the helpers read them
         for chain in chains:
             chain.queue_noise(d + inputs.cadence)  # made while this step diffuses
+        began = time.perf_counter()
         starts = self._map(lambda chain: chain.prepare(d), chains)
+        prepared = time.perf_counter()
         components = inputs.components_at(d)
         planned = [chain.settings(d, img2img=init is not None) for chain, init in zip(chains, starts)]
         # Chains with equal settings and the same kind of start share a call; which chains those are follows from
@@ -151,14 +168,34 @@ class DeforumChains:
                           settings=settings, init=None if txt2img else [starts[i] for i in members],
                           controls=controls)
             images.update(resolve(denoise_group(components, inputs.job, group)))
+        denoised = time.perf_counter()
         finished = self._map(lambda chain: chain.finish(d, images[chain.store_frame(d)]), chains)
         for chain, image in zip(chains, finished):
             chain.keep_diffused(d, image)
+        phases = self.PHASE_SECONDS
+        phases["prepare"] += prepared - began
+        phases["denoise"] += denoised - prepared
+        phases["finish"] += time.perf_counter() - denoised
+        phases["steps"] += 1
 
     def _map(self, work, chains: list[DeforumChain]) -> list[Any]:
         if self._prep_pool is None:
             return [work(chain) for chain in chains]
         return list(self._prep_pool.map(work, chains))
+
+
+_NOISE_PROCESSES: ProcessPoolExecutor | None = None
+_NOISE_PROCESSES_LOCK = threading.Lock()
+
+
+def _noise_processes(workers: int) -> ProcessPoolExecutor:
+    """The process pool that makes noise images ahead for lockstep chains: one per process, kept across chunks (a
+    render process renders many). Spawned, not forked: the parent holds CUDA and threads."""
+    global _NOISE_PROCESSES
+    with _NOISE_PROCESSES_LOCK:
+        if _NOISE_PROCESSES is None:
+            _NOISE_PROCESSES = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return _NOISE_PROCESSES
 
 
 class ChainInputs:
