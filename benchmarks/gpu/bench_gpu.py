@@ -939,6 +939,13 @@ def job_deforum_lockstep(b: Bench) -> dict:
     seconds, phases = timed_run("lockstep")
     compile_s = max(0.0, warm_s - 2 * seconds / steps)
     extra = {"phase_seconds": phases}
+    if b.profile_dir is not None and b.device == "cuda":
+        # Four time steps of a fresh job (its first from the init image): where the GPU's time goes, and how much
+        # of the wall time it is busy at all.
+        runs = iter(range(100))
+        extra["profile"] = profile_batch(
+            b, lambda: _chunk_job(b, job_for(f"lockstep-profile-{next(runs)}"), 4 * chains, 4 * chains),
+            "deforum_lockstep", 4 * seconds / steps)
     if b.compare_noise_threads:
         DeforumChains.NOISE_IN_PROCESSES = False
         try:

@@ -16,9 +16,10 @@ index. A job without shots plans exactly as before (same keys).
 Variations (Deforum jobs with ``variations``): V versions of the animation, each its own chain, rendered in
 lockstep. The store holds them interleaved — stored frame ``i = t·V + v`` is frame ``t`` of variation ``v`` — so a
 chunk is a contiguous range of whole time steps (a multiple of V frames), and frame ``t`` of every variation is one
-GPU batch whatever the chunking. A variation's frame folds in the key of its own previous frame (``i − V``), and the
-variation list enters every key: it fixes the lockstep group, and batched matmuls are not bit-stable across batch
-compositions. Schedules, prompts and the camera are the job's per time step, shared by all variations.
+GPU batch whatever the chunking — from 8 variations on, one batch per lockstep group (:func:`lockstep_groups`).
+A variation's frame folds in the key of its own previous frame (``i − V``), and the variation list and the frame's
+lockstep group enter every key: batched matmuls are not bit-stable across batch compositions. Schedules, prompts and
+the camera are the job's per time step, shared by all variations.
 """
 
 from __future__ import annotations
@@ -170,6 +171,24 @@ class RenderPlan:
         return asdict(self)
 
 
+# Chains per lockstep group: V variations are split into ⌈V/8⌉ groups (at least two from 8 variations on), each one
+# UNet batch per time step. Two or more groups keep the GPU busy: while one group's batch runs, the CPU finishes the
+# other group's frames and prepares its next inits (warp, colour coherence, noise). 8 chains with CFG are a batch of
+# 16, which fills a GPU at 512² nearly as well as 32. Which chains share a batch fixes their pixels (batched matmuls
+# round differently), so the groups are a function of V alone and enter every frame key.
+LOCKSTEP_GROUP_CHAINS = 8
+
+
+def lockstep_groups(count: int) -> tuple[tuple[int, ...], ...]:
+    """The variations of a job with ``count`` variations split into lockstep groups: contiguous, sizes differing by
+    at most one; one group below 8 variations (a smaller batch gains more from its size than from the overlap)."""
+    if count < 8:
+        return (tuple(range(count)),)
+    n = max(2, -(-count // LOCKSTEP_GROUP_CHAINS))
+    bounds = [round(i * count / n) for i in range(n + 1)]
+    return tuple(tuple(range(bounds[i], bounds[i + 1])) for i in range(n))
+
+
 def variation_count(job: AnyJob) -> int:
     """Chains of ``job`` rendered in lockstep: its number of variations, 1 for a job without (duck-typed)."""
     return max(1, len(getattr(job, "variations", None) or ()))
@@ -286,6 +305,7 @@ def plan_job(
         shot_fields.append(None if plain else {"start": start, "init_image": init, "seed_offset": shot.seed_offset})
     frame_keys: list[str] = []
     previous: list[str | None] = [None] * count  # each variation's previous key
+    group_of = {v: list(group) for group in lockstep_groups(count) for v in group}
     for i in range(frames * count):
         t, variation = divmod(i, count)
         shot_index = shot_of(starts, t)
@@ -296,6 +316,7 @@ def plan_job(
             fields["shot"] = shot_fields[shot_index]
         if count > 1:
             fields["variation"] = variation
+            fields["lockstep_group"] = group_of[variation]
         key = canonical_hash({
             **fields,
             "common": common_hash,

@@ -61,3 +61,61 @@ def test_noise_made_ahead_in_worker_processes_gives_the_same_frames(models_dir):
     inline, made_inline = frames(False)
     assert sorted(made_ahead) == [2, 3, 4, 5] and made_inline == []  # time steps 1 and 2 of both variations
     assert all(np.array_equal(ahead[f], inline[f]) for f in range(6))
+
+
+def test_eight_variations_diffuse_in_two_pipelined_groups_with_the_frames_of_the_unpipelined_driver(models_dir):
+    """From 8 variations on, a time step is one batch per lockstep group, and each group's next step is queued as
+    soon as its current one is finished (the GPU works on one group while the CPU finishes the other). The head
+    start changes only the order of CPU work: frames are byte-identical to rendering each step when it is needed,
+    across a cadence (the next diffusion starts from a warped frame) and a shot cut, and when a restart finds the
+    first steps in the store."""
+    from framefarm.animation.plan import lockstep_groups
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.kinds.deforum import DeforumChains
+
+    job = small_job(models_dir, frames=7, cadence=2, shots=[0, 4], motion=MOTION,
+                    variations=[{"seed_offset": 10 * v} for v in range(8)])
+    assert lockstep_groups(8) == ((0, 1, 2, 3), (4, 5, 6, 7))
+    stored = 7 * 8
+
+    def frames(ahead: bool, store: dict | None = None, first: int = 0):
+        store = dict(store or {})
+        DeforumChains.DIFFUSE_AHEAD = ahead
+        try:
+            chains = DeforumChains(RenderContext.for_job(job, previous_frame=store.__getitem__))
+            try:
+                for frame in range(first, stored):
+                    store[frame] = chains.output(frame)
+            finally:
+                chains.close()
+        finally:
+            DeforumChains.DIFFUSE_AHEAD = True
+        return store, chains.diffused_ahead
+
+    pipelined, ahead = frames(True)
+    plain, none = frames(False)
+    # Diffused steps 0, 2 | 4, 6 (shot 1 starts at 4): steps 2 and 6 of both groups are queued ahead.
+    assert sorted(ahead) == [2, 2, 6, 6] and none == []
+    assert all(np.array_equal(pipelined[f], plain[f]) for f in range(stored))
+    # A restart after time step 2 (frames of steps 0–2 stored): the chain resumes from the store.
+    resumed, _ = frames(True, {f: pipelined[f] for f in range(3 * 8)}, first=3 * 8)
+    assert all(np.array_equal(resumed[f], pipelined[f]) for f in range(stored))
+
+
+def test_the_lockstep_group_enters_every_frame_key(monkeypatch):
+    """Which chains share a batch fixes their pixels, so a job whose groups differ (here: one group of 8 instead of
+    two of 4) gets other keys; groups are contiguous and cover every variation."""
+    from framefarm.animation import plan
+    from framefarm.job import validate_job
+
+    job = validate_job(dict(kind="deforum", name="keys", width=64, height=64, frames=2, fps=8, seed=3,
+                            prompts={"0": "a lighthouse"}, variations=8))
+    for count in (1, 7, 8, 9, 16, 17, 64):
+        groups = plan.lockstep_groups(count)
+        assert [v for g in groups for v in g] == list(range(count))
+        assert max(map(len, groups)) - min(map(len, groups)) <= 1 and max(map(len, groups)) <= plan.LOCKSTEP_GROUP_CHAINS
+    two = plan.plan_job(job, renderer="test").frame_keys
+    monkeypatch.setattr(plan, "LOCKSTEP_GROUP_CHAINS", 16)
+    monkeypatch.setattr(plan, "lockstep_groups", lambda count: (tuple(range(count)),))
+    one = plan.plan_job(job, renderer="test").frame_keys
+    assert set(two) == set(one) and all(two[f] != one[f] for f in two)

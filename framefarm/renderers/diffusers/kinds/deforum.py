@@ -32,10 +32,16 @@ reads another, so shots render side by side (the flow runs each shot's chunks in
 
 Variations (``job.variations``): V chains of the same animation with other seeds or prompts, rendered in lockstep.
 Stored frame ``t·V + v`` is frame ``t`` of variation ``v`` (``framefarm.animation.plan``); each diffused time step
-``d`` is one pipeline call for every variation (:meth:`DeforumChains.diffuse`): the inits are prepared (warp,
-colour coherence, contrast, anti-blur, noise) on helper threads, the V frames go through the UNet as one batch,
-and the next step's noise images are made in worker processes while it runs. The batch is always all V variations at ``d`` — after a
+``d`` is one pipeline call per lockstep group (all V variations below 8, else groups of at most 8:
+``plan.lockstep_groups``) (:meth:`DeforumChains.diffuse`): the inits are prepared (warp, colour coherence,
+contrast, anti-blur, noise) on helper threads, each group's frames go through the UNet as one batch, and the next
+step's noise images are made in worker processes while it runs. The groups are always the same at ``d`` — after a
 restart too — so a frame's pixels never depend on chunking or on which frames a run still had to render.
+
+Pipelining (why the GPU rarely waits for the CPU): as soon as a group's step ``d`` is finished, its step ``d + c``
+is prepared and queued on the GPU, before the frames of ``d`` are handed over. With two groups the GPU works on one
+while the CPU finishes and prepares the other; with one chain it diffuses the next frame while the CPU writes this
+one. Only the order of the CPU's work changes: every batch holds the same frames with the same inputs.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -55,7 +62,7 @@ import numpy as np
 
 from framefarm.animation import coherence
 from framefarm.animation.camera import camera_motion, perspective_flip_matrices, warp_2d, warp_3d
-from framefarm.animation.plan import ChunkSpec, shot_of, variation_count
+from framefarm.animation.plan import ChunkSpec, lockstep_groups, shot_of, variation_count
 from framefarm.animation.schedules import evaluate_string_schedules
 from framefarm.errors import InputError, RenderError
 from framefarm.renderers.base import RenderContext
@@ -68,17 +75,35 @@ from framefarm.renderers.diffusers.vae import resolve
 
 def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame, RGB uint8)`` for the requested frames of a Deforum chunk, in order (see the module doc)."""
-    chains = DeforumChains(context)
+    wanted = sorted(set(frames))
+    if not wanted:
+        return
+    chains = DeforumChains(context, horizon=wanted[-1] // variation_count(context.job))
     try:
-        for frame in sorted(set(frames)):
+        for frame in wanted:
             yield frame, chains.output(frame)
     finally:
         chains.close()
 
 
+@dataclass
+class _Batch:
+    """One lockstep group's diffused step on its way through the GPU: the pixels arrive when resolved."""
+
+    step: int
+    chains: list[DeforumChain]
+    images: dict[int, Any]  # stored frame -> pixels, or the PendingFrames that will hold them
+
+
 class DeforumChains:
     """The chains of a job — one per variation (one for a job without) — driven in lockstep: stored frame
-    ``t·V + v`` is :meth:`output` ``t`` of chain ``v``, and a diffused time step is one batch of every chain."""
+    ``t·V + v`` is :meth:`output` ``t`` of chain ``v``, and a diffused time step is one batch per lockstep group
+    (``framefarm.animation.plan.lockstep_groups``).
+
+    Pipelined: a group's next step is prepared and queued on the GPU as soon as its current step is finished
+    (:meth:`_launch_ahead`), so the GPU works on one group (or on the next step) while the CPU finishes the other
+    group's frames, prepares its inits and writes the frames. What a batch holds and computes is the same as without
+    the head start: only the order of CPU work changes, never a pixel."""
 
     # Whether the next diffused step's noise images are made ahead, while this step diffuses (the same bytes either
     # way; the GPU benchmark compares the two in one process).
@@ -87,20 +112,29 @@ class DeforumChains:
     # ~0.1 s of NumPy a 512² frame, much of it under the GIL: 16 chains' worth on threads competes with the thread
     # that drives the GPU. A single chain keeps its one helper thread (a process would cost more than it saves).
     NOISE_IN_PROCESSES = True
+    # Whether a group's next step is queued on the GPU as soon as its current one is finished (same pixels; the
+    # GPU benchmark compares).
+    DIFFUSE_AHEAD = True
     # Seconds spent per phase of a diffused step, summed over every DeforumChains of this process (the GPU benchmark
-    # reads them to show where a step's time goes).
-    PHASE_SECONDS: dict[str, float] = {"prepare": 0.0, "denoise": 0.0, "finish": 0.0, "steps": 0.0}
+    # reads them to show where a step's time goes): preparing inits, queueing the batches (prompts, VAE encode, the
+    # sampler loop's launches), waiting for the pixels, and the after-diffusion steps.
+    PHASE_SECONDS: dict[str, float] = {"prepare": 0.0, "queue": 0.0, "wait": 0.0, "finish": 0.0, "steps": 0.0}
 
-    def __init__(self, context: RenderContext, *, noise_ahead: bool | None = None) -> None:
+    def __init__(self, context: RenderContext, *, noise_ahead: bool | None = None, horizon: int | None = None) -> None:
         _check_supported(context.job)
         self.inputs = ChainInputs(context)
         self.count = self.inputs.count
         self.chains = [DeforumChain(self.inputs, variation, self) for variation in range(self.count)]
+        self.groups = [[self.chains[v] for v in group] for group in lockstep_groups(self.count)]
+        # The last time step this render needs: no step past it is diffused ahead (a chunk's end).
+        self.horizon = self.inputs.job.frames - 1 if horizon is None else horizon
+        self._batches: dict[tuple[int, int], _Batch] = {}  # (group, step) -> queued ahead
         # Noise images made ahead (they depend on a frame's seed and the size only): Perlin noise is ~0.1 s of CPU a
         # frame that the chains would otherwise spend with the GPU idle. ``noise_ahead=False`` makes every noise
         # image in line (the same bytes; tests and benchmarks compare).
         self.make_noise_ahead = self.MAKE_NOISE_AHEAD if noise_ahead is None else noise_ahead
         self.noise_made_ahead: list[int] = []  # stored frames whose noise image was made ahead, for tests
+        self.diffused_ahead: list[int] = []  # time steps queued ahead (per group), for tests
         workers = max(1, min(self.count, os.cpu_count() or 1, 16))
         self._noise_pool: ThreadPoolExecutor | None = None
         # Preparing inits runs on threads when there are several chains (OpenCV and NumPy release the GIL). The 3D
@@ -110,6 +144,7 @@ class DeforumChains:
         self._workers = workers
 
     def close(self) -> None:
+        self._batches.clear()
         for pool in (self._noise_pool, self._prep_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -133,30 +168,44 @@ class DeforumChains:
         return self._noise_pool.submit(chain.noise_image, d)
 
     def diffuse(self, d: int) -> None:
-        """Diffuse time step ``d`` of every chain: inits prepared, one pipeline call per set of equal settings (one
-        call when the variations differ only in seed and prompt), then each chain's after-diffusion steps."""
-        inputs, chains = self.inputs, self.chains
-        inputs.warm_up()  # shared inputs loaded once, on this thread, before the helpers read them
-        for chain in chains:
-            chain.queue_noise(d + inputs.cadence)  # made while this step diffuses
+        """Diffuse time step ``d`` of every chain: each group's batch queued (unless it was queued ahead), then
+        each finished in turn, and its next step queued at once."""
+        self.inputs.warm_up()  # shared inputs loaded once, on this thread, before the helpers read them
+        batches = [self._batches.pop((g, d), None) or self._launch(group, d) for g, group in enumerate(self.groups)]
+        for g, batch in enumerate(batches):
+            self._collect(batch)
+            self._launch_ahead(g, d + self.inputs.cadence)
+        self.PHASE_SECONDS["steps"] += 1
+
+    def _launch(self, chains: list[DeforumChain], d: int) -> _Batch:
+        """Prepare the inits of ``chains`` at step ``d`` and queue their batch(es) on the GPU."""
+        inputs = self.inputs
         began = time.perf_counter()
+        for chain in chains:
+            # A step nobody made noise for ahead (the first of a chunk, or after a restart): every chain's noise at
+            # once, in parallel, rather than each in line on the thread preparing it.
+            chain.queue_noise(d)
         starts = self._map(lambda chain: chain.prepare(d), chains)
         prepared = time.perf_counter()
+        # The next step's noise is made while this step diffuses, not while the inits above are prepared: the
+        # preparing threads then do not compete with the noise workers for cores.
+        for chain in chains:
+            chain.queue_noise(d + inputs.cadence)
         components = inputs.components_at(d)
         planned = [chain.settings(d, img2img=init is not None) for chain, init in zip(chains, starts)]
         # Chains with equal settings and the same kind of start share a call; which chains those are follows from
         # the job alone, so the batches are the same in every run.
-        batches: list[tuple[tuple[FrameSettings, bool], list[int]]] = []
+        calls: list[tuple[tuple[FrameSettings, bool], list[int]]] = []
         for index, (settings, _, _) in enumerate(planned):
             kind = (settings, starts[index] is None)
-            for existing, members in batches:
+            for existing, members in calls:
                 if existing == kind:
                     members.append(index)
                     break
             else:
-                batches.append((kind, [index]))
-        images: dict[int, np.ndarray] = {}
-        for (settings, txt2img), members in batches:
+                calls.append((kind, [index]))
+        images: dict[int, Any] = {}
+        for (settings, txt2img), members in calls:
             frames = [chains[i].store_frame(d) for i in members]
             controls = {index: unit_control_images(components, index, unit,
                                                    [(frames[k], chains[i].control_source(index, unit, d, starts[i]),
@@ -167,16 +216,39 @@ class DeforumChains:
                           positives=[planned[i][1] for i in members], negatives=[planned[i][2] for i in members],
                           settings=settings, init=None if txt2img else [starts[i] for i in members],
                           controls=controls)
-            images.update(resolve(denoise_group(components, inputs.job, group)))
-        denoised = time.perf_counter()
-        finished = self._map(lambda chain: chain.finish(d, images[chain.store_frame(d)]), chains)
-        for chain, image in zip(chains, finished):
-            chain.keep_diffused(d, image)
+            images.update(denoise_group(components, inputs.job, group))
         phases = self.PHASE_SECONDS
         phases["prepare"] += prepared - began
-        phases["denoise"] += denoised - prepared
-        phases["finish"] += time.perf_counter() - denoised
-        phases["steps"] += 1
+        phases["queue"] += time.perf_counter() - prepared
+        return _Batch(d, chains, images)
+
+    def _collect(self, batch: _Batch) -> None:
+        """Wait for ``batch``'s pixels, then each chain's after-diffusion steps."""
+        began = time.perf_counter()
+        images = resolve(batch.images)
+        arrived = time.perf_counter()
+        d = batch.step
+        finished = self._map(lambda chain: chain.finish(d, images[chain.store_frame(d)]), batch.chains)
+        for chain, image in zip(batch.chains, finished):
+            chain.keep_diffused(d, image)
+        self.PHASE_SECONDS["wait"] += arrived - began
+        self.PHASE_SECONDS["finish"] += time.perf_counter() - arrived
+
+    def _launch_ahead(self, g: int, d: int) -> None:
+        """Queue group ``g``'s step ``d`` now, if this render needs it and it continues the same shot: its inputs
+        (each chain's output ``d − 1``) exist once the step before is finished."""
+        inputs = self.inputs
+        if not self.DIFFUSE_AHEAD or d > self.horizon or d >= inputs.job.frames or d - inputs.cadence < inputs.shot_start(d):
+            return
+        chains = self.groups[g]
+        try:
+            for chain in chains:
+                chain.outputs_before(d)
+            self._batches[(g, d)] = self._launch(chains, d)
+        except Exception:  # noqa: BLE001 - a head start only: the same work runs again where the step is needed
+            # and raises there, after the frames before it are handed over (finished work first).
+            return
+        self.diffused_ahead.append(d)
 
     def _map(self, work, chains: list[DeforumChain]) -> list[Any]:
         if self._prep_pool is None:
@@ -391,6 +463,15 @@ class DeforumChain:
         self.outputs[t] = image
         return image
 
+    def outputs_before(self, d: int) -> None:
+        """Make the outputs that preparing step ``d`` reads — output ``d − 1``, and the shot's first (the colour
+        reference) where this run diffused it — right after step ``d − c`` is finished, before its frames are in the
+        store. Both come from diffused frames in memory: nothing is diffused again."""
+        start = self.inputs.shot_start(d)
+        if start in self.diffused and start not in self.outputs:
+            self.output(start)
+        self.output(d - 1)
+
     def output(self, t: int) -> np.ndarray:
         """Output frame ``t``: ``D_k`` warped to ``t``, cross-faded with ``D_{k−1}`` warped to ``t`` in a cadence
         (``k`` counts the cadence groups of ``t``'s shot; diffused frame ``D_k`` is frame ``s + k·c``)."""
@@ -449,10 +530,10 @@ class DeforumChain:
                                      perlin_octaves=job.perlin_octaves, perlin_persistence=job.perlin_persistence)
 
     def queue_noise(self, d: int) -> None:
-        """Start step ``d``'s noise image on a helper thread, if ``d`` is in the same shot as ``d − c`` and has
-        noise."""
+        """Start step ``d``'s noise image on a helper (thread or process), if ``d`` is in the same shot as
+        ``d − c`` (a shot's first frame may be txt2img, which has no noise) and has noise."""
         inputs = self.inputs
-        if (d in self.noise_ahead or d >= self.job.frames or inputs.shot_start(d) != inputs.shot_start(d - self.cadence)
+        if (d in self.noise_ahead or d >= self.job.frames or d - self.cadence < inputs.shot_start(d)
                 or inputs.value("noise", d) == 0):
             return
         future = self.chains.queue_noise(self, d)
