@@ -252,6 +252,7 @@ class Bench:
     short_jobs: bool = False  # --short-jobs: jobs as long as the frames timed (compile=auto then leaves them eager)
     check_eager: bool = False  # --check-eager: a job's first frames rendered again eager, compared with the timed ones
     compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
+    compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -912,6 +913,7 @@ def job_deforum_chain(b: Bench) -> dict:
 def job_deforum_lockstep(b: Bench) -> dict:
     """Variations of one Deforum animation rendered in lockstep (frame t of every chain in one UNet batch), against
     one plain diffusers chain measured in the same run: the aggregate frames/s of all chains over the plain chain's."""
+    from framefarm.animation.plan import lockstep_groups
     from framefarm.renderers.diffusers.components import load_components
 
     s, w = b.size, b.size.width
@@ -946,6 +948,29 @@ def job_deforum_lockstep(b: Bench) -> dict:
         extra["profile"] = profile_batch(
             b, lambda: _chunk_job(b, job_for(f"lockstep-profile-{next(runs)}"), 4 * chains, 4 * chains),
             "deforum_lockstep", 4 * seconds / steps)
+    if b.compare_lockstep_drivers:
+        # Same process and models: the groups' steps queued only when needed (no head start), then the whole
+        # step as one group (one UNet batch of every chain) without head start — the driver before pipelining.
+        from framefarm.animation import plan as plan_module
+
+        DeforumChains.DIFFUSE_AHEAD = False
+        try:
+            plain_s, plain_phases = timed_run("lockstep-no-head-start")
+            print(json.dumps({"lockstep_no_head_start_s": plain_s, **plain_phases}), flush=True)
+            extra["no_head_start"] = {"seconds": round(plain_s, 3), "frames_per_s": round(frames / plain_s, 3),
+                                      "pipelined_over_not": round(plain_s / seconds, 3), "phase_seconds": plain_phases}
+            groups = plan_module.lockstep_groups
+            plan_module.lockstep_groups = lambda count: (tuple(range(count)),)
+            try:
+                b.timed(lambda: _chunk_job(b, job_for("lockstep-one-group-warm"), 2 * chains, 2 * chains))
+                one_s, one_phases = timed_run("lockstep-one-group")
+            finally:
+                plan_module.lockstep_groups = groups
+            extra["one_group_no_head_start"] = {"seconds": round(one_s, 3), "frames_per_s": round(frames / one_s, 3),
+                                                "pipelined_over_it": round(one_s / seconds, 3),
+                                                "phase_seconds": one_phases}
+        finally:
+            DeforumChains.DIFFUSE_AHEAD = True
     if b.compare_noise_threads:
         DeforumChains.NOISE_IN_PROCESSES = False
         try:
@@ -957,9 +982,11 @@ def job_deforum_lockstep(b: Bench) -> dict:
                                   "phase_seconds": threads_phases}
     return b.record("deforum_lockstep",
                     f"framefarm Deforum chains, {chains} variations of the zoom-tunnel job in lockstep (one UNet "
-                    "batch per time step) through render_chunk_frames",
+                    "batch per lockstep group and time step, each group queued ahead) through render_chunk_frames",
                     "diffusers StableDiffusionImg2ImgPipeline chain, 1 frame per call (one chain)", frames, seconds,
-                    s.chain_frames, base_s, flop, chains=chains, batch_size=chains, width=w, height=w,
+                    s.chain_frames, base_s, flop, chains=chains,
+                    lockstep_groups=[len(g) for g in lockstep_groups(chains)],
+                    batch_size=max(len(g) for g in lockstep_groups(chains)), width=w, height=w,
                     steps=s.steps, strength=CHAIN_STRENGTH, baseline_peak_mem_gib=base_peak, peak_mem_gib=b.peak(),
                     load_s=round(load_s, 2), warmup_batch_s=round(warm_s, 2), compile_s=round(compile_s, 2),
                     frames_per_s_incl_compile=round(frames / (seconds + compile_s), 3),
@@ -1073,6 +1100,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="deforum_chain: also time the job with each frame's noise made in line")
     parser.add_argument("--compare-noise-threads", action="store_true",
                         help="deforum_lockstep: time the chains again with noise made on threads, not processes")
+    parser.add_argument("--compare-lockstep-drivers", action="store_true",
+                        help="deforum_lockstep: time the chains again without head start, and as one group")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -1121,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
                       {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
-                      args.compare_noise_threads)
+                      args.compare_noise_threads, args.compare_lockstep_drivers)
         for job in jobs:
             started = time.perf_counter()
             try:
