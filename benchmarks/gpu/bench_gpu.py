@@ -963,6 +963,14 @@ def job_deforum_lockstep(b: Bench) -> dict:
             plan_module.lockstep_groups = lambda count: (tuple(range(count)),)
             try:
                 b.timed(lambda: _chunk_job(b, job_for("lockstep-one-group-warm"), 2 * chains, 2 * chains))
+                DeforumChains.DIFFUSE_AHEAD = True
+                ahead_s, ahead_phases = timed_run("lockstep-one-group-ahead")
+                extra["one_group_head_start"] = {"seconds": round(ahead_s, 3),
+                                                 "frames_per_s": round(frames / ahead_s, 3),
+                                                 "pipelined_over_it": round(ahead_s / seconds, 3),
+                                                 "phase_seconds": ahead_phases}
+                print(json.dumps({"lockstep_one_group_head_start_s": ahead_s, **ahead_phases}), flush=True)
+                DeforumChains.DIFFUSE_AHEAD = False
                 one_s, one_phases = timed_run("lockstep-one-group")
             finally:
                 plan_module.lockstep_groups = groups
