@@ -100,6 +100,31 @@ def test_eight_variations_diffuse_in_two_pipelined_groups_with_the_frames_of_the
     # A restart after time step 2 (frames of steps 0–2 stored): the chain resumes from the store.
     resumed, _ = frames(True, {f: pipelined[f] for f in range(3 * 8)}, first=3 * 8)
     assert all(np.array_equal(resumed[f], pipelined[f]) for f in range(stored))
+    # Chunk by chunk (3 time steps each, as a render process renders them): no step is diffused ahead past a
+    # chunk's frames, and the frames are the same.
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers.diffusers.kinds.deforum import render as render_deforum
+
+    launched: list[int] = []
+    launch = DeforumChains._launch
+
+    def counted(self, chains, d):
+        launched.append(d)
+        return launch(self, chains, d)
+
+    store: dict[int, np.ndarray] = {}
+    DeforumChains._launch = counted
+    try:
+        for chunk in plan_job(job, renderer="test", chunk_size=3 * 8).chunks:
+            context = RenderContext.for_job(job, previous_frame=store.__getitem__)
+            for frame, image in render_deforum(chunk, list(chunk.frames), context):
+                store[frame] = image
+    finally:
+        DeforumChains._launch = launch
+    assert all(np.array_equal(store[f], pipelined[f]) for f in range(stored))
+    # Chunk 0 (steps 0–2) diffuses 0 and 2 (2 ahead); chunk 1 (3–5) diffuses 2 again (frame 3 is D₂ warped) and 4
+    # (a shot's first, never ahead), but not 6, which is past its frames; chunk 2 diffuses 6. Two groups each.
+    assert launched == [0, 0, 2, 2, 2, 2, 4, 4, 6, 6]
 
 
 def test_the_lockstep_group_enters_every_frame_key(monkeypatch):
