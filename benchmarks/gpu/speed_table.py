@@ -15,6 +15,7 @@ LABELS = {
     "deforum_chain": "Deforum chain (zoom-tunnel, @0.65), one chain",
     "animatediff": "AnimateDiff, 16-frame windows",
     "sdxl_img2img": "SDXL img2img 1024²",
+    "deforum_lockstep": "Deforum variations in lockstep",
 }
 
 
@@ -25,8 +26,13 @@ def rows(document: dict) -> list[str]:
         if "error" in r:
             continue
         label = LABELS.get(r["job"], r["job"])
-        if r.get("batch_size", 1) > 1:
+        if r.get("chains"):
+            groups = r.get("lockstep_groups") or [r["chains"]]
+            label += f", {r['chains']} chains in {len(groups)} group{'s' if len(groups) > 1 else ''}"
+        elif r.get("batch_size", 1) > 1:
             label += f", batch {r['batch_size']}"
+        if r.get("run"):  # a record measured in another run than the file's (its own device and baseline)
+            label += f" ({r['run']}, {r.get('device', '?')})"
         baseline = f"{r['baseline_frames_per_s']:.2f}"
         speedup = f"{r['speedup_vs_baseline']:.2f}×"
         batched = r.get("baseline_batched")
