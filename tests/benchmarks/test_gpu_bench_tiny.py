@@ -60,8 +60,14 @@ def test_the_speed_table_is_built_from_the_records():
          "speedup_vs_baseline_batched": 2.5, "fraction_of_ceiling": 0.451, "default_levers": True,
          "compiled": "blocks:default"},
         {"job": "animatediff", "error": "RuntimeError: boom"},
+        {"job": "deforum_lockstep", "chains": 16, "lockstep_groups": [8, 8], "batch_size": 8, "frames_per_s": 11.24,
+         "baseline_frames_per_s": 2.19, "speedup_vs_baseline": 5.13, "fraction_of_ceiling": 0.3677,
+         "default_levers": True, "compiled": "model:reduce-overhead", "run": "call20", "device": "H100"},
     ]}
     lines = speed_table.table(document).splitlines()
-    assert len(lines) == 3  # header, rule, one row: a failed job has no row
+    assert len(lines) == 4  # header, rule, two rows: a failed job has no row
+    # A lockstep record names its chains and groups (not the per-group batch), and a record from a later run says so.
+    assert lines[3] == ("| Deforum variations in lockstep, 16 chains in 2 groups (call20, H100) | default, "
+                        "model:reduce-overhead | 11.24 | 2.19 | 5.13× | 36.8% |")
     assert lines[2] == ("| video2video, 1 ControlNet, 20 steps @0.6, batch 32 | default, blocks:default | 10.50 | "
                         "1.50 (batch 1) · 4.20 (batch 8) | 7.00× · 2.50× | 45.1% |")
