@@ -941,6 +941,11 @@ def job_deforum_lockstep(b: Bench) -> dict:
     seconds, phases = timed_run("lockstep")
     compile_s = max(0.0, warm_s - 2 * seconds / steps)
     extra = {"phase_seconds": phases}
+
+    def compared(run_s: float, run_phases: dict, ratio: str) -> dict:
+        """A variant timed in the same process: its figures and the default run's speed over it."""
+        return {"seconds": round(run_s, 3), "frames_per_s": round(frames / run_s, 3), ratio: round(run_s / seconds, 3),
+                "phase_seconds": run_phases}
     if b.profile_dir is not None and b.device == "cuda":
         # Four time steps of a fresh job (its first from the init image): where the GPU's time goes, and how much
         # of the wall time it is busy at all.
@@ -957,26 +962,20 @@ def job_deforum_lockstep(b: Bench) -> dict:
         try:
             plain_s, plain_phases = timed_run("lockstep-no-head-start")
             print(json.dumps({"lockstep_no_head_start_s": plain_s, **plain_phases}), flush=True)
-            extra["no_head_start"] = {"seconds": round(plain_s, 3), "frames_per_s": round(frames / plain_s, 3),
-                                      "pipelined_over_not": round(plain_s / seconds, 3), "phase_seconds": plain_phases}
+            extra["no_head_start"] = compared(plain_s, plain_phases, "pipelined_over_not")
             groups = plan_module.lockstep_groups
             plan_module.lockstep_groups = lambda count: (tuple(range(count)),)
             try:
                 b.timed(lambda: _chunk_job(b, job_for("lockstep-one-group-warm"), 2 * chains, 2 * chains))
                 DeforumChains.DIFFUSE_AHEAD = True
                 ahead_s, ahead_phases = timed_run("lockstep-one-group-ahead")
-                extra["one_group_head_start"] = {"seconds": round(ahead_s, 3),
-                                                 "frames_per_s": round(frames / ahead_s, 3),
-                                                 "pipelined_over_it": round(ahead_s / seconds, 3),
-                                                 "phase_seconds": ahead_phases}
+                extra["one_group_head_start"] = compared(ahead_s, ahead_phases, "pipelined_over_it")
                 print(json.dumps({"lockstep_one_group_head_start_s": ahead_s, **ahead_phases}), flush=True)
                 DeforumChains.DIFFUSE_AHEAD = False
                 one_s, one_phases = timed_run("lockstep-one-group")
             finally:
                 plan_module.lockstep_groups = groups
-            extra["one_group_no_head_start"] = {"seconds": round(one_s, 3), "frames_per_s": round(frames / one_s, 3),
-                                                "pipelined_over_it": round(one_s / seconds, 3),
-                                                "phase_seconds": one_phases}
+            extra["one_group_no_head_start"] = compared(one_s, one_phases, "pipelined_over_it")
         finally:
             DeforumChains.DIFFUSE_AHEAD = True
     if b.compare_noise_threads:
@@ -985,9 +984,7 @@ def job_deforum_lockstep(b: Bench) -> dict:
             threads_s, threads_phases = timed_run("lockstep-noise-threads")
         finally:
             DeforumChains.NOISE_IN_PROCESSES = True
-        extra["noise_threads"] = {"seconds": round(threads_s, 3), "frames_per_s": round(frames / threads_s, 3),
-                                  "processes_over_threads": round(threads_s / seconds, 3),
-                                  "phase_seconds": threads_phases}
+        extra["noise_threads"] = compared(threads_s, threads_phases, "processes_over_threads")
     return b.record("deforum_lockstep",
                     f"framefarm Deforum chains, {chains} variations of the zoom-tunnel job in lockstep (one UNet "
                     "batch per lockstep group and time step, each group queued ahead) through render_chunk_frames",
