@@ -12,9 +12,9 @@ leaves a claim and an outcome in the job folder (``framefarm.flows.chunk_records
 
 from __future__ import annotations
 
-import base64
+import json
 import os
-import pickle
+from dataclasses import asdict
 
 from prefect import task
 
@@ -33,16 +33,25 @@ def priority_level(priority: int) -> int:
 
 
 def pack_chunk(chunk: ChunkSpec) -> str:
-    """A chunk as the task's parameter. Prefect stores parameters of queued tasks as JSON-like values, which turns a
-    ChunkSpec into a bare tuple: it travels pickled (made by the job's own parent flow, read by framefarm's own
-    workers, stored where Prefect keeps its own pickled results)."""
-    return base64.b64encode(pickle.dumps(chunk)).decode()
+    """A chunk as the task's parameter: JSON text. Prefect stores parameters of queued tasks as JSON-like values,
+    which would turn a ChunkSpec into a bare tuple; and a worker must never unpickle what anyone with access to the
+    Prefect server could have written there, so the chunk travels as plain data and is rebuilt field by field."""
+    return json.dumps(asdict(chunk), allow_nan=False)
 
 
 def unpack_chunk(packed: str) -> ChunkSpec:
-    chunk = pickle.loads(base64.b64decode(packed))
-    if not isinstance(chunk, ChunkSpec):
-        raise RenderError(f"a queued chunk parameter held a {type(chunk).__name__}, not a ChunkSpec")
+    """The :class:`ChunkSpec` of :func:`pack_chunk`'s text; anything else is a RenderError (never executed)."""
+    try:
+        data = json.loads(packed)
+        chunk = ChunkSpec(
+            job=str(data["job"]), index=int(data["index"]), start=int(data["start"]), stop=int(data["stop"]),
+            frame_keys=tuple(map(str, data["frame_keys"])), seeds=tuple(map(int, data["seeds"])),
+            prompts=tuple(map(str, data["prompts"])), negative_prompts=tuple(map(str, data["negative_prompts"])),
+            values={str(name): tuple(map(float, column)) for name, column in data["values"].items()},
+            camera=tuple(tuple(map(float, row)) for row in data["camera"]), key=str(data["key"]),
+            shot=int(data.get("shot", 0)))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RenderError(f"a queued chunk parameter is not a ChunkSpec ({type(exc).__name__}: {exc})") from None
     return chunk
 
 

@@ -50,6 +50,25 @@ def test_a_chunk_travels_intact_and_nothing_else_passes_for_one():
         unpack_chunk(base64.b64encode(pickle.dumps(("a", "tuple"))).decode())
 
 
+def test_a_pickled_payload_in_the_queue_is_refused_without_being_run(tmp_path):
+    """Anyone who can write task parameters to the Prefect server must not run code on a worker: a pickle whose
+    loading would create a file is refused as not a chunk, and the file is never made."""
+    import base64
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with pytest.raises(RenderError, match="not a ChunkSpec"):
+        unpack_chunk(base64.b64encode(pickle.dumps(Payload())).decode())
+    with pytest.raises(RenderError, match="not a ChunkSpec"):
+        unpack_chunk(pickle.dumps(Payload()).decode("latin-1"))
+    assert not marker.exists()
+
+
 def test_simulated_frames_are_a_pure_function_of_the_chunk(monkeypatch):
     monkeypatch.setenv("FRAMEFARM_SIMULATED_SECONDS_PER_FRAME", "0")
     job = small_job()
