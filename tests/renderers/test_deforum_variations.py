@@ -144,3 +144,34 @@ def test_the_lockstep_group_enters_every_frame_key(monkeypatch):
     monkeypatch.setattr(plan, "lockstep_groups", lambda count: (tuple(range(count)),))
     one = plan.plan_job(job, renderer="test").frame_keys
     assert set(two) == set(one) and all(two[f] != one[f] for f in two)
+
+
+def test_each_variations_first_frame_is_diffusers_own_img2img_of_the_init_image(tmp_path, models_dir, tiny_library):
+    """The reference is diffusers' StableDiffusionImg2ImgPipeline on the same tiny SD1.5 folder: frame 0 of every
+    variation (one lockstep batch) is img2img of the init image with that variation's seed and prompt, so it must be
+    diffusers' frame for that seed and prompt, within rounding of the batch (a level or two of 255)."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
+    from PIL import Image
+
+    from framefarm.renderers.testcard import source_testcard
+
+    init = source_testcard(0, 64, 64, 8)
+    Image.fromarray(init).save(tmp_path / "init.png")
+    job = small_job(models_dir, frames=1, init_image=str(tmp_path / "init.png"), negative_prompt="",
+                    color_coherence={"mode": "None"},
+                    motion={"strength": "0:(0.75)", "noise": "0:(0)", "contrast": "0:(1)",
+                            "anti_blur": {"amount": "0:(0)"}},
+                    variations=VARIATIONS)
+    frames = chain_frames(job, frames=range(3))
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(str(tiny_library.sd15_diffusers), torch_dtype=torch.float32,
+                                                          safety_checker=None, requires_safety_checker=False,
+                                                          local_files_only=True)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    for v, (offset, prompt) in enumerate([(0, "a lighthouse"), (100, "a lighthouse, at night"), (7, "a lighthouse")]):
+        reference = np.asarray(pipe(prompt, negative_prompt="", image=Image.fromarray(init), strength=0.75,
+                                    num_inference_steps=job.model.steps, guidance_scale=job.model.cfg_scale,
+                                    generator=torch.Generator("cpu").manual_seed(3 + offset)).images[0]).astype(int)
+        diff = np.abs(frames[v].astype(int) - reference)
+        assert diff.max() <= 2 and diff.mean() < 0.2, (v, diff.max(), diff.mean())
