@@ -138,7 +138,8 @@ def test_the_lockstep_group_enters_every_frame_key(monkeypatch):
     for count in (1, 7, 8, 9, 16, 17, 64):
         groups = plan.lockstep_groups(count)
         assert [v for g in groups for v in g] == list(range(count))
-        assert max(map(len, groups)) - min(map(len, groups)) <= 1 and max(map(len, groups)) <= plan.LOCKSTEP_GROUP_CHAINS
+        sizes = [len(g) for g in groups]
+        assert max(sizes) - min(sizes) <= 1 and max(sizes) <= plan.LOCKSTEP_GROUP_CHAINS
     two = plan.plan_job(job, renderer="test").frame_keys
     monkeypatch.setattr(plan, "LOCKSTEP_GROUP_CHAINS", 16)
     monkeypatch.setattr(plan, "lockstep_groups", lambda count: (tuple(range(count)),))

@@ -195,17 +195,11 @@ class DeforumChains:
         planned = [chain.settings(d, img2img=init is not None) for chain, init in zip(chains, starts)]
         # Chains with equal settings and the same kind of start share a call; which chains those are follows from
         # the job alone, so the batches are the same in every run.
-        calls: list[tuple[tuple[FrameSettings, bool], list[int]]] = []
+        calls: dict[tuple[FrameSettings, bool], list[int]] = {}  # in first-seen order
         for index, (settings, _, _) in enumerate(planned):
-            kind = (settings, starts[index] is None)
-            for existing, members in calls:
-                if existing == kind:
-                    members.append(index)
-                    break
-            else:
-                calls.append((kind, [index]))
+            calls.setdefault((settings, starts[index] is None), []).append(index)
         images: dict[int, Any] = {}
-        for (settings, txt2img), members in calls:
+        for (settings, txt2img), members in calls.items():
             frames = [chains[i].store_frame(d) for i in members]
             controls = {index: unit_control_images(components, index, unit,
                                                    [(frames[k], chains[i].control_source(index, unit, d, starts[i]),
@@ -238,7 +232,8 @@ class DeforumChains:
         """Queue group ``g``'s step ``d`` now, if this render needs it and it continues the same shot: its inputs
         (each chain's output ``d − 1``) exist once the step before is finished."""
         inputs = self.inputs
-        if not self.DIFFUSE_AHEAD or d > self.horizon or d >= inputs.job.frames or d - inputs.cadence < inputs.shot_start(d):
+        # (The horizon is at most the job's last time step.)
+        if not self.DIFFUSE_AHEAD or d > self.horizon or d - inputs.cadence < inputs.shot_start(d):
             return
         chains = self.groups[g]
         try:
