@@ -389,7 +389,20 @@ def probe_warm_start(spec: dict) -> dict:
     first, steady = batch(), batch()
     return {"load_s": round(load_s, 2), "first_batch_s": round(first, 2), "steady_batch_s": round(steady, 2),
             "compile_from_cache_s": round(max(0.0, first - steady), 2),
-            "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job)}
+            "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job),
+            "compile_phases_s": compile_phases()}
+
+
+def compile_phases() -> dict:
+    """Seconds this process spent in each phase of torch.compile (dynamo tracing, AOT autograd, Inductor, cache
+    loads), summed over its compiled graphs, as torch's own counters report them: where a warm start goes."""
+    try:
+        from torch._dynamo.utils import compile_times
+
+        names, values = compile_times(repr="csv", aggregate=True)
+        return {str(n): round(float(v), 3) for n, v in zip(names, values)}
+    except Exception as exc:  # a diagnosis only; the counters' shape changes between torch releases
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: int, controlnet: bool,
@@ -1056,6 +1069,14 @@ def job_animatediff(b: Bench) -> dict:
     compile_s = max(0.0, warm_s - seconds / s.clips)
     frames = s.clips * segment
     extra = {}
+    if b.profile_dir is not None and b.device == "cuda":
+        profile_jobs = iter(range(200, 10_000))
+        try:
+            extra["profile"] = profile_batch(
+                b, lambda: _chunk_job(b, job_for(next(profile_jobs)), segment, segment), "animatediff",
+                seconds / s.clips)
+        except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
+            extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
     if b.check_eager:
         extra["eager_check"] = eager_check(b, job_for(1), list(range(segment)),
                                            lambda j: _chunk_job(b, j, segment, segment))
