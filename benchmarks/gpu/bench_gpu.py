@@ -253,6 +253,7 @@ class Bench:
     check_eager: bool = False  # --check-eager: a job's first frames rendered again eager, compared with the timed ones
     compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
     compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
+    compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -516,6 +517,8 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
               "phases_s": {k: round(v, 3) for k, v in phases.items()},
               "phases_other_s": round(synced_s - sum(phases.values()), 3)}
 
+    result["stream_syncs"] = count_syncs(run_batch)
+
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
@@ -558,6 +561,27 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
         (b.profile_dir / f"profile_{job_name}.txt").write_text(f"table failed: {exc}\n")
     print(json.dumps({k: v for k, v in result.items() if k != "top_kernels"}), flush=True)
     return {k: v for k, v in result.items() if k != "top_kernels"}
+
+
+def count_syncs(run_batch) -> dict:
+    """The operations of one batch that made the host wait for the GPU (torch's sync debug mode: ``.item()``,
+    device→host copies, copies from pageable host memory, ``nonzero``), counted by the Python line that called
+    them: each is a moment when the GPU's queue runs dry until the host queues more."""
+    import warnings
+    from collections import Counter
+
+    import torch
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run_batch()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return {"total": sum(sites.values()), "by_line": dict(sites.most_common(12))}
 
 
 def sdpa_backends(torch) -> dict:
@@ -742,6 +766,22 @@ def job_video2video(b: Bench) -> dict:
                                        "profile": old.get("profile")}
         finally:
             denoise.encode_sources, denoise.queue_decode = saved
+    if b.compare_pageable_noise:
+        # Same process, same (compiled) models, same frames: each frame's seeded CPU noise copied to the GPU as
+        # diffusers copies it (pageable memory: the stream waits for the GPU at every denoising step).
+        from framefarm.renderers.diffusers import host_noise
+
+        host_noise.ENABLED = False
+        try:
+            paged = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
+                                  controlnet=True, job_name="v2v-pageable-noise")
+        finally:
+            host_noise.ENABLED = True
+        paged_fps = s.v2v_frames / paged["seconds"]
+        record["pageable_noise"] = {"frames": s.v2v_frames, "seconds": round(paged["seconds"], 3),
+                                    "frames_per_s": round(paged_fps, 3),
+                                    "fraction_of_ceiling": round(flop * paged_fps / 1e12 / b.ceiling_tflops, 4),
+                                    "pinned_over_pageable": round(record["frames_per_s"] / paged_fps, 3)}
     if b.compare_sync_decode:
         # Same process, same (compiled) models, same frames: each batch's pixels fetched from the GPU before the
         # next batch is queued (the renderer before PendingFrames), against the deferred fetch measured above.
@@ -1128,6 +1168,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="deforum_lockstep: time the chains again with noise made on threads, not processes")
     parser.add_argument("--compare-lockstep-drivers", action="store_true",
                         help="deforum_lockstep: time the chains again without head start, and as one group")
+    parser.add_argument("--compare-pageable-noise", action="store_true",
+                        help="video2video: also time the job with the seeded noise copied from pageable memory")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -1176,7 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
                       {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
-                      args.compare_noise_threads, args.compare_lockstep_drivers)
+                      args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -23,6 +23,7 @@ import numpy as np
 
 from framefarm.renderers.diffusers.conditioning import encode_pairs
 from framefarm.renderers.diffusers.controls import control_scales
+from framefarm.renderers.diffusers.host_noise import pinned_noise
 from framefarm.renderers.diffusers.patches import NO_NETWORKS, Networks
 from framefarm.renderers.diffusers.vae import PendingFrames, encode_sources, queue_decode, to_tensor, vae_slice
 
@@ -103,15 +104,16 @@ def denoise_group(components, job, group: Group) -> dict[int, np.ndarray | Pendi
                                     **family.conditioning_kwargs(positives, negatives))
         if active:
             call.update(control_scales(settings.control_weights, active), height=job.height, width=job.width)
-        if group.init is None:
-            init = None
-        elif base.family == SDXL:  # diffusers' SDXL encode (float32 upcast, latents mean/std): left to it
-            init = to_tensor(group.init)
-        else:  # SD1.5: encoded here in slices (diffusers encodes a generator list one frame per call)
-            init = encode_sources(components.vae, group.init, generators, slice_size=slice_size)
-        call.update(image_kwargs(job, init, settings.strength, controls))
-        with torch.inference_mode():
-            latents = pipe(**call).images
+        with pinned_noise():  # the seeded CPU noise reaches the GPU without a stream sync per step
+            if group.init is None:
+                init = None
+            elif base.family == SDXL:  # diffusers' SDXL encode (float32 upcast, latents mean/std): left to it
+                init = to_tensor(group.init)
+            else:  # SD1.5: encoded here in slices (diffusers encodes a generator list one frame per call)
+                init = encode_sources(components.vae, group.init, generators, slice_size=slice_size)
+            call.update(image_kwargs(job, init, settings.strength, controls))
+            with torch.inference_mode():
+                latents = pipe(**call).images
         decoded = queue_decode(components.vae, latents, group.frames, slice_size=slice_size, lock=base.lock)
     return {frame: decoded for frame in group.frames}
 

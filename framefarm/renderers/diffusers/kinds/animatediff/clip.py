@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -241,9 +241,14 @@ def windows_per_call(width: int, height: int) -> int:
 
 def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning, cfg, controls, *,
                   context_length: int, context_overlap: int, weighting: str, loop_windows: bool):
-    """The denoising steps. Latents, the windows' weighted sums and the scheduler step stay on the device: nothing
-    waits for the GPU between steps (the step noise still comes from each frame's CPU generator)."""
+    """The denoising steps. Latents, the windows' weighted sums and the scheduler step stay on the device, and
+    nothing the steps need is copied from pageable host memory (such a copy makes the CUDA stream wait for all
+    queued work, so the GPU would idle while the CPU queues the next UNet call): the windows' frame indices and
+    weights, the models' timesteps and the control images go to the device once, and each frame's step noise from
+    its CPU generator goes through pinned memory (:func:`~framefarm.renderers.diffusers.host_noise.pinned_noise`)."""
     import torch
+
+    from framefarm.renderers.diffusers.host_noise import pinned_noise
 
     unet, base = setup.unet, setup.base
     device = base.device
@@ -252,26 +257,37 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
     count = latents.shape[0]
     height, width = size
     per_call = windows_per_call(width, height)
-    for step, t in enumerate(timesteps):
-        # a. Each context window predicts its frames' noise; a frame's prediction is the weighted mean.
-        stride = max(1, context_length - context_overlap)
-        shift = (step % 2) * (stride // 2) if loop_windows else 0
-        windows = context_windows(count, context_length, context_overlap, loop=loop_windows, shift=shift)
-        model_in = scheduler.scale_model_input(latents, t)
-        total = torch.zeros_like(latents)
-        weight_sum = torch.zeros((count, 1, 1, 1), device=device)
-        progress = step / len(timesteps)
-        for group in _window_groups(windows, per_call):
-            preds = _predict_windows(unet, base, model_in, t, group, cond_f, uncond_f, pooled_f, pooled_uncond_f,
-                                     size, cfg, controls, progress)
-            for window, pred in zip(group, preds):  # one index_add per window: no duplicate index in a call
-                w = torch.tensor(window, device=device)
-                weights = torch.from_numpy(window_weights(len(window), weighting)).view(-1, 1, 1, 1).to(device)
-                total.index_add_(0, w, pred * weights)
-                weight_sum.index_add_(0, w, weights)
-        noise_pred = total / weight_sum
-        # b. One scheduler step for the whole segment; step noise per frame from that frame's generator.
-        latents = scheduler.step(noise_pred, t, latents, generator=generators, return_dict=False)[0]
+    window_cache: dict[tuple[int, ...], tuple] = {}  # window → (its frames, its weights) on the device, made once
+
+    def on_device(window: list[int]):
+        key = tuple(window)
+        if key not in window_cache:
+            weights = torch.from_numpy(window_weights(len(window), weighting)).view(-1, 1, 1, 1)
+            window_cache[key] = (torch.tensor(window, device=device), weights.to(device))
+        return window_cache[key]
+
+    model_timesteps = timesteps.to(device)  # the models' copy; the scheduler keeps its CPU timesteps
+    controls = tuple(replace(c, images=c.images.to(base.device, base.dtype)) for c in controls)
+    with pinned_noise():
+        for step, t in enumerate(timesteps):
+            # a. Each context window predicts its frames' noise; a frame's prediction is the weighted mean.
+            stride = max(1, context_length - context_overlap)
+            shift = (step % 2) * (stride // 2) if loop_windows else 0
+            windows = context_windows(count, context_length, context_overlap, loop=loop_windows, shift=shift)
+            model_in = scheduler.scale_model_input(latents, t)
+            total = torch.zeros_like(latents)
+            weight_sum = torch.zeros((count, 1, 1, 1), device=device)
+            progress = step / len(timesteps)
+            for group in _window_groups(windows, per_call):
+                placed = [on_device(window) for window in group]
+                preds = _predict_windows(unet, base, model_in, model_timesteps[step], [w for w, _ in placed], cond_f,
+                                         uncond_f, pooled_f, pooled_uncond_f, size, cfg, controls, progress)
+                for (w, weights), pred in zip(placed, preds):  # one index_add per window: no duplicate index
+                    total.index_add_(0, w, pred * weights)
+                    weight_sum.index_add_(0, w, weights)
+            noise_pred = total / weight_sum
+            # b. One scheduler step for the whole segment; step noise per frame from that frame's generator.
+            latents = scheduler.step(noise_pred, t, latents, generator=generators, return_dict=False)[0]
     return latents
 
 
@@ -286,16 +302,16 @@ def _window_groups(windows: list[list[int]], per_call: int) -> list[list[list[in
     return groups
 
 
-def _predict_windows(unet, base, model_in, t, group, cond_f, uncond_f, pooled_f, pooled_uncond_f, size, cfg,
+def _predict_windows(unet, base, model_in, t, index, cond_f, uncond_f, pooled_f, pooled_uncond_f, size, cfg,
                      controls, progress: float) -> list:
-    """One UNet call for a group of equal-length windows: each window's guided noise prediction ``[F, C, h, w]``.
-    The batch is ``[window 1 … window W]`` (unconditional ones first with CFG), frames in order inside each."""
+    """One UNet call for a group of equal-length windows (``index``: each window's frames, on the device): each
+    window's guided noise prediction ``[F, C, h, w]``. The batch is ``[window 1 … window W]`` (unconditional ones
+    first with CFG), frames in order inside each."""
     import torch
 
     guided = cfg != 1.0
-    n = len(group)
-    index = [torch.tensor(window) for window in group]
-    x = torch.cat([model_in[w.to(model_in.device)].permute(1, 0, 2, 3)[None] for w in index])  # [W, C, F, h, w]
+    n = len(index)
+    x = torch.cat([model_in[w].permute(1, 0, 2, 3)[None] for w in index])  # [W, C, F, h, w]
     states = torch.cat([cond_f[w] for w in index])
     if guided:
         x = torch.cat([x, x])
