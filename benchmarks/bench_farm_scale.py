@@ -15,6 +15,10 @@ Figures (from the chunk records every worker leaves in the job folders, ``<job>/
   first chunk start to its last finish. Idle time with nothing queued is in ``gpu_idle_fraction_total``.
 * ``dispatch_latency_s``: per chunk, from "queued and a worker free" to "started" (p50/p95); the wait in the queue
   behind other chunks is ``queue_wait_s``.
+* ``lookahead``: the workers' ``--lookahead-s`` and how often a chunk was taken while the worker's previous chunk
+  still rendered (``taken`` before the previous ``finished``), with how long such chunks waited for the GPU.
+  "Started" is always the start on the GPU (the claim's ``started``), "taken" the moment the worker took the chunk
+  from Prefect's queue.
 * ``server_cpu_s_per_chunk``: CPU seconds of the `prefect server` process tree (both lives) ÷ chunks.
 * ``database_inserts_per_chunk``: PostgreSQL's insert counters per table ÷ chunks; with ``--count-api`` the server
   logs its requests (uvicorn's access log) and ``api_calls_per_chunk`` counts them by method and path.
@@ -37,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from framefarm.flows.gpu_slot import DEFAULT_LOOKAHEAD_S  # noqa: E402
 from tests.integration.farm_cluster import FarmCluster  # noqa: E402
 from tests.support.postgres_server import postgres_database, psql  # noqa: E402
 
@@ -105,7 +110,9 @@ def idle_breakdown(records: dict[str, list[dict]], prefect_times: dict[str, list
     when the previous one finished (so every second of the gap is the farm's own): ``finish`` from the chunk's last
     frame recorded to Prefect's end of the task run (result stored, Completed state); ``handout`` from that to
     Prefect's start of the next task run (subscribe again, the server hands a run out, parameters read, Running);
-    ``start`` from that to the chunk's claim (job loaded, claim written). Seconds summed over all such gaps."""
+    ``start`` from that to the chunk's claim (job loaded, claim written). Seconds summed over all such gaps whose
+    next chunk was taken after the previous one finished; gaps whose next chunk was taken ahead (look-ahead) are
+    counted apart, with their mean."""
     def prefect_run(job: str, record: dict) -> tuple[float, float] | None:
         candidates = prefect_times.get(f"chunk-{job}-{record['index']}", [])
         near = [c for c in candidates if c[0] <= record["started"] + 1.0 and c[1] >= record["finished"] - 1.0]
@@ -117,15 +124,23 @@ def idle_breakdown(records: dict[str, list[dict]], prefect_times: dict[str, list
             if "error" not in record:
                 by_worker[record["worker"]].append((job, record))
     parts = {"finish": 0.0, "handout": 0.0, "start": 0.0}
-    gaps = matched = 0
-    gap_total = 0.0
+    gaps = matched = ahead = 0
+    gap_total = gap_ahead = 0.0
     for runs in by_worker.values():
         runs.sort(key=lambda jr: jr[1]["started"])
         for (pjob, previous), (job, run) in zip(runs, runs[1:]):
             if run["ready"] > previous["finished"]:
                 continue
             gaps += 1
-            gap_total += max(0.0, run["started"] - previous["finished"])
+            gap = max(0.0, run["started"] - previous["finished"])
+            gap_total += gap
+            if run.get("taken", run["started"]) < previous["finished"]:
+                # Taken ahead (look-ahead): the hand-out happened while the previous chunk rendered; the gap is
+                # only the GPU passing from one task thread to the other. Prefect's start is the take, not the GPU
+                # start, so these gaps are not split below.
+                ahead += 1
+                gap_ahead += gap
+                continue
             before, after = prefect_run(pjob, previous), prefect_run(job, run)
             if before is None or after is None:
                 continue
@@ -133,7 +148,10 @@ def idle_breakdown(records: dict[str, list[dict]], prefect_times: dict[str, list
             parts["finish"] += before[1] - previous["finished"]
             parts["handout"] += after[0] - before[1]
             parts["start"] += run["started"] - after[0]
-    return {"gaps_with_next_chunk_queued": gaps, "gaps_matched_to_prefect_task_runs": matched,
+    return {"gaps_with_next_chunk_queued": gaps, "gaps_next_taken_ahead": ahead,
+            "gap_mean_s_next_taken_ahead": round(gap_ahead / max(ahead, 1), 3),
+            "gap_mean_s_next_taken_after": round((gap_total - gap_ahead) / max(gaps - ahead, 1), 3),
+            "gaps_matched_to_prefect_task_runs": matched,
             "gap_s_total": round(gap_total, 1),
             "mean_s": {part: round(value / max(matched, 1), 3) for part, value in parts.items()},
             "total_s": {part: round(value, 1) for part, value in parts.items()}}
@@ -211,6 +229,30 @@ def orchestration_figures(records: list[dict]) -> dict:
     }
 
 
+def lookahead_figures(records: list[dict], lookahead_s: float) -> dict:
+    """How often a worker took its next chunk while the previous one still rendered, and how long those waited for
+    the GPU (``started − taken``)."""
+    by_worker: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        if "error" not in record:
+            by_worker[record["worker"]].append(record)
+    followers = ahead = 0
+    waits = []
+    for runs in by_worker.values():
+        runs.sort(key=lambda r: r["started"])
+        for previous, run in zip(runs, runs[1:]):
+            followers += 1
+            taken = run.get("taken", run["started"])
+            if taken < previous["finished"]:
+                ahead += 1
+                waits.append(run["started"] - taken)
+    return {"lookahead_s": lookahead_s, "chunks_after_another_on_same_worker": followers,
+            "taken_ahead": ahead, "taken_ahead_fraction": round(ahead / followers, 3) if followers else None,
+            "gpu_wait_s_taken_ahead": {"p50": round(percentile(waits, 0.5), 2),
+                                       "p95": round(percentile(waits, 0.95), 2),
+                                       "max": round(max(waits), 2) if waits else None}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=24)
@@ -220,6 +262,8 @@ def main() -> None:
     parser.add_argument("--seconds-per-frame", type=float, default=1.0)
     parser.add_argument("--parents", type=int, default=8, help="parent flow runs at once (the job worker's limit)")
     parser.add_argument("--kill", type=int, default=3, help="chunk workers SIGKILLed mid-night")
+    parser.add_argument("--lookahead-s", type=float, default=DEFAULT_LOOKAHEAD_S,
+                        help="the chunk workers' --lookahead-s (0: take a chunk only when the GPU is free)")
     parser.add_argument("--count-api", action="store_true",
                         help="log the server's requests (uvicorn access log) and count them per chunk")
     parser.add_argument("--root", type=Path, default=Path("/tmp/framefarm-farm-scale"))
@@ -250,7 +294,7 @@ def main() -> None:
             setup()
             names = [f"gpu{i:02d}" for i in range(args.workers)]
             for name in names:
-                farm.start_chunk_worker(name)
+                farm.start_chunk_worker(name, lookahead_s=args.lookahead_s)
             started = time.time()
             box_before = box_cpu_s()
             loads: list[float] = []
@@ -294,7 +338,7 @@ def main() -> None:
                     time.sleep(3)
                     for name in names:
                         if farm.chunk_workers[name].poll() is not None:
-                            farm.start_chunk_worker(name)
+                            farm.start_chunk_worker(name, lookahead_s=args.lookahead_s)
                     faults.append("worker_sigkill")
                     killed = True
                 if not restarted and done_chunks >= planned_chunks * 0.5:
@@ -363,6 +407,7 @@ def main() -> None:
         "chunks": chunk_count,
         "chunks_planned": planned_chunks,
         "chunk_size": args.chunk_size,
+        "lookahead_s": args.lookahead_s,
         "frames": frames_total,
         "lost_frames": lost,
         "videos_verified": sum(verified),
@@ -374,6 +419,7 @@ def main() -> None:
         "big_job_frames": args.big_frames,
         "big_job_workers": len({c["worker"] for c in big}),
         **orchestration_figures(all_records),
+        "lookahead": lookahead_figures(all_records, args.lookahead_s),
         "idle_breakdown_s": idle_breakdown(records, prefect_times),
         "render_overhead_in_chunk_s": round(statistics.mean(
             r["finished"] - r["started"] - len(r.get("rendered", ())) * args.seconds_per_frame

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from framefarm.flows.gpu_slot import DEFAULT_LOOKAHEAD_S
+
 
 def _parse_after(text: str | None) -> dt.datetime | None:
     from framefarm.errors import InputError
@@ -67,12 +69,18 @@ def submit(
     typer.echo(run_id)
 
 
-def chunk_worker() -> None:
+def chunk_worker(
+    lookahead_s: Annotated[float, typer.Option(
+        "--lookahead-s", min=0,
+        help="Take the next chunk when the current one has this many seconds left, so the hand-out overlaps "
+             "GPU work (at most one chunk waits). 0: take a chunk only when the GPU is free.")
+    ] = DEFAULT_LOOKAHEAD_S,
+) -> None:
     """Render queued chunks of fanned-out jobs, one at a time, priority 1 first: start one per GPU
     (CUDA_VISIBLE_DEVICES=i) with PREFECT_API_URL naming the farm's server."""
     from framefarm.flows.chunk_worker import main
 
-    main()
+    main(lookahead_s)
 
 
 def queue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:

@@ -1,7 +1,10 @@
 """What a fanned-out chunk leaves in its job folder: who took it (a claim with a heartbeat) and how it ended.
 
-``<job>/chunk-runs/<index>.claim.json`` is written by the worker that starts the chunk and refreshed every
-``HEARTBEAT_S``; ``<job>/chunk-runs/<index>.json`` records the outcome (rendered frames, worker, times, or the error).
+``<job>/chunk-runs/<index>.claim.json`` is written by the worker the moment it takes the chunk from Prefect's queue
+(``taken``), also when the chunk then waits for the worker's GPU (look-ahead), and refreshed every ``HEARTBEAT_S``
+from then on; ``started`` is added when the chunk gets the GPU. A worker that stops before a waiting chunk got the
+GPU marks the claim ``given_back``. ``<job>/chunk-runs/<index>.json`` records the outcome (rendered frames, worker,
+``taken``/``started``/``finished`` times, or the error).
 Both carry the dispatch token of the parent flow run, so records of an earlier run of the job are never taken for
 this run's. The job's parent flow reads them to know a chunk is done, failed, or lost with a killed worker (a claim
 whose heartbeat stopped); the frames themselves stay the manifest's business. Kept free of Prefect.
@@ -40,24 +43,45 @@ def claim_name(index: int) -> str:
 
 
 class ChunkClaim:
-    """The claim of a running chunk, its heartbeat refreshed on a thread until :meth:`close`."""
+    """The claim of a taken chunk, its heartbeat refreshed on a thread until :meth:`close` or :meth:`give_back`.
+
+    Written when the worker takes the chunk, before it waits for its GPU: a worker killed while the chunk waits
+    leaves a claim whose heartbeat stops, and the parent hands the chunk out again, exactly as for a chunk killed
+    mid-render."""
 
     def __init__(self, store: FrameStore, index: int, dispatch: Dispatch, worker: str) -> None:
         self.store, self.index = store, index
         self.document = {"index": index, "token": dispatch.token, "attempt": dispatch.attempt, "worker": worker,
-                         "ready": dispatch.ready, "started": time.time()}
+                         "ready": dispatch.ready, "taken": time.time()}
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one write at a time, so a late beat never undoes a newer document
         self._beat()
         self._thread = threading.Thread(target=self._run, name=f"chunk-{index}-claim", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
-        self.store.write_json(claim_name(self.index), {**self.document, "heartbeat": time.time()})
+        with self._lock:
+            if not self.document.get("given_back"):
+                self.store.write_json(claim_name(self.index), {**self.document, "heartbeat": time.time()})
 
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             with contextlib.suppress(OSError):  # the store is unreachable a moment: the next beat tries again
                 self._beat()
+
+    def started(self) -> None:
+        """The chunk got the GPU now (``started``: the start of its GPU work, what the farm's figures measure)."""
+        self.document["started"] = time.time()
+        with contextlib.suppress(OSError):  # the heartbeat writes it again within HEARTBEAT_S
+            self._beat()
+
+    def give_back(self) -> None:
+        """The worker stops before this chunk got its GPU: say so, so the parent queues it again at once (not a
+        failure, not a crash). Ends the heartbeat."""
+        self.close()
+        with self._lock:
+            self.document["given_back"] = time.time()
+            self.store.write_json(claim_name(self.index), {**self.document, "heartbeat": time.time()})
 
     def close(self) -> None:
         self._stop.set()

@@ -21,6 +21,8 @@ from prefect import task
 from framefarm.animation.plan import ChunkSpec
 from framefarm.errors import RenderError
 from framefarm.flows.chunk_records import ChunkClaim, Dispatch, write_outcome
+from framefarm.flows.chunk_work import frame_listener
+from framefarm.flows.gpu_slot import GPU, GpuWaitStopped
 from framefarm.flows.job_ref import load_job_ref
 from framefarm.flows.tasks import render_chunk, worker_id
 from framefarm.storage import FrameStore
@@ -62,16 +64,35 @@ def render_dispatched_chunk(packed_chunk: str, job_ref: str, backend: str, store
     dispatch = Dispatch(**dispatch)
     job = load_job_ref(job_ref, store_root)
     store = FrameStore(store_root, job.name)
+    # Claimed the moment the chunk is taken, before it waits for the GPU (look-ahead): from here on the parent sees
+    # this worker's heartbeat, and hands the chunk out again if the worker dies while the chunk waits.
     with ChunkClaim(store, chunk.index, dispatch, worker_id()) as claim:
         try:
-            result = render_chunk.fn(chunk, job, backend, store_root)
-        except BaseException as exc:
-            write_outcome(store, claim, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            # One chunk at a time on the GPU. The outcome is written before the GPU is let go, so a record's
+            # ``finished`` is never after the next chunk's ``started`` on the same worker.
+            with GPU.hold(len(chunk.frames), _task_run_id()):
+                claim.started()
+                try:
+                    with frame_listener(GPU.frame):
+                        result = render_chunk.fn(chunk, job, backend, store_root)
+                except BaseException as exc:
+                    write_outcome(store, claim, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+                    raise
+                write_outcome(store, claim, rendered=list(result.rendered), reused=list(result.reused),
+                              seconds=round(result.seconds, 3), gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                              started_at=result.started)
+        except GpuWaitStopped:  # raised only while waiting: the worker stops before this chunk had the GPU
+            claim.give_back()  # the parent queues it again at once; no failure, no outcome
             raise
-        write_outcome(store, claim, rendered=list(result.rendered), reused=list(result.reused),
-                      seconds=round(result.seconds, 3), gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-                      started_at=result.started)
     return len(result.rendered)
+
+
+def _task_run_id():
+    """This chunk's Prefect task run id (how the worker's loop knows the run it took), None outside a task run."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return context.task_run.id if context is not None else None
 
 
 def _level_task(level: int):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from framefarm.animation.plan import ChunkSpec, canonical_hash
@@ -35,6 +36,29 @@ def previous_reader(store: FrameStore) -> Callable[[int], Any]:
         return decode_png(store.read_frame_bytes(index))
 
     return read
+
+
+_listener = threading.local()
+
+
+@contextmanager
+def frame_listener(callback: Callable[[int], None]) -> Iterator[None]:
+    """Call ``callback(frame)`` for each frame of the chunks this thread renders meanwhile, whether it renders them
+    itself or waits on a render process (``render_in_process``): the chunk worker's measure of how far its chunk
+    has got (``framefarm.flows.gpu_slot``)."""
+    previous = getattr(_listener, "callback", None)
+    _listener.callback = callback
+    try:
+        yield
+    finally:
+        _listener.callback = previous
+
+
+def frame_committed(frame: int) -> None:
+    """Tell this thread's :func:`frame_listener`, if any, that ``frame`` is done."""
+    callback = getattr(_listener, "callback", None)
+    if callback is not None:
+        callback(frame)
 
 
 _timelines: OrderedDict[str, ChunkSpec] = OrderedDict()
@@ -81,5 +105,6 @@ def render_chunk_frames(chunk: ChunkSpec, job: Any, backend: str, store: FrameSt
                           width=image.shape[1], height=image.shape[0])
             if on_frame is not None:
                 on_frame(frame)
+            frame_committed(frame)
     rendered = writer.close()
     return tuple(rendered), tuple(sorted(done))

@@ -4,13 +4,16 @@ The parent plans, queues chunks (``framefarm.flows.chunk_tasks``, at the job's p
 ended from the job folder (``framefarm.flows.chunk_records``), and hands a chunk out again when
 
 * it failed (up to ``farm.chunk_retries`` more times; the next try may land on another worker),
-* its worker died mid-chunk: its claim's heartbeat stopped for ``STALE_CLAIM_S`` (finished frames are kept: the
-  next worker renders only what the manifest lacks),
+* its worker died mid-chunk, or while the chunk waited for the worker's GPU (look-ahead: the claim is written when
+  the chunk is taken): its claim's heartbeat stopped for ``STALE_CLAIM_S`` (finished frames are kept: the next
+  worker renders only what the manifest lacks),
+* its worker was stopped (SIGTERM, Ctrl-C) before the chunk got the GPU, and gave it back (its claim says so),
 * the Prefect server restarted while it waited in the queue (the server keeps queued task runs in memory only).
 
 Prefect does the queueing, priorities and hand-out to workers; the parent decides nothing about placement. A
-Deforum chain's chunks are queued one at a time per shot, in order; everything else is queued at once, up to
-``farm.max_parallel_chunks`` (default ``DEFAULT_IN_FLIGHT``) per job.
+Deforum chain's chunks are queued one at a time per shot, in order, the next only once the previous one's outcome is
+written (after its last frame), so no worker can take it early, look-ahead or not; everything else is queued at
+once, up to ``farm.max_parallel_chunks`` (default ``DEFAULT_IN_FLIGHT``) per job.
 """
 
 from __future__ import annotations
@@ -168,7 +171,9 @@ def run_chunks_on_workers(plan, chunks, job, job_ref: str, backend: str, out: st
                             pending = [c for c in pending if c.shot != entry.chunk.shot]
                 continue
             claim = _claimed(store, names, entry)
-            if claim is not None and now - claim["heartbeat"] > STALE_CLAIM_S:
+            if claim is not None and claim.get("given_back"):  # its worker stopped before the chunk had a GPU
+                again(entry, f"worker {claim['worker']} stopped and gave it back", crashed=False)
+            elif claim is not None and now - claim["heartbeat"] > STALE_CLAIM_S:
                 crashes[index] += 1
                 if crashes[index] > job.farm.chunk_retries + CRASH_ALLOWANCE:
                     del queued[index]

@@ -217,6 +217,8 @@ def render_in_process(chunk: Any, job: Any, backend: str, store_root: str, *, ti
         RenderProcessDied: the process ended mid-chunk.
         Whatever the renderer raised (``InputError`` stays an ``InputError``, so it is not retried).
     """
+    from framefarm.flows.chunk_work import frame_committed
+
     key = _environment_key(backend)
     process = _POOL.acquire(key, max_processes)
     reusable = False
@@ -241,6 +243,7 @@ def render_in_process(chunk: Any, job: Any, backend: str, store_root: str, *, ti
                                         "the chunk will be retried") from None
             if kind == "frame":
                 last_frame = time.monotonic()
+                frame_committed(payload[0])
                 continue
             reusable = True  # the process answered: it is healthy, whatever the renderer raised
             if kind == "done":

@@ -35,9 +35,82 @@ def test_the_chunk_worker_subscribes_to_the_levels_most_urgent_first():
     async def make():  # Prefect's TaskWorker is made inside an event loop
         return ChunkWorker()
 
+    async def make_without_lookahead():
+        return ChunkWorker(lookahead_s=0)
+
     worker = asyncio.run(make())
     assert worker.ordered_keys == [CHUNK_TASKS[level].task_key for level in range(1, PRIORITY_LEVELS + 1)]
-    assert worker.limit == 1  # one chunk per GPU at a time
+    assert worker.limit == 2  # the chunk on the GPU and, with look-ahead, the next one waiting for it
+    assert asyncio.run(make_without_lookahead()).limit == 1  # without: one chunk in hand at a time
+
+
+def test_the_gpu_slot_says_when_to_take_the_next_chunk():
+    import time
+
+    from framefarm.flows.gpu_slot import GpuSlot
+
+    slot = GpuSlot()
+    assert slot.may_take_next(15) and slot.may_take_next(0)  # the GPU is free
+    slot.taken("run-1")
+    assert not slot.may_take_next(15)  # taken, not yet on the GPU: it is the one waiting
+    with slot.hold(10, "run-1"):
+        assert slot.may_take_next(15)  # no frame yet and no earlier chunk to go by: at once
+        assert not slot.may_take_next(0)  # without look-ahead, only a free GPU
+        for frame in range(2):
+            time.sleep(0.05)
+            slot.frame(frame)
+        remaining = slot.remaining_s()  # 8 frames left at ~0.05 s each
+        assert 0.2 < remaining < 1.0, remaining
+        assert slot.may_take_next(1.0) and not slot.may_take_next(0.1)
+        slot.taken("run-2")
+        assert not slot.may_take_next(1.0)  # at most one chunk waits
+        slot.settled("run-2")  # that run ended without reaching the GPU
+    assert slot.remaining_s() is None
+    with slot.hold(100, "run-3"):  # before its first frame: the previous chunk's rate (~0.05 s a frame)
+        assert 3.0 < slot.remaining_s() < 7.0 and not slot.may_take_next(2.0)
+
+
+def test_the_gpu_renders_one_chunk_at_a_time_and_a_waiting_chunk_is_given_back_on_stop():
+    import threading
+    import time
+
+    from framefarm.flows.gpu_slot import GpuSlot, GpuWaitStopped
+
+    slot = GpuSlot()
+    spans: list[tuple[float, float]] = []
+
+    def render():
+        with slot.hold(1):
+            start = time.monotonic()
+            time.sleep(0.2)
+            spans.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=render) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert b0 >= a1  # never two on the GPU
+
+    outcome: list[BaseException] = []
+
+    def wait_then_stop():
+        try:
+            with slot.hold(1, "waiting"):
+                outcome.append(AssertionError("rendered although the worker was stopping"))
+        except GpuWaitStopped as exc:
+            outcome.append(exc)
+
+    with slot.hold(1):
+        slot.taken("waiting")
+        waiter = threading.Thread(target=wait_then_stop)
+        waiter.start()
+        time.sleep(0.1)
+        slot.stopping.set()
+        waiter.join(timeout=5)
+    assert isinstance(outcome[0], GpuWaitStopped)
+    assert slot.may_take_next(0)  # the given-back run no longer counts as waiting
 
 
 def test_a_chunk_travels_intact_and_nothing_else_passes_for_one():
@@ -81,3 +154,23 @@ def test_simulated_frames_are_a_pure_function_of_the_chunk(monkeypatch):
     assert once.keys() == set(range(12))
     assert all(np.array_equal(once[f], chunked[f]) for f in once)
     assert once[0].shape == (64, 64, 3) and once[0].dtype == np.uint8
+
+
+def test_a_chunk_is_claimed_when_taken_started_on_the_gpu_and_can_be_given_back(tmp_path):
+    import json
+
+    from framefarm.flows.chunk_records import ChunkClaim, Dispatch, claim_name
+    from framefarm.storage import FrameStore
+
+    store = FrameStore(str(tmp_path), "job")
+    path = tmp_path / "job" / claim_name(3)
+    with ChunkClaim(store, 3, Dispatch(token="t", attempt=1, ready=1.0), "gpu-9") as claim:
+        taken = json.loads(path.read_text())
+        assert taken["worker"] == "gpu-9" and "taken" in taken and "heartbeat" in taken
+        assert "started" not in taken  # waiting for the GPU: claimed, with a heartbeat, but not started
+        claim.started()
+        started = json.loads(path.read_text())
+        assert started["started"] >= started["taken"]
+        claim.give_back()
+    given_back = json.loads(path.read_text())
+    assert given_back["given_back"] and given_back["attempt"] == 1

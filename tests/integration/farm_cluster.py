@@ -99,8 +99,10 @@ class FarmCluster:
                                               "process", "--limit", str(limit)], name, FRAMEFARM_WORKER_ID=name)
         return self.job_workers[name]
 
-    def start_chunk_worker(self, name: str) -> subprocess.Popen:
-        self.chunk_workers[name] = self._start([sys.executable, "-m", "framefarm", "chunk-worker"], name,
+    def start_chunk_worker(self, name: str, lookahead_s: float | None = None) -> subprocess.Popen:
+        """``lookahead_s``: the worker's ``--lookahead-s`` (None: its default)."""
+        extra = [] if lookahead_s is None else ["--lookahead-s", str(lookahead_s)]
+        self.chunk_workers[name] = self._start([sys.executable, "-m", "framefarm", "chunk-worker", *extra], name,
                                                FRAMEFARM_WORKER_ID=name)
         return self.chunk_workers[name]
 
