@@ -50,7 +50,7 @@ class ChunkClaim:
     mid-render."""
 
     def __init__(self, store: FrameStore, index: int, dispatch: Dispatch, worker: str) -> None:
-        self.store, self.index = store, index
+        self.store, self.index, self.dispatch = store, index, dispatch
         self.document = {"index": index, "token": dispatch.token, "attempt": dispatch.attempt, "worker": worker,
                          "ready": dispatch.ready, "taken": time.time()}
         self._stop = threading.Event()
@@ -92,6 +92,22 @@ class ChunkClaim:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+_handed_over: dict[Any, ChunkClaim] = {}
+_handed_over_lock = threading.Lock()
+
+
+def hand_over(run: Any, claim: ChunkClaim) -> None:
+    """Keep the claim a chunk worker wrote when it took task run ``run``, for that run's task to carry on."""
+    with _handed_over_lock:
+        _handed_over[run] = claim
+
+
+def take_over(run: Any) -> ChunkClaim | None:
+    """The claim :func:`hand_over` kept for task run ``run`` (once), or None."""
+    with _handed_over_lock:
+        return _handed_over.pop(run, None)
 
 
 def write_outcome(store: FrameStore, claim: ChunkClaim, **fields: Any) -> None:

@@ -20,7 +20,7 @@ from prefect import task
 
 from framefarm.animation.plan import ChunkSpec
 from framefarm.errors import RenderError
-from framefarm.flows.chunk_records import ChunkClaim, Dispatch, write_outcome
+from framefarm.flows.chunk_records import ChunkClaim, Dispatch, take_over, write_outcome
 from framefarm.flows.chunk_work import frame_listener
 from framefarm.flows.gpu_slot import GPU, GpuWaitStopped
 from framefarm.flows.job_ref import load_job_ref
@@ -64,13 +64,21 @@ def render_dispatched_chunk(packed_chunk: str, job_ref: str, backend: str, store
     dispatch = Dispatch(**dispatch)
     job = load_job_ref(job_ref, store_root)
     store = FrameStore(store_root, job.name)
+    run = _task_run_id()
     # Claimed the moment the chunk is taken, before it waits for the GPU (look-ahead): from here on the parent sees
-    # this worker's heartbeat, and hands the chunk out again if the worker dies while the chunk waits.
-    with ChunkClaim(store, chunk.index, dispatch, worker_id()) as claim:
+    # this worker's heartbeat, and hands the chunk out again if the worker dies while the chunk waits. The chunk
+    # worker writes the claim itself, before it acknowledges the task run to the server (ChunkWorker); this task
+    # carries that claim on, or writes one when it runs elsewhere.
+    claim = take_over(run) if run is not None else None
+    if claim is None or (claim.index, claim.dispatch) != (chunk.index, dispatch):
+        if claim is not None:
+            claim.close()
+        claim = ChunkClaim(store, chunk.index, dispatch, worker_id())
+    with claim:
         try:
             # One chunk at a time on the GPU. The outcome is written before the GPU is let go, so a record's
             # ``finished`` is never after the next chunk's ``started`` on the same worker.
-            with GPU.hold(len(chunk.frames), _task_run_id()):
+            with GPU.hold(len(chunk.frames), run):
                 claim.started()
                 try:
                     with frame_listener(GPU.frame):

@@ -26,17 +26,22 @@ and the parent queues it again at once); the chunk on the GPU is left to finish,
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import threading
 
 from prefect.client.schemas.objects import TaskRun
 from prefect.client.subscriptions import Subscription
+from prefect.results import ResultStore, get_or_create_default_task_scheduling_storage
 from prefect.settings import get_current_settings
-from prefect.task_worker import TaskWorker
+from prefect.task_worker import TaskWorker, read_parameters
 
-from framefarm.flows.chunk_tasks import CHUNK_TASKS, PRIORITY_LEVELS
+from framefarm.flows.chunk_records import ChunkClaim, Dispatch, hand_over, take_over
+from framefarm.flows.chunk_tasks import CHUNK_TASKS, PRIORITY_LEVELS, unpack_chunk
 from framefarm.flows.gpu_slot import DEFAULT_LOOKAHEAD_S, GPU
+from framefarm.flows.tasks import worker_id
+from framefarm.storage import FrameStore
 
 logger = logging.getLogger("framefarm.chunk_worker")
 RECONNECT_S = 1.0
@@ -98,18 +103,60 @@ class ChunkWorker(TaskWorker):
             await super()._safe_submit_scheduled_task_run(task_run)
         finally:
             self.gpu.settled(task_run.id)  # also a run that never reached the task (its parameters unreadable)
+            orphan = take_over(task_run.id)
+            if orphan is not None:  # its task never ran: the heartbeat stops and the parent hands the chunk out again
+                orphan.close()
 
     async def _next_task_run(self, base_url: str) -> TaskRun:
+        """One task run off the server's queues, claimed in the job folder before it is acknowledged.
+
+        Prefect's ``Subscription`` acknowledges a run as soon as it arrives; from the ack on the server has
+        forgotten it, and a worker killed before its task wrote a claim would take the chunk with it (the parent
+        sees neither a claim nor an outcome). With look-ahead a worker takes its next chunk right after one
+        starts, just when a fault is as likely as any time, so the claim comes first here: killed before the
+        ack, the server puts the run back in its queue; killed after, the claim's heartbeat goes stale and the
+        parent hands the chunk out again."""
         subscription = Subscription(model=TaskRun, path="/task_runs/subscriptions/scheduled",
                                     keys=self.ordered_keys, client_id=self.client_id, base_url=base_url)
         try:
-            return await subscription.__anext__()  # reconnects by itself while the server restarts
+            await subscription._ensure_connected()
+            task_run = TaskRun.model_validate_json(await subscription.websocket.recv())
+            claim = await self._claim(task_run)
+            try:
+                await subscription.websocket.send(json.dumps({"type": "ack"}))
+            except BaseException:
+                if claim is not None:  # not ours after all: the server keeps it; say so, so the parent does not wait
+                    take_over(task_run.id)
+                    claim.give_back()
+                raise
+            return task_run
         finally:
             if subscription._websocket is not None:
                 try:
                     await subscription._connect.__aexit__(None, None, None)
                 except Exception:  # noqa: BLE001 - the socket is done with either way
                     logger.debug("closing a chunk subscription failed", exc_info=True)
+
+    async def _claim(self, task_run: TaskRun) -> ChunkClaim | None:
+        """Write the claim of ``task_run``'s chunk (read from its parameters, as Prefect's worker reads them) and
+        keep it for its task. None when the parameters cannot be read: the task fails on them as before."""
+        task = next((t for t in self.tasks if t.task_key == task_run.task_key), None)
+        parameters_id = getattr(task_run.state.state_details, "task_parameters_id", None) if task_run.state else None
+        if task is None or parameters_id is None:
+            return None
+        try:
+            store = await ResultStore(
+                result_storage=await get_or_create_default_task_scheduling_storage()).aupdate_for_task(task)
+            parameters = (await read_parameters(store, parameters_id)).get("parameters", {})
+            chunk = unpack_chunk(parameters["chunk"])
+            dispatch = Dispatch(**parameters["dispatch"])
+            claim = await asyncio.to_thread(ChunkClaim, FrameStore(parameters["store_root"], chunk.job), chunk.index,
+                                            dispatch, worker_id())
+        except Exception:  # noqa: BLE001 - the task itself reports what is wrong with the run
+            logger.warning("could not claim task run %s before taking it", task_run.id, exc_info=True)
+            return None
+        hand_over(task_run.id, claim)
+        return claim
 
 
 async def serve_chunks(lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
