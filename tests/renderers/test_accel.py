@@ -402,3 +402,28 @@ def test_a_compiled_jobs_last_partial_batch_is_filled_up_to_the_batch_size(monke
     assert sorted(filled) == list(range(6))  # the copies are not frames
     assert all(np.array_equal(filled[f], eager[f]) for f in range(4))
     assert max_diff({f: filled[f] for f in (4, 5)}, eager) <= DRIFT_BOUND
+
+
+def test_motion_modules_are_compiled_whole_and_the_region_set_is_in_the_keys(monkeypatch):
+    """Regional compilation of AnimateDiff's motion UNet compiles each motion transformer whole (its GroupNorm and
+    the permutes around its blocks included), not only the blocks inside; and a compiled job's keys name the
+    region set, so frames compiled with another set are never mixed into a resumed job."""
+    from diffusers import UNet2DConditionModel, UNetMotionModel
+
+    from framefarm.renderers.accel import COMPILE_RULES, REGIONS_VERSION, compile_key, use_compiled
+    from tests.fixtures.tiny_models import SD15_UNET
+    from tests.fixtures.tiny_motion import build_adapter
+
+    unet = UNetMotionModel.from_unet2d(UNet2DConditionModel(**SD15_UNET), build_adapter()).eval()
+    use_compiled(unet, ("blocks", None))
+    compiled = {type(m).__name__ for m in unet.modules() if m._compiled_call_impl is not None}
+    motion = [m for m in unet.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    assert motion and all(m._compiled_call_impl is not None for m in motion)
+    inner = [b for m in motion for b in m.modules() if b is not m]
+    assert all(b._compiled_call_impl is None for b in inner)  # nothing compiled twice
+    assert {"AnimateDiffTransformer3D", "Transformer2DModel", "ResnetBlock2D"} <= compiled
+
+    monkeypatch.delenv(ACCEL_ENV, raising=False)
+    long_v2v = _v2v_frames(COMPILE_RULES["video2video"].min_frames)
+    assert compile_key(long_v2v) == f"blocks-r{REGIONS_VERSION}:default"
+    assert compile_key(_deforum(240)) == "model:reduce-overhead"  # the whole model: no region set
