@@ -254,7 +254,6 @@ class Bench:
     compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
     compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
     compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
-    compare_one_stream: bool = False  # --compare-one-stream: video2video also with every batch on one CUDA stream
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -663,19 +662,6 @@ def eager_check(b: Bench, job, frames: list[int], render) -> dict:
             "max_abs_diff": [int(d.max()) for d in diffs], "compiled": compiled_as(job)}
 
 
-def frames_max_diff(b: Bench, job_a: str, job_b: str, frames) -> int:
-    """The largest pixel difference between two jobs' stored frames (0: byte-identical pixels)."""
-    from framefarm.images import decode_png
-    from framefarm.storage import FrameStore
-
-    worst = 0
-    for frame in frames:
-        a, e = (decode_png(FrameStore(str(b.work / "frames"), name).read_frame_bytes(frame)).astype(np.int16)
-                for name in (job_a, job_b))
-        worst = max(worst, int(np.abs(a - e).max()))
-    return worst
-
-
 def compiled_as(job) -> str:
     """What the worker's levers compile ``job`` with on this device, for the record."""
     from framefarm.renderers import accel
@@ -780,24 +766,6 @@ def job_video2video(b: Bench) -> dict:
                                        "profile": old.get("profile")}
         finally:
             denoise.encode_sources, denoise.queue_decode = saved
-    if b.compare_one_stream:
-        # Same process, same (compiled) models, same frames, every batch on one CUDA stream (the renderer before
-        # BatchStreams); the frames must be byte-identical to the two-stream run's.
-        from framefarm.renderers.diffusers import streams
-
-        streams.ENABLED = False
-        try:
-            one = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
-                                controlnet=True, job_name="v2v-one-stream")
-        finally:
-            streams.ENABLED = True
-        one_fps = s.v2v_frames / one["seconds"]
-        record["one_stream"] = {"frames": s.v2v_frames, "seconds": round(one["seconds"], 3),
-                                "frames_per_s": round(one_fps, 3),
-                                "fraction_of_ceiling": round(flop * one_fps / 1e12 / b.ceiling_tflops, 4),
-                                "two_streams_over_one": round(record["frames_per_s"] / one_fps, 3),
-                                "max_abs_diff_first_frames": frames_max_diff(
-                                    b, "v2v", "v2v-one-stream", range(s.v2v_batch, 3 * s.v2v_batch))}
     if b.compare_pageable_noise:
         # Same process, same (compiled) models, same frames: each frame's seeded CPU noise copied to the GPU as
         # diffusers copies it (pageable memory: the stream waits for the GPU at every denoising step).
@@ -1200,8 +1168,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="deforum_lockstep: time the chains again with noise made on threads, not processes")
     parser.add_argument("--compare-lockstep-drivers", action="store_true",
                         help="deforum_lockstep: time the chains again without head start, and as one group")
-    parser.add_argument("--compare-one-stream", action="store_true",
-                        help="video2video: also time the job with every batch on one CUDA stream, compare pixels")
     parser.add_argument("--compare-pageable-noise", action="store_true",
                         help="video2video: also time the job with the seeded noise copied from pageable memory")
     parser.add_argument("--compare-sync-decode", action="store_true",
@@ -1252,8 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
                       {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
-                      args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise,
-                      args.compare_one_stream)
+                      args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -138,12 +138,6 @@ class PendingFrames:
                 if flags[k]:
                     done[frame] = host[k]
                 else:
-                    # The float32 fallback swaps the shared VAE's weights: nothing queued on another stream (the
-                    # next batch, streams.BatchStreams) may still be reading them.
-                    if self.event is not None:
-                        import torch
-
-                        torch.cuda.synchronize()
                     with self.lock:
                         done[frame] = decode_latents(self.vae, self.latents[k:k + 1], frame=frame)
             self._done = done

@@ -13,9 +13,8 @@ Seed lock and batching (why frames are byte-identical across chunkings and worke
 
 Overlap: the next batch's source frames and control images (PNG decode, Canny: CPU work that releases the GIL) are
 made on a helper thread while this batch denoises (on an H200 they were 9 % of a batch's wall time with the GPU
-idle), consecutive batches are queued on two CUDA streams so the next one's start does not wait for this one to end
-(:mod:`~framefarm.renderers.diffusers.streams`), and each batch's pixels are fetched only after the next batch's
-work is queued behind them (:class:`~framefarm.renderers.diffusers.vae.PendingFrames`).
+idle), and each batch's pixels are fetched only after the next batch's work is queued behind them
+(:class:`~framefarm.renderers.diffusers.vae.PendingFrames`).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from framefarm.renderers.diffusers.components import Components, load_components
 from framefarm.renderers.diffusers.conditioning import split_networks
 from framefarm.renderers.diffusers.controls import fixed_image, unit_control_images
 from framefarm.renderers.diffusers.denoise import FrameSettings, Group, denoise_group
-from framefarm.renderers.diffusers.streams import BatchStreams
 from framefarm.renderers.diffusers.vae import PendingFrames, resolve
 from framefarm.renderers.oom import render_halving_on_oom
 
@@ -55,7 +53,6 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
                 yield frame, color_match_frame(job, images[frame], frame, prepared.sources.__getitem__)
 
     pending = None
-    streams = BatchStreams(components.vae.device)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-inputs") as helper:
         upcoming = helper.submit(batch_inputs, components, job, chunk, batches[0], context)
         for n, members in enumerate(batches):
@@ -63,8 +60,7 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
                 prepared = upcoming.result()
                 if n + 1 < len(batches):
                     upcoming = helper.submit(batch_inputs, components, job, chunk, batches[n + 1], context)
-                with streams.stream(n, batch_networks(job, chunk, members)):
-                    images = render_batch(components, job, chunk, members, prepared)
+                images = render_batch(components, job, chunk, members, prepared)
             except BaseException:
                 # This batch's inputs or its GPU call failed; the previous batch is finished: keep its frames.
                 if pending is not None:
@@ -73,14 +69,8 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
             if pending is not None:
                 yield from finish(*pending)
             pending = (members, images, prepared)
-        streams.finish()
         if pending is not None:
             yield from finish(*pending)
-
-
-def batch_networks(job, chunk: ChunkSpec, members: list[int]) -> tuple:
-    """The distinct LoRA/hypernetwork sets a batch's groups apply, in the order its groups run."""
-    return tuple(dict.fromkeys(frame_settings(job, chunk, frame)[0].networks for frame in members))
 
 
 def chunk_batches(job, chunk: ChunkSpec, wanted: set[int]) -> list[list[int]]:
