@@ -250,7 +250,7 @@ def lookahead_figures(records: list[dict], lookahead_s: float) -> dict:
             "taken_ahead": ahead, "taken_ahead_fraction": round(ahead / followers, 3) if followers else None,
             "gpu_wait_s_taken_ahead": {"p50": round(percentile(waits, 0.5), 2),
                                        "p95": round(percentile(waits, 0.95), 2),
-                                       "max": round(max(waits), 2) if waits else None}}
+                                       "max": round(max(waits), 2)} if waits else None}
 
 
 def main() -> None:
