@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from framefarm.flows.gpu_slot import DEFAULT_LOOKAHEAD_S  # noqa: E402
+from framefarm.storage.atomic import TEMP_MARKER  # noqa: E402
 from tests.integration.farm_cluster import FarmCluster  # noqa: E402
 from tests.support.postgres_server import postgres_database, psql  # noqa: E402
 
@@ -189,7 +190,7 @@ def read_records(renders: Path) -> dict[str, list[dict]]:
     """Every chunk outcome record by job."""
     found: dict[str, list[dict]] = defaultdict(list)
     for path in renders.glob("*/chunk-runs/*.json"):
-        if path.name.endswith(".claim.json"):
+        if path.name.endswith(".claim.json") or TEMP_MARKER in path.name:  # a killed worker's unfinished write
             continue
         try:
             found[path.parent.parent.name].append(json.loads(path.read_text()))

@@ -104,8 +104,11 @@ class ChunkWorker(TaskWorker):
         finally:
             self.gpu.settled(task_run.id)  # also a run that never reached the task (its parameters unreadable)
             orphan = take_over(task_run.id)
-            if orphan is not None:  # its task never ran: the heartbeat stops and the parent hands the chunk out again
-                orphan.close()
+            if orphan is not None:  # claimed, but its task never ran
+                if self.gpu.stopping.is_set():
+                    orphan.give_back()  # the worker stops: the parent queues the chunk again at once
+                else:
+                    orphan.close()  # the heartbeat stops, and the parent hands the chunk out again
 
     async def _next_task_run(self, base_url: str) -> TaskRun:
         """One task run off the server's queues, claimed in the job folder before it is acknowledged.

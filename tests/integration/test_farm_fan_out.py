@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from framefarm.storage import FrameStore
+from framefarm.storage.atomic import TEMP_MARKER
 from framefarm.storage.job_lock import JobLock
 from framefarm.video import probe_video
 from tests.integration.farm_cluster import FarmCluster
@@ -37,6 +38,8 @@ def claims(renders: Path, job: str) -> list[dict]:
     folder = renders / job / "chunk-runs"
     found = []
     for path in folder.glob("*.claim.json") if folder.exists() else ():
+        if TEMP_MARKER in path.name:  # a claim being written (a worker killed before the rename never took it)
+            continue
         try:
             found.append(json.loads(path.read_text()))
         except (OSError, ValueError):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from framefarm.storage.atomic import TEMP_MARKER
 from framefarm.video import probe_video
 from tests.integration.farm_cluster import FarmCluster
 from tests.integration.test_farm_fan_out import _queue_json, wait_for
@@ -34,7 +35,10 @@ def read_json(path: Path) -> dict | None:
 
 def waiting_claim(runs: Path, worker: str) -> tuple[dict, dict] | None:
     """A claim of ``worker`` taken while another of its chunks is on the GPU: ``(waiting, rendering)`` or None."""
-    claims = [c for c in map(read_json, runs.glob("*.claim.json")) if c and c["worker"] == worker]
+    # Published claims only: a worker's claim in the making is a temp file beside it (the same suffix), and a
+    # worker killed before its rename never took the chunk.
+    paths = [p for p in runs.glob("*.claim.json") if TEMP_MARKER not in p.name]
+    claims = [c for c in map(read_json, paths) if c and c["worker"] == worker]
     open_claims = [c for c in claims if not (runs / f"{c['index']:06d}.json").exists()]
     # The one rendering has at least half its time left, so the waiting one cannot reach the GPU before the fault.
     rendering = [c for c in open_claims
