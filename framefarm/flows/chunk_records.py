@@ -13,7 +13,6 @@ whose heartbeat stopped); the frames themselves stay the manifest's business. Ke
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from dataclasses import dataclass
