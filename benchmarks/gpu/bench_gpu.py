@@ -1162,6 +1162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-start", action="store_true",
                         help="after video2video: a second process renders one batch from the compile caches")
     parser.add_argument("--probe-warm-start", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--inductor-options", default=None,
+                        help="JSON object replacing framefarm's INDUCTOR_OPTIONS for this run (an A/B of Inductor "
+                             "settings; '{}' for none)")
     parser.add_argument("--compare-inline-noise", action="store_true",
                         help="deforum_chain: also time the job with each frame's noise made in line")
     parser.add_argument("--compare-noise-threads", action="store_true",
@@ -1173,6 +1176,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
+    if args.inductor_options is not None:
+        # Also read by the warm-start probe, a child process: the environment carries it there.
+        os.environ["BENCH_INDUCTOR_OPTIONS"] = args.inductor_options
+    if os.environ.get("BENCH_INDUCTOR_OPTIONS"):
+        from framefarm.renderers import accel
+
+        accel.INDUCTOR_OPTIONS = json.loads(os.environ["BENCH_INDUCTOR_OPTIONS"])
     if args.probe_warm_start:
         print(json.dumps(probe_warm_start(json.loads(args.probe_warm_start))), flush=True)
         return 0
@@ -1202,6 +1212,9 @@ def main(argv: list[str] | None = None) -> int:
         matmul_ceiling(torch, device, dtype, 512 if args.tiny else 8192), 3)
     document["ceiling_what"] = "fp32 512³" if args.tiny else "fp16 8192³ (random data, median of 10)"
     document["records"] = []
+    from framefarm.renderers import accel
+
+    document["inductor_options"] = accel.INDUCTOR_OPTIONS
     print(f"{document['device']}: matmul ceiling {document['matmul_ceiling_tflops']} TFLOP/s", flush=True)
     if args.profile and device == "cuda":
         document["sdpa_backends"] = sdpa_backends(torch)

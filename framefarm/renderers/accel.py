@@ -70,9 +70,12 @@ VAE_TAG = "vae=slices"
 # of 2.62 s of kernel time per 16-frame window (an H100 profile, 92 % busy: the time is in the kernels).
 REPEATED_BLOCKS = ("Transformer2DModel", "AnimateDiffTransformer3D", "BasicTransformerBlock", "ResnetBlock2D",
                    "TemporalBasicTransformerBlock")
-# Which regions `blocks` compiles: part of a compiled job's frame keys (compile_key), since another set of regions
-# rounds differently; raise it whenever REPEATED_BLOCKS changes.
+# Which regions `blocks` compiles, and with which Inductor settings: part of a compiled job's frame keys
+# (compile_key), since another set of regions or kernels rounds differently; raise it whenever REPEATED_BLOCKS or
+# INDUCTOR_OPTIONS changes.
 REGIONS_VERSION = 2
+# Inductor settings for compiles in torch.compile's default mode (the regions of video2video and AnimateDiff).
+INDUCTOR_OPTIONS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ def _compile_regions(model, scope: str, mode: str | None) -> list:
     # distinct ResNet shapes, more than dynamo's default of 8 recompiles per code object.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 128)
     if scope == "model":
-        return [(model, torch.compile(model._call_impl, mode=mode, dynamic=False))]
+        return [(model, torch.compile(model._call_impl, dynamic=False, **_mode_or_options(mode)))]
     regions: list = []
     compiled: list[str] = []
     for name, module in model.named_modules():  # parents come before their children
@@ -307,9 +310,16 @@ def _compile_regions(model, scope: str, mode: str | None) -> list:
             continue
         if any(name.startswith(prefix + ".") for prefix in compiled):
             continue  # inside a compiled region already
-        regions.append((module, torch.compile(module._call_impl, mode=mode, dynamic=False)))
+        regions.append((module, torch.compile(module._call_impl, dynamic=False, **_mode_or_options(mode))))
         compiled.append(name)
     return regions
+
+
+def _mode_or_options(mode: str | None) -> dict[str, Any]:
+    """torch.compile's ``mode`` or, for the default mode, ``options`` (it takes one of the two, not both)."""
+    if mode is None and INDUCTOR_OPTIONS:
+        return {"options": dict(INDUCTOR_OPTIONS)}
+    return {"mode": mode}
 
 
 # ---------------------------------------------------------------------------------------------------------------
