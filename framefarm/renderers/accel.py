@@ -49,8 +49,9 @@ from framefarm.errors import InputError
 ACCEL_ENV = "FRAMEFARM_ACCEL"
 COMPILE_CACHE_ENV = "FRAMEFARM_COMPILE_CACHE"
 # Largest per-channel change (in 0…255 steps) the default levers may cause in a tiny-model CPU render; the tests
-# assert it. One step: the rounding of a different summation order, never a visible change.
-PIXEL_TOLERANCE = 1
+# assert it. Two steps: the rounding of a different summation order, which a random tiny model carries through the
+# VAE decoder; how far depends on the CPU's kernels (measured 1 on one x86 machine, 2 on another), never visible.
+PIXEL_TOLERANCE = 2
 LEVERS = ("channels_last", "fuse_qkv", "compile")
 # torch.compile modes a worker may ask for (None: the default mode). "reduce-overhead" replays CUDA graphs: for
 # batch-1 work such as a Deforum chain, whose time goes to kernel launches; the max-autotune modes take many minutes.

@@ -21,7 +21,8 @@ def test_each_variation_is_the_chain_a_plain_job_with_its_seed_and_prompt_render
     """The reference for variation v is a job without variations whose seed and prompt are v's: the same chain
     rendered alone (batch of one), each frame from the variation's previous frames (a random tiny model amplifies
     any difference along a chain, so frames are compared one step at a time). Batched matmuls may differ in the
-    last bit, so a frame agrees to within a level of 255 or two; other variations are far away."""
+    last bit, so a frame agrees to within a level of 255 or two in all but a few values (which ones, and how many,
+    depends on the CPU's kernels: up to 0.8 % of them seen); other variations are far away."""
     job = variations_job(models_dir)
     assert job.variation_names == ("v1", "v2", "v3")
     lockstep = chain_frames(job, frames=range(12))
@@ -32,7 +33,7 @@ def test_each_variation_is_the_chain_a_plain_job_with_its_seed_and_prompt_render
             store = {u: lockstep[u * 3 + v] for u in range(t)}
             alone = chain_frames(plain, frames=[t], store=store)[t].astype(int)
             diff = np.abs(lockstep[t * 3 + v].astype(int) - alone)
-            assert diff.mean() < 0.1 and (diff > 1).mean() < 0.005, \
+            assert diff.mean() < 0.1 and (diff > 1).mean() < 0.02, \
                 (v, t, diff.max(), diff.mean(), (diff > 1).mean())
             for w in set(range(3)) - {v}:
                 assert np.abs(lockstep[t * 3 + w].astype(int) - alone).mean() > 20
