@@ -45,6 +45,7 @@ import platform
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.gpu.idle_gaps import PHASE_PREFIX, idle_gaps, spans_from_profile  # noqa: E402 (after the path)
 
 JOBS = ("video2video", "deforum_chain", "deforum_lockstep", "animatediff", "sdxl_img2img")
 # Chains of the lockstep record: 16 variations at 512² with CFG are a UNet batch of 32.
@@ -470,14 +473,48 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
             "job_frames": job_frames, "renderer": renderer.id, "unet_attention": attention_backends(setup.base.unet)}
 
 
+def profiled_functions() -> list[tuple[object, str]]:
+    """(owner, attribute) of the functions a profile times or labels: framefarm's batch phases, then the diffusers
+    pipeline's and scheduler's steps inside a call (the labels only: a synced timing of those would be noise)."""
+    from diffusers import (
+        EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, StableDiffusionControlNetImg2ImgPipeline,
+        StableDiffusionImg2ImgPipeline,
+    )
+
+    from framefarm.renderers.diffusers import denoise
+    from framefarm.renderers import samplers
+    from framefarm.renderers.diffusers.kinds import video2video
+
+    pipelines = (StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline)
+    return ([(video2video, "unit_control_images"), (denoise, "encode_sources"), (denoise, "queue_decode")]
+            + [(cls, "__call__") for cls in pipelines]
+            + [(denoise, name) for name in ("encode_pairs", "to_tensor")] + [(samplers, "make_scheduler")]
+            + [(cls, name) for cls in pipelines for name in ("check_inputs", "prepare_control_image",
+                                                             "get_timesteps", "prepare_latents")
+               if name in vars(cls)]
+            + [(cls, name) for cls in (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler)
+               for name in ("set_timesteps", "scale_model_input", "step")])
+
+
+@contextmanager
+def patched(targets: list[tuple[object, str]], wrap):
+    """Replace each ``owner.attribute`` with ``wrap(name, original)`` for the block; put the originals back."""
+    originals = {(owner, name): getattr(owner, name) for owner, name in targets}
+    for (owner, name), fn in originals.items():
+        setattr(owner, name, wrap(name if name != "__call__" else "denoise (pipeline call)", fn))
+    try:
+        yield
+    finally:
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
+
+
 def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> dict:
     """Where one steady batch's time goes: (1) phases timed with a device sync around each (control images, VAE
     encode, the pipeline's denoising, VAE decode; the rest is prompts, PNG hand-off and Python), (2) torch.profiler's
-    kernel table of one batch, grouped by kernel family, against the batch's wall time (GPU busy fraction)."""
+    kernel table of one batch, grouped by kernel family, against the batch's wall time (GPU busy fraction), (3) the
+    GPU's idle gaps in that batch, by the launch that came late and what the host did meanwhile (``idle_gaps``)."""
     import torch
-
-    from framefarm.renderers.diffusers import denoise
-    from framefarm.renderers.diffusers.kinds import video2video
 
     phases: dict[str, float] = {}
 
@@ -492,27 +529,19 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
         return wrapper
 
-    originals = {(module, name): getattr(module, name) for module, name in (
-        (video2video, "unit_control_images"), (denoise, "encode_sources"), (denoise, "queue_decode"))}
-    for (module, name), fn in originals.items():
-        setattr(module, name, timed(name, fn))
-    from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline
+    def labelled(name, fn):
+        def wrapper(*args, **kwargs):
+            with torch.profiler.record_function(PHASE_PREFIX + name):
+                return fn(*args, **kwargs)
+        return wrapper
 
-    classes = (StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline)
-    calls = {cls: cls.__call__ for cls in classes}
-    for cls in classes:
-        cls.__call__ = timed("denoise (pipeline call)", calls[cls])
-    try:
+    functions = profiled_functions()
+    with patched(functions[:5], timed):  # framefarm's phases and the pipeline call
         torch.cuda.synchronize()
         start = time.perf_counter()
         run_batch()
         torch.cuda.synchronize()
         synced_s = time.perf_counter() - start
-    finally:
-        for (module, name), fn in originals.items():
-            setattr(module, name, fn)
-        for cls in classes:
-            cls.__call__ = calls[cls]
     result = {"steady_batch_s": round(steady_batch_s, 3), "phases_synced_batch_s": round(synced_s, 3),
               "phases_s": {k: round(v, 3) for k, v in phases.items()},
               "phases_other_s": round(synced_s - sum(phases.values()), 3)}
@@ -522,7 +551,7 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with patched(functions, labelled), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         start = time.perf_counter()
         run_batch()
         torch.cuda.synchronize()
@@ -553,6 +582,10 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
                    "gpu_busy_fraction": round(busy / wall, 3) if wall else None,
                    "kernel_families_s": {k: round(v, 3) for k, v in sorted(families.items(), key=lambda x: -x[1])},
                    "top_kernels": [[round(t, 4), n, name] for t, n, name in kernels[:25]]})
+    try:
+        result["idle"] = idle_gaps(*spans_from_profile(prof))
+    except Exception as exc:  # a diagnosis of the diagnosis: keep the kernel table whatever happens here
+        result["idle"] = {"error": f"{type(exc).__name__}: {exc}"}
     (b.profile_dir / f"profile_{job_name}.json").write_text(json.dumps(result, indent=2) + "\n")
     try:
         (b.profile_dir / f"profile_{job_name}.txt").write_text(prof.key_averages().table(
