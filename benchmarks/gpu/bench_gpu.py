@@ -55,7 +55,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.gpu.idle_gaps import PHASE_PREFIX, idle_gaps, spans_from_profile  # noqa: E402 (after the path)
+from benchmarks.gpu.idle_gaps import (  # noqa: E402 (needs the path above)
+    PHASE_PREFIX, idle_gaps, is_annotation, spans_from_profile,
+)
 
 JOBS = ("video2video", "deforum_chain", "deforum_lockstep", "animatediff", "sdxl_img2img")
 # Chains of the lockstep record: 16 variations at 512² with CFG are a UNet batch of 32.
@@ -257,6 +259,7 @@ class Bench:
     compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
     compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
     compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
+    compare_host_copies: bool = False  # --compare-host-copies: video2video and Deforum chain also with them flipped
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -562,8 +565,8 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
         device_us = getattr(event, "self_device_time_total", None)
         if device_us is None:
             device_us = getattr(event, "self_cuda_time_total", 0.0)
-        if not device_us or str(getattr(event, "device_type", "")).endswith("CPU"):
-            continue
+        if not device_us or str(getattr(event, "device_type", "")).endswith("CPU") or is_annotation(event):
+            continue  # host time, or a phase label's range mirrored on the GPU (no kernel of its own)
         name = event.key
         low = name.lower()
         family = ("attention" if any(t in low for t in ("flash", "fmha", "attention", "efficient_attention"))
@@ -815,6 +818,13 @@ def job_video2video(b: Bench) -> dict:
                                     "frames_per_s": round(paged_fps, 3),
                                     "fraction_of_ceiling": round(flop * paged_fps / 1e12 / b.ceiling_tflops, 4),
                                     "pinned_over_pageable": round(record["frames_per_s"] / paged_fps, 3)}
+    if b.compare_host_copies:
+        flipped = with_host_copies_flipped(lambda: framefarm_job(
+            b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch, controlnet=True,
+            job_name="v2v-host-copies-flipped"))
+        record["host_copies_flipped"] = flipped_record(
+            b, flipped, frames=s.v2v_frames, flop=flop, default_fps=record["frames_per_s"],
+            jobs=("v2v", "v2v-host-copies-flipped"), compared=range(s.v2v_batch, s.v2v_batch + min(8, s.v2v_frames)))
     if b.compare_sync_decode:
         # Same process, same (compiled) models, same frames: each batch's pixels fetched from the GPU before the
         # next batch is queued (the renderer before PendingFrames), against the deferred fetch measured above.
@@ -951,6 +961,45 @@ def _chain_job(b: Bench, first: np.ndarray, frames: int, *extra: str):
     return job_for
 
 
+def with_host_copies_flipped(run):
+    """``run()`` with framefarm's host copies (pinned prompt ids, scheduler set-up on the host) flipped from their
+    default, put back after."""
+    from framefarm.renderers import host_copies
+
+    default = host_copies.ENABLED
+    host_copies.ENABLED = not default
+    try:
+        return run()
+    finally:
+        host_copies.ENABLED = default
+
+
+def flipped_record(b: Bench, run: dict, *, frames: int, flop: float, default_fps: float, jobs: tuple[str, str],
+                   compared) -> dict:
+    """A job timed again with host copies flipped: its speed, the default's over it, and the largest pixel
+    difference between the two jobs' frames ``compared`` (same seeds and settings: 0 unless a copy changed a
+    value)."""
+    from framefarm.renderers import host_copies
+    from framefarm.storage import FrameStore
+
+    fps = frames / run["seconds"]
+    stores = [FrameStore(str(b.work / "frames"), job) for job in jobs]
+    diff = max(int(np.abs(decode_png(stores[0].read_frame_bytes(f)).astype(int)
+                          - decode_png(stores[1].read_frame_bytes(f)).astype(int)).max()) for f in compared)
+    return {"host_copies": not host_copies.ENABLED, "frames": frames, "seconds": round(run["seconds"], 3),
+            "frames_per_s": round(fps, 3), "fraction_of_ceiling": round(flop * fps / 1e12 / b.ceiling_tflops, 4),
+            "default_over_flipped": round(default_fps / fps, 3), "max_pixel_diff": diff,
+            "profile": run.get("profile")}
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(data)).convert("RGB"))
+
+
 def job_deforum_chain(b: Bench) -> dict:
     from framefarm.renderers.diffusers.components import load_components
 
@@ -983,6 +1032,12 @@ def job_deforum_chain(b: Bench) -> dict:
             DeforumChains.MAKE_NOISE_AHEAD = True
         extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
                                  "ahead_over_inline": round(inline_s / seconds, 3)}
+    if b.compare_host_copies:
+        flipped_s = with_host_copies_flipped(lambda: b.timed(
+            lambda: _chunk_job(b, job_for("chain-host-copies-flipped"), s.chain_job_frames, 16)))
+        extra["host_copies_flipped"] = flipped_record(
+            b, {"seconds": flipped_s}, frames=frames, flop=flop, default_fps=frames / seconds,
+            jobs=("chain", "chain-host-copies-flipped"), compared=range(min(8, frames)))
     return b.record("deforum_chain",
                     "framefarm Deforum chain renderer (zoom-tunnel preset, init image) through render_chunk_frames "
                     "(chunk work of a render process: renderer + FrameWriterPool + manifest)",
@@ -1206,6 +1261,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="deforum_lockstep: time the chains again without head start, and as one group")
     parser.add_argument("--compare-pageable-noise", action="store_true",
                         help="video2video: also time the job with the seeded noise copied from pageable memory")
+    parser.add_argument("--compare-host-copies", action="store_true",
+                        help="video2video, deforum_chain: also time the job with framefarm.renderers.host_copies "
+                             "flipped from its default (pixels compared)")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -1264,7 +1322,8 @@ def main(argv: list[str] | None = None) -> int:
                       document["matmul_ceiling_tflops"], out if args.profile else None, args.compare_per_frame_vae,
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
                       {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
-                      args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise)
+                      args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise,
+                      args.compare_host_copies)
         for job in jobs:
             started = time.perf_counter()
             try:

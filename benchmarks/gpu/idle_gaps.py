@@ -2,8 +2,8 @@
 
 torch.profiler's kernel table says how long kernels ran, not why the GPU waited between them. Here the device spans
 of a profile (kernels, copies, memsets) are merged into busy intervals; each gap between two of them is attributed
-(1) to the host operation that launched the work ending the gap (the op that was late) and (2) to the host operation
-that covered most of the gap (what the host was busy with: a sync, a copy from pageable memory, Python between two
+(1) to the host operation that launched the work ending the gap (the op that was late) and (2) to the innermost host
+operation covering most of the gap (what the host was busy with: a sync, a copy from pageable memory, Python between two
 launches). Both carry the innermost phase label around them (``ff:<function>``, put there by the benchmark with
 ``torch.profiler.record_function``), so a gap reads as "pipeline's set_timesteps: aten::item".
 
@@ -40,9 +40,9 @@ def busy_intervals(device: list[Span]) -> list[tuple[float, float, str]]:
 
 
 def idle_gaps(device: list[Span], host: list[Span], *, min_gap_us: float = 50.0, top: int = 15) -> dict:
-    """Idle time between the first and the last device span, by the launch that ended each gap and by the host
-    span that covered most of it (ties: the shortest, i.e. the innermost). Gaps under ``min_gap_us`` count in
-    the total only: between back-to-back kernels the GPU always idles a few microseconds."""
+    """Idle time between the first and the last device span, by the launch that ended each gap and by the innermost
+    host span covering at least half of it. Gaps under ``min_gap_us`` count in the total only: between back-to-back
+    kernels the GPU always idles a few microseconds."""
     busy = busy_intervals(device)
     if not busy:
         return {"idle_s": 0.0, "gaps": 0, "by_late_launch_s": {}, "by_host_op_s": {}, "largest": []}
@@ -60,14 +60,11 @@ def idle_gaps(device: list[Span], host: list[Span], *, min_gap_us: float = 50.0,
         idle_total += gap
         if gap < min_gap_us:
             continue
-        best, best_key = "python / no profiled op", (0.0, 0.0)
-        for h in candidates[:bisect_left(starts, gap_end)]:
-            overlap = min(h.end, gap_end) - max(h.start, gap_start)
-            key = (round(overlap), -(h.end - h.start))
-            if overlap > 0 and key > best_key:
-                best, best_key = h.label, key
-        if best_key[0] < gap / 2:
-            best = f"python / no profiled op (inside {best})" if best_key[0] else best
+        # The innermost (shortest) span covering at least half the gap: a sync inside ``aten::item`` inside a
+        # phase label is named as the sync. Failing that, the gap was Python between profiled ops.
+        covering = [(h.end - h.start, h.label) for h in candidates[:bisect_left(starts, gap_end)]
+                    if min(h.end, gap_end) - max(h.start, gap_start) >= gap / 2]
+        best = min(covering)[1] if covering else "python / no profiled op"
         by_launch[late] = by_launch.get(late, 0.0) + gap
         by_host[best] = by_host.get(best, 0.0) + gap
         largest.append((gap, late, best))
@@ -97,17 +94,36 @@ def spans_from_profile(prof) -> tuple[list[Span], list[Span]]:
     """(device spans labelled with the host op that launched them, host spans) of a finished profile."""
     from torch.autograd import DeviceType
 
-    events = list(prof.events())
-    ops = {e.id: e for e in events if e.device_type == DeviceType.CPU and e.linked_correlation_id == 0}
+    return spans_from_events(list(prof.events()), cpu=DeviceType.CPU, gpu=DeviceType.CUDA)
+
+
+def spans_from_events(events: list, *, cpu, gpu) -> tuple[list[Span], list[Span]]:
+    """:func:`spans_from_profile` on profiler ``FunctionEvent``\\s. A device event is linked to the op that launched
+    it through ``linked_correlation_id`` where torch records it (2.12 and later), else through the runtime call
+    (``cudaLaunchKernel``, ``cudaMemcpyAsync``…) that shares its CUPTI correlation id and sits inside the op. A
+    ``record_function`` range is also mirrored on the GPU as a user annotation: not work, left out."""
+    by_link = {e.id: e for e in events
+               if e.device_type == cpu and getattr(e, "linked_correlation_id", None) == 0}
+    runtime = {e.id: e for e in events if e.device_type == cpu and e.name.startswith("cu")}
     device, host = [], []
     for e in events:
         start, end = e.time_range.start, e.time_range.end
-        if e.device_type == DeviceType.CUDA:
-            op = ops.get(e.linked_correlation_id)
+        if e.device_type == gpu:
+            if is_annotation(e):
+                continue
+            link = getattr(e, "linked_correlation_id", None)
+            call = runtime.get(e.id)
+            op = by_link.get(link) if link else (call.cpu_parent or call) if call is not None else None
             label = f"{phase_of(op)}: {op.name}" if op is not None else f"-: {e.name[:60]}"
             device.append(Span(start, end, label))
-        elif e.device_type == DeviceType.CPU:
+        elif e.device_type == cpu:
             # A phase label itself covering a gap means Python of that phase, between profiled ops.
             name = "python" if e.name.startswith(PHASE_PREFIX) else e.name[:80]
             host.append(Span(start, end, f"{phase_of(e)}: {name}"))
     return device, host
+
+
+def is_annotation(event) -> bool:
+    """A ``record_function`` range as the profiler mirrors it on the device (no kernel: not GPU work)."""
+    name = getattr(event, "name", None) or getattr(event, "key", "")  # an event, or key_averages' row
+    return bool(getattr(event, "is_user_annotation", False)) or name.startswith(PHASE_PREFIX)

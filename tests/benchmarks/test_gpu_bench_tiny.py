@@ -19,7 +19,7 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
     monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
     assert bench.main(["--tiny", "--jobs", "video2video", "--out", str(tmp_path), "--name", "smoke",
-                       "--warm-start"]) == 0
+                       "--warm-start", "--compare-host-copies"]) == 0
     document = json.loads((tmp_path / "smoke.json").read_text())
     assert document["matmul_ceiling_tflops"] > 0 and document["versions"]["diffusers"]
     (record,) = document["records"]
@@ -34,6 +34,9 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
     assert record["baseline_batched"]["frames_per_s"] > 0 and record["speedup_vs_baseline_batched"] > 0
     assert record["frames"] == bench.TINY.v2v_frames
     assert record["unet_attention"] == {"FusedAttnProcessor2_0": 20}  # the default levers reached the UNet
+    # The same job again with host copies on (off by default): same pixels (on a CPU no copy is pinned).
+    flipped = record["host_copies_flipped"]
+    assert flipped["host_copies"] is True and flipped["max_pixel_diff"] == 0 and flipped["frames_per_s"] > 0
 
 
 def test_tiny_deforum_lockstep_run_renders_every_chain(tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from framefarm.renderers.diffusers.controls import control_scales
 from framefarm.renderers.diffusers.host_noise import pinned_noise
 from framefarm.renderers.diffusers.patches import NO_NETWORKS, Networks
 from framefarm.renderers.diffusers.vae import PendingFrames, encode_sources, queue_decode, to_tensor, vae_slice
+from framefarm.renderers.host_copies import sync_free_schedule
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ def denoise_group(components, job, group: Group) -> dict[int, np.ndarray | Pendi
         components.patches.apply(components.library, settings.networks, allow_pickle=refs.allow_pickle)
         positives, negatives = encode_pairs(components, group.positives, group.negatives,
                                             clip_skip=settings.clip_skip, allow_pickle=refs.allow_pickle)
+        scheduler = sync_free_schedule(make_scheduler(settings.sampler, base.scheduler_config))
         pipe = family.build_pipeline(base, img2img=group.init is not None, controlnets=[m for _, _, m in active],
-                                     vae=components.vae, scheduler=make_scheduler(settings.sampler,
-                                                                                  base.scheduler_config))
+                                     vae=components.vae, scheduler=scheduler)
         call: dict[str, Any] = dict(num_inference_steps=settings.steps, guidance_scale=settings.cfg,
                                     generator=generators, output_type="latent",
                                     **family.conditioning_kwargs(positives, negatives))
