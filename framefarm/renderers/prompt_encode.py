@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from framefarm.errors import InputError
-from framefarm.renderers.host_copies import to_device
+from framefarm.renderers import host_copies
 from framefarm.renderers.models.detect import SDXL
 from framefarm.renderers.prompt_weights import parse_attention
 
@@ -176,7 +176,7 @@ class PromptEncoder:
         weights = torch.tensor([1.0] + [item.weight for item in chunk] + [1.0])
         replacements = [(position + 1, self.embeddings[item.embedding].vectors[encoder][item.index])
                         for position, item in enumerate(chunk) if item.embedding is not None]
-        input_ids = to_device(torch.tensor([ids]), model.device)  # no stream sync at a batch's start
+        input_ids = host_copies.to_device(torch.tensor([ids]), model.device)  # no stream sync at a batch's start
 
         handle = None
         if replacements:

@@ -17,3 +17,20 @@ def v2v_job(models_dir: str, *extra: str, frames: int = 8, controlnet: bool = Tr
     else:
         overrides.append("controlnet=[]")
     return job_from_preset("video-restyle", overrides + list(extra))
+
+
+def group_frame(monkeypatch, job, group):
+    """Frame 0 of ``group`` through framefarm's group call (``denoise_group``) from freshly loaded models with the
+    speed levers off: the path compared with diffusers' own pipelines."""
+    from framefarm.renderers.accel import ACCEL_ENV
+    from framefarm.renderers.diffusers.components import load_components
+    from framefarm.renderers.diffusers.denoise import denoise_group
+    from framefarm.renderers.diffusers.vae import resolve
+    from framefarm.renderers.models.loader import clear_cache
+
+    clear_cache()
+    monkeypatch.setenv(ACCEL_ENV, "none")
+    try:
+        return resolve(denoise_group(load_components(job), job, group))[0]
+    finally:
+        clear_cache()

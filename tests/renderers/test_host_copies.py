@@ -78,13 +78,10 @@ def test_img2img_with_host_copies_is_diffusers_own_img2img(models_dir, tiny_libr
     from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
     from PIL import Image
 
-    from framefarm.renderers.accel import ACCEL_ENV, PIXEL_TOLERANCE
-    from framefarm.renderers.diffusers.components import load_components
-    from framefarm.renderers.diffusers.denoise import FrameSettings, Group, denoise_group
-    from framefarm.renderers.diffusers.vae import resolve
-    from framefarm.renderers.models.loader import clear_cache
+    from framefarm.renderers.accel import PIXEL_TOLERANCE
+    from framefarm.renderers.diffusers.denoise import FrameSettings, Group
     from framefarm.renderers.testcard import source_testcard
-    from tests.renderers.jobs import v2v_job
+    from tests.renderers.jobs import group_frame, v2v_job
 
     prompt, seed, steps, cfg, strength = "a lighthouse at dusk", 77, 4, 6.0, 0.75
     init = source_testcard(0, 64, 64, 8)
@@ -92,12 +89,7 @@ def test_img2img_with_host_copies_is_diffusers_own_img2img(models_dir, tiny_libr
                   checkpoint="tiny-sd15-diffusers")
     group = Group(frames=[0], seeds=[seed], positives=[prompt], negatives=[""], init=[init],
                   settings=FrameSettings(strength=strength, cfg=cfg, steps=steps, sampler="Euler", clip_skip=1))
-    clear_cache()
-    monkeypatch.setenv(ACCEL_ENV, "none")
-    try:
-        ours = resolve(denoise_group(load_components(job), job, group))[0]
-    finally:
-        clear_cache()
+    ours = group_frame(monkeypatch, job, group)
     # Through the host copies: the prompt ids, the timesteps, add_noise's sigma table and its list index.
     assert {shape for _, shape in copies} >= {(1, 77), (steps,), (steps + 1,), (1,)}
 

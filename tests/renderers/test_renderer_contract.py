@@ -197,11 +197,9 @@ def test_every_sampler_gives_diffusers_own_txt2img_frame(sampler, models_dir, re
     import diffusers
     import torch
 
-    from framefarm.renderers.diffusers.components import load_components
-    from framefarm.renderers.diffusers.denoise import FrameSettings, Group, denoise_group
-    from framefarm.renderers.diffusers.vae import resolve
+    from framefarm.renderers.diffusers.denoise import FrameSettings, Group
     from framefarm.renderers.samplers import find_sampler
-    from tests.renderers.jobs import v2v_job
+    from tests.renderers.jobs import group_frame, v2v_job
 
     seed, steps, cfg = 1234, 4, 6.0
     # Both sides read the same diffusers folder: the same weights and the same scheduler config.
@@ -209,12 +207,7 @@ def test_every_sampler_gives_diffusers_own_txt2img_frame(sampler, models_dir, re
                   checkpoint="tiny-sd15-diffusers")
     group = Group(frames=[0], seeds=[seed], positives=[PROMPT], negatives=[""],
                   settings=FrameSettings(strength=1.0, cfg=cfg, steps=steps, sampler=sampler, clip_skip=1))
-    clear_cache()
-    monkeypatch.setenv(ACCEL_ENV, "none")
-    try:
-        ours = resolve(denoise_group(load_components(job), job, group))[0]
-    finally:
-        clear_cache()
+    ours = group_frame(monkeypatch, job, group)
 
     spec = find_sampler(sampler)
     pipe, config = reference_pipeline
