@@ -23,7 +23,9 @@ from tests.integration.test_farm_fan_out import _queue_json, wait_for
 from tests.support.postgres_server import postgres_database
 
 pytestmark = pytest.mark.slow
-FRAMES, CHUNK, SECONDS_PER_FRAME = 96, 8, 0.5  # 12 chunks of 4 s
+# 12 chunks of 6 s. A fault is injected while a worker's chunk has half its time left: 3 s for the worker to take its
+# next chunk through the Prefect server, which on a loaded 2-core CI box took longer than the 2 s of 4-s chunks.
+FRAMES, CHUNK, SECONDS_PER_FRAME = 96, 8, 0.75
 
 
 def read_json(path: Path) -> dict | None:
