@@ -28,7 +28,7 @@ from typing import Any
 
 # Device types whose copies go through pinned memory. The CPU tests add "cpu" to run the same code paths here.
 PINNED_TARGETS = ("cuda",)
-# Off by default until the GPU benchmark (``--compare-sync-free-starts``, both in one process, pixels compared) has
+# Off by default until the GPU benchmark (``bench_gpu.py --compare-host-copies``: both in one process, pixels compared) has
 # measured it: off, prompts and schedulers copy as torch and diffusers do.
 ENABLED = False
 
