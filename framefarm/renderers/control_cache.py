@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from framefarm.renderers.preprocessors import AuxAnnotator, PreprocessSettings, get_preprocessor, preprocess
+from framefarm.renderers.preprocessors import (
+    AuxAnnotator, PreprocessSettings, get_preprocessor, preprocess, thread_safe,
+)
 
 CONTROL_DIR = "control"
 HASH_LENGTH = 16
+# Threads making one batch's control images (weight-free preprocessors only); a render host has cores to spare.
+PREPROCESS_THREADS = min(8, os.cpu_count() or 1)
 
 
 def unit_hash(name: str, settings: PreprocessSettings, *, field: str = "controlnet.preprocessor") -> str:
@@ -99,16 +105,24 @@ def control_images(store: ControlStore | None, name: str, inputs: list[tuple[int
                    settings: PreprocessSettings, field: str = "controlnet.preprocessor") -> list[np.ndarray]:
     """The control images of one unit for ``inputs`` (``(frame, image the preprocessor reads, seed)`` each): read
     from ``store`` where stored, else preprocessed and stored. With no store (a renderer called outside the flow)
-    the preprocessor simply runs."""
-    if store is None:
-        return [preprocess(name, image, seed=seed, settings=settings, field=field) for _, image, seed in inputs]
-    unit = unit_hash(name, settings, field=field)
-    results = []
-    for frame, image, seed in inputs:
+    the preprocessor simply runs. A weight-free preprocessor works on several frames at once: a batch's control
+    images are made before its GPU work can start (at a chunk's first batch the GPU waits for them), and each frame's
+    image depends on that frame alone, so the order of the work changes nothing."""
+    unit = unit_hash(name, settings, field=field) if store is not None else None
+
+    def one(item: tuple[int, np.ndarray, int]) -> np.ndarray:
+        frame, image, seed = item
+        if store is None:
+            return preprocess(name, image, seed=seed, settings=settings, field=field)
         digest = input_hash(image, seed)
         stored = store.read(unit, frame, digest)
         if stored is None or stored.shape != image.shape:
             stored = preprocess(name, image, seed=seed, settings=settings, field=field)
             store.write(unit, frame, digest, stored)
-        results.append(stored)
-    return results
+        return stored
+
+    threads = min(PREPROCESS_THREADS, len(inputs)) if thread_safe(name) else 1
+    if threads <= 1:
+        return [one(item) for item in inputs]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="control-images") as pool:
+        return list(pool.map(one, inputs))

@@ -203,6 +203,9 @@ BUILTIN: dict[str, Callable[..., np.ndarray]] = {
     "none": none, "canny": canny, "shuffle": shuffle, "lineart_standard": lineart_standard, **AUX,
 }
 _ALIASES = {"lineart-standard": "lineart_standard", "content_shuffle": "shuffle", "identity": "none"}
+# Pure functions of their arguments (numpy and OpenCV, which release the GIL while they work): safe to run for several
+# frames at once on threads. The controlnet-aux annotators hold torch models and stay one frame at a time.
+THREAD_SAFE = frozenset({"none", "canny", "shuffle", "lineart_standard"})
 
 
 def available() -> dict[str, Callable[..., np.ndarray]]:
@@ -218,8 +221,20 @@ def available() -> dict[str, Callable[..., np.ndarray]]:
     return found
 
 
+def canonical_name(name: str) -> str:
+    """A preprocessor name as the registry spells it (case, spaces and aliases folded)."""
+    return _ALIASES.get(name.strip().lower(), name.strip().lower())
+
+
+def thread_safe(name: str) -> bool:
+    """Whether ``name`` is one of the built-in preprocessors in ``THREAD_SAFE`` (not a plug-in registered under
+    that name, whose code framefarm does not know)."""
+    key = canonical_name(name)
+    return key in THREAD_SAFE and available().get(key) is BUILTIN[key]
+
+
 def get_preprocessor(name: str, *, field: str = "controlnet.preprocessor") -> Callable[..., np.ndarray]:
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    key = canonical_name(name)
     table = available()
     if key not in table:
         raise InputError(field, name, "is not a preprocessor", f"Use one of: {', '.join(sorted(table))}")

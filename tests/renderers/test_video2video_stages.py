@@ -142,6 +142,49 @@ def test_the_next_batch_inputs_are_made_on_a_helper_thread_with_the_same_pixels(
     monkeypatch.setitem(preprocessors.BUILTIN, "canny", canny)
     job = v2v_job(models_dir, 'controlnet.0.preprocessor="canny"', frames=12)  # batch size 4: 3 batches
     three_batches = render(job, chunk_size=12)
-    assert len(threads) == 12 and all(name.startswith("batch-inputs") for name in threads)
+    # Off the rendering thread: on the helper, or on the control-image threads it starts.
+    assert len(threads) == 12 and all(name.startswith(("batch-inputs", "control-images")) for name in threads)
     one_batch_each = render(job, chunk_size=4)  # prefetch has nothing to overlap with here
     assert all(np.array_equal(three_batches[i], one_batch_each[i]) for i in range(12))
+
+
+def test_weight_free_control_images_are_made_on_threads_as_on_one(tmp_path, monkeypatch):
+    """A batch's control images come from several threads at once (the GPU waits for them at a chunk's start): the
+    same images, and the same stored PNGs, as one frame after another."""
+    import threading
+
+    from framefarm.renderers import control_cache
+    from framefarm.renderers.preprocessors import PreprocessSettings
+    from framefarm.storage import FrameStore
+
+    threads = set()
+    real = preprocessors.BUILTIN["shuffle"]  # seeded: a frame's image must come with its own seed
+
+    def shuffle(image, *, seed, settings):
+        threads.add(threading.current_thread().name)
+        return real(image, seed=seed, settings=settings)
+
+    monkeypatch.setitem(preprocessors.BUILTIN, "shuffle", shuffle)
+    inputs = [(f, source_testcard(f, 96, 64, 12), 1000 + f) for f in range(12)]
+    made = {}
+    for count in (1, 4):
+        monkeypatch.setattr(control_cache, "PREPROCESS_THREADS", count)
+        store = control_cache.ControlStore(FrameStore(str(tmp_path / f"threads{count}"), "job"))
+        images = control_cache.control_images(store, "shuffle", inputs, settings=PreprocessSettings())
+        files = {p.relative_to(tmp_path / f"threads{count}"): p.read_bytes()
+                 for p in (tmp_path / f"threads{count}").rglob("*.png")}
+        made[count] = images, files
+    assert all(np.array_equal(a, b) for a, b in zip(made[1][0], made[4][0])) and len(made[4][0]) == 12
+    assert made[1][1] == made[4][1] and len(made[4][1]) == 12
+    assert any(name.startswith("control-images") for name in threads)
+    assert [preprocessors.BUILTIN["shuffle"](image, seed=seed, settings=PreprocessSettings()).tobytes()
+            for _, image, seed in inputs] == [image.tobytes() for image in made[4][0]]
+
+
+def test_only_the_built_in_weight_free_preprocessors_run_on_threads(monkeypatch):
+    assert all(preprocessors.thread_safe(n) for n in ("canny", "Canny", "none", "identity", "shuffle"))
+    assert not any(preprocessors.thread_safe(n) for n in ("depth", "openpose", "softedge"))  # torch models
+    # A plug-in registered under a built-in's name is code framefarm does not know: one frame at a time.
+    table = {**preprocessors.BUILTIN, "canny": lambda image, *, seed, settings: image}
+    monkeypatch.setattr(preprocessors, "available", lambda: table)
+    assert not preprocessors.thread_safe("canny")
