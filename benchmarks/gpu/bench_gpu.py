@@ -260,6 +260,7 @@ class Bench:
     compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
     compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
     compare_host_copies: bool = False  # --compare-host-copies: video2video and Deforum chain also with them flipped
+    v2v_chunk: int | None = None  # --v2v-chunk: video2video frames per chunk (None: the planner's automatic size)
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -414,8 +415,11 @@ def compile_phases() -> dict:
 
 def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: int, controlnet: bool,
                   job_name: str) -> dict:
-    """Load (timed), one warm-up batch (compilation, timed), then the whole job through DiffusersRenderer."""
-    from framefarm.animation.plan import plan_job
+    """Load (timed), the job's first chunk (compilation on its first batch; timed apart), then ``frames`` more
+    through DiffusersRenderer, chunk by chunk as a farm's render processes take them: ``--v2v-chunk`` frames per
+    chunk, by default the planner's own size for a job this long (whole batches). A chunk's first batch waits for
+    its inputs; the next batches' are made while one denoises."""
+    from framefarm.animation.plan import auto_chunk_size, plan_job
     from framefarm.images import encode_png
     from framefarm.renderers import get_renderer
     from framefarm.renderers.base import RenderContext
@@ -423,20 +427,24 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     from framefarm.storage import FrameStore
     from framefarm.storage.writer_pool import FrameWriterPool
 
-    job_frames = b.job_frames("video2video", frames + batch)
+    declared = b.job_frames("video2video", frames + batch)
+    asked = b.v2v_chunk or auto_chunk_size(declared)
+    per_chunk = -(-asked // batch) * batch  # whole batches, as the planner rounds it
+    job_frames = max(declared, per_chunk + frames)  # the first chunk (warm-up), then the frames timed
     job = image_job(b.models["models_dir"], checkpoint=checkpoint, width=width, steps=b.size.steps, frames=job_frames,
                     batch=batch, controlnet=controlnet, name=job_name, tiny=b.size.tiny)
-    sources = testcard_frames(frames + batch, width, width)
     renderer = get_renderer("diffusers")
-    plan = plan_job(job, renderer=renderer.id, chunk_size=batch)
+    plan = plan_job(job, renderer=renderer.id, chunk_size=per_chunk)
+    sources = testcard_frames(per_chunk + frames, width, width)
 
     def run(first: int, n: int) -> int:
-        """Render the job's frames ``first … first+n−1`` (whole batches)."""
+        """Render the job's frames ``first … first+n−1`` (whole batches), one render call per chunk they touch."""
         context = RenderContext.for_job(job, source_frame=lambda i: sources[i])
         store = FrameStore(str(b.work / "frames"), job.name)
         with FrameWriterPool(store, encode_png, threads=8) as writer:
-            for chunk in plan.chunks[first // batch:(first + n) // batch]:
-                for frame, image in renderer.render(chunk, chunk.frames, context):
+            for chunk in plan.chunks:
+                wanted = [f for f in chunk.frames if first <= f < first + n]
+                for frame, image in renderer.render(chunk, wanted, context) if wanted else ():
                     i = chunk.local(frame)
                     writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
                                   width=image.shape[1], height=image.shape[0])
@@ -445,31 +453,33 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     started = time.perf_counter()
     setup = load_components(job)  # loads and accelerates the models (process cache)
     load_s = time.perf_counter() - started
-    warm_s = b.timed(lambda: run(0, batch))  # first batch: compilation, cuDNN plans, allocator warm-up
-    seconds = b.timed(lambda: run(batch, frames))
+    warm_s = b.timed(lambda: run(0, per_chunk))  # first chunk: compilation, cuDNN plans, allocator warm-up
+    seconds = b.timed(lambda: run(per_chunk, frames))
     if b.check_eager:
         def render_first_batch(eager_job) -> None:
             context = RenderContext.for_job(eager_job, source_frame=lambda i: sources[i])
             store = FrameStore(str(b.work / "frames"), eager_job.name)
             with FrameWriterPool(store, encode_png, threads=8) as writer:
                 chunk = plan.chunks[1]
-                for frame, image in renderer.render(chunk, chunk.frames, context):
+                for frame, image in renderer.render(chunk, list(chunk.frames)[:batch], context):
                     i = chunk.local(frame)
                     writer.submit(frame, image, key=chunk.frame_keys[i], seed=chunk.seeds[i],
                                   width=image.shape[1], height=image.shape[0])
 
-        check = eager_check(b, job, list(plan.chunks[1].frames), render_first_batch)
-    steady_batch_s = seconds / (frames / batch)
-    compile_s = max(0.0, warm_s - steady_batch_s)
+        check = eager_check(b, job, list(plan.chunks[1].frames)[:batch], render_first_batch)
+    chunk_s = seconds * per_chunk / frames  # a steady chunk, as timed
+    compile_s = max(0.0, warm_s - chunk_s)
     from framefarm.renderers.accel import attention_backends
 
     extra = {"eager_check": check} if b.check_eager else {}
     if b.profile_dir is not None and b.device == "cuda":
         try:
-            extra["profile"] = profile_batch(b, lambda: run(0, batch), job_name, steady_batch_s)
+            # A whole chunk (its first batch waits for its inputs, the next ones' are made ahead), as timed.
+            extra["profile"] = profile_batch(b, lambda: run(0, per_chunk), job_name, chunk_s)
         except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
             extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
-    return {**extra, "seconds": seconds, "load_s": round(load_s, 2), "warmup_batch_s": round(warm_s, 2),
+    return {**extra, "seconds": seconds, "chunk_size": per_chunk, "load_s": round(load_s, 2),
+            "warmup_batch_s": round(warm_s, 2),
             "compile_s": round(compile_s, 2), "peak_mem_gib": b.peak(),
             "frames_per_s_incl_compile": round(frames / (seconds + compile_s), 3),
             "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job),
@@ -516,7 +526,9 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
     """Where one steady batch's time goes: (1) phases timed with a device sync around each (control images, VAE
     encode, the pipeline's denoising, VAE decode; the rest is prompts, PNG hand-off and Python), (2) torch.profiler's
     kernel table of one batch, grouped by kernel family, against the batch's wall time (GPU busy fraction), (3) the
-    GPU's idle gaps in that batch, by the launch that came late and what the host did meanwhile (``idle_gaps``)."""
+    GPU's idle gaps in that batch, by the launch that came late and what the host did meanwhile (``idle_gaps``).
+    ``run_batch`` renders one unit of the timed work (a video2video chunk, an AnimateDiff clip, lockstep steps);
+    ``steady_batch_s`` is what the timed run spent on such a unit."""
     import torch
 
     phases: dict[str, float] = {}
@@ -1261,6 +1273,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="deforum_lockstep: time the chains again without head start, and as one group")
     parser.add_argument("--compare-pageable-noise", action="store_true",
                         help="video2video: also time the job with the seeded noise copied from pageable memory")
+    parser.add_argument("--v2v-chunk", type=int, default=None,
+                        help="video2video frames per chunk (default: the planner's automatic size for the job; "
+                             "the batch size gives one batch per chunk, as calls 1–26 measured)")
     parser.add_argument("--compare-host-copies", action="store_true",
                         help="video2video, deforum_chain: also time the job with framefarm.renderers.host_copies "
                              "flipped from its default (pixels compared)")
@@ -1323,7 +1338,7 @@ def main(argv: list[str] | None = None) -> int:
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
                       {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
                       args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise,
-                      args.compare_host_copies)
+                      args.compare_host_copies, args.v2v_chunk)
         for job in jobs:
             started = time.perf_counter()
             try:

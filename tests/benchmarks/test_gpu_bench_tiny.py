@@ -33,6 +33,8 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
     assert record["warm_start"]["first_batch_s"] > 0 and record["warm_start_s"] >= 0  # no --compile: the levers a worker gets by default
     assert record["baseline_batched"]["frames_per_s"] > 0 and record["speedup_vs_baseline_batched"] > 0
     assert record["frames"] == bench.TINY.v2v_frames
+    # Chunked as the planner chunks such a job (whole batches), as a farm's render processes take them.
+    assert record["chunk_size"] % bench.TINY.v2v_batch == 0 and record["chunk_size"] >= bench.TINY.v2v_batch
     assert record["unet_attention"] == {"FusedAttnProcessor2_0": 20}  # the default levers reached the UNet
     # The same job again with host copies on (off by default): same pixels (on a CPU no copy is pinned).
     flipped = record["host_copies_flipped"]
