@@ -73,3 +73,33 @@ def test_built_ins_are_registered_as_entry_points():
     assert {"canny", "shuffle", "lineart_standard", "none"} <= names
     renderers = {p.name for p in entry_points(group="framefarm.renderers")}
     assert {"preview", "diffusers"} <= renderers
+
+
+def test_plug_ins_are_loaded_once_per_process_and_a_broken_one_is_named(monkeypatch):
+    """A render looks a preprocessor up for every frame; the installed distributions are scanned once. A plug-in is
+    an entry point in the ``framefarm.preprocessors`` group (here two real EntryPoint objects)."""
+    from importlib.metadata import EntryPoint
+
+    from framefarm.errors import RenderError
+    from framefarm.renderers import preprocessors
+
+    scans = []
+    points = [EntryPoint("edges2", "framefarm.renderers.preprocessors:canny", preprocessors.ENTRY_POINT_GROUP)]
+
+    def entry_points(*, group):
+        scans.append(group)
+        return points
+
+    monkeypatch.setattr(preprocessors, "entry_points", entry_points)
+    preprocessors.plugins.cache_clear()
+    try:
+        for _ in range(3):
+            assert preprocessors.get_preprocessor("edges2") is preprocessors.BUILTIN["canny"]
+        assert scans == [preprocessors.ENTRY_POINT_GROUP]
+        assert not preprocessors.thread_safe("edges2")  # a plug-in: framefarm does not know its code
+        points.append(EntryPoint("broken", "framefarm.no_such_module:thing", preprocessors.ENTRY_POINT_GROUP))
+        preprocessors.plugins.cache_clear()
+        with pytest.raises(RenderError, match="plug-in 'broken'"):
+            preprocessors.available()
+    finally:
+        preprocessors.plugins.cache_clear()  # the next test scans the real distributions again
