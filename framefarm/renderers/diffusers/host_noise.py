@@ -58,15 +58,28 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
     return host.pin_memory().to(target, non_blocking=True)
 
 
+_scan: tuple[int, list] = (-1, [])  # (len(sys.modules) when scanned, the diffusers modules using randn_tensor)
+
+
+def _modules_drawing_noise() -> list:
+    """The diffusers modules that imported ``randn_tensor``. Scanning sys.modules takes ~1.5 ms, once per group call
+    (each Deforum frame); it is redone only when modules were imported since (a pipeline's module on first use)."""
+    global _scan
+    if _scan[0] != len(sys.modules):
+        original = _original()
+        _scan = (len(sys.modules), [module for name, module in list(sys.modules.items())
+                                    if name.startswith("diffusers.") and getattr(module, "randn_tensor", None)
+                                    in (original, randn_tensor)])
+    return _scan[1]
+
+
 @contextlib.contextmanager
 def pinned_noise() -> Iterator[None]:
     """While inside: diffusers' schedulers and pipelines draw their noise through :func:`randn_tensor`."""
     global _depth
     with _lock:
         if _depth == 0 and ENABLED:
-            original = _original()
-            _swapped[:] = [module for name, module in list(sys.modules.items())
-                           if name.startswith("diffusers.") and getattr(module, "randn_tensor", None) is original]
+            _swapped[:] = _modules_drawing_noise()
             for module in _swapped:
                 module.randn_tensor = randn_tensor
         _depth += 1
