@@ -486,27 +486,29 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
             "job_frames": job_frames, "renderer": renderer.id, "unet_attention": attention_backends(setup.base.unet)}
 
 
-def profiled_functions() -> list[tuple[object, str]]:
-    """(owner, attribute) of the functions a profile times or labels: framefarm's batch phases, then the diffusers
-    pipeline's and scheduler's steps inside a call (the labels only: a synced timing of those would be noise)."""
+def profiled_functions() -> tuple[list[tuple[object, str]], list[tuple[object, str]]]:
+    """(owner, attribute) of the functions a profile times and labels — framefarm's batch phases and the pipeline
+    call — and of those it only labels: the diffusers pipeline's and scheduler's steps inside a call (a synced
+    timing of those would be noise)."""
     from diffusers import (
         EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, StableDiffusionControlNetImg2ImgPipeline,
         StableDiffusionImg2ImgPipeline,
     )
 
-    from framefarm.renderers.diffusers import denoise
     from framefarm.renderers import samplers
+    from framefarm.renderers.diffusers import denoise
     from framefarm.renderers.diffusers.kinds import video2video
 
     pipelines = (StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline)
-    return ([(video2video, "unit_control_images"), (denoise, "encode_sources"), (denoise, "queue_decode")]
-            + [(cls, "__call__") for cls in pipelines]
-            + [(denoise, name) for name in ("encode_pairs", "to_tensor")] + [(samplers, "make_scheduler")]
-            + [(cls, name) for cls in pipelines for name in ("check_inputs", "prepare_control_image",
-                                                             "get_timesteps", "prepare_latents")
-               if name in vars(cls)]
-            + [(cls, name) for cls in (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler)
-               for name in ("set_timesteps", "scale_model_input", "step")])
+    phases = ([(video2video, "unit_control_images"), (denoise, "encode_sources"), (denoise, "queue_decode")]
+              + [(cls, "__call__") for cls in pipelines])
+    inner = ([(denoise, name) for name in ("encode_pairs", "to_tensor")] + [(samplers, "make_scheduler")]
+             + [(cls, name) for cls in pipelines for name in ("check_inputs", "prepare_control_image",
+                                                              "get_timesteps", "prepare_latents")
+                if name in vars(cls)]
+             + [(cls, name) for cls in (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler)
+                for name in ("set_timesteps", "scale_model_input", "step")])
+    return phases, inner
 
 
 @contextmanager
@@ -550,8 +552,8 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
                 return fn(*args, **kwargs)
         return wrapper
 
-    functions = profiled_functions()
-    with patched(functions[:5], timed):  # framefarm's phases and the pipeline call
+    phase_functions, inner_functions = profiled_functions()
+    with patched(phase_functions, timed):
         torch.cuda.synchronize()
         start = time.perf_counter()
         run_batch()
@@ -566,7 +568,8 @@ def profile_batch(b: Bench, run_batch, job_name: str, steady_batch_s: float) -> 
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
-    with patched(functions, labelled), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with patched(phase_functions + inner_functions, labelled), profile(activities=activities) as prof:
         start = time.perf_counter()
         run_batch()
         torch.cuda.synchronize()

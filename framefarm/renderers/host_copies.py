@@ -28,8 +28,8 @@ from typing import Any
 
 # Device types whose copies go through pinned memory. The CPU tests add "cpu" to run the same code paths here.
 PINNED_TARGETS = ("cuda",)
-# Off by default until the GPU benchmark (``bench_gpu.py --compare-host-copies``: both in one process, pixels compared) has
-# measured it: off, prompts and schedulers copy as torch and diffusers do.
+# Off by default until the GPU benchmark has measured it (``bench_gpu.py --compare-host-copies``: both in one
+# process, pixels compared): off, prompts and schedulers copy as torch and diffusers do.
 ENABLED = False
 
 
@@ -39,16 +39,19 @@ def _pinned_target(device) -> bool:
     return device is not None and torch.device(device).type in PINNED_TARGETS
 
 
-def _pin(tensor):
+def pinned_copy(tensor, device):
+    """A CPU tensor on ``device``, copied from pinned memory without waiting for the GPU (pinned only where CUDA
+    is: the CPU tests run the same path). The caching host allocator keeps the pinned block until the copy has run,
+    so it is never reused early. Also :mod:`framefarm.renderers.diffusers.host_noise`'s copy."""
     import torch
 
-    return tensor.pin_memory() if torch.cuda.is_available() else tensor
+    return (tensor.pin_memory() if torch.cuda.is_available() else tensor).to(device, non_blocking=True)
 
 
 def to_device(tensor, device):
     """``tensor.to(device)``; from the CPU to an accelerator through pinned memory, without waiting for the GPU."""
     if ENABLED and tensor.device.type == "cpu" and _pinned_target(device):
-        return _pin(tensor).to(device, non_blocking=True)
+        return pinned_copy(tensor, device)
     return tensor.to(device)
 
 

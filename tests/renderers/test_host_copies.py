@@ -56,7 +56,8 @@ def test_every_sampler_keeps_diffusers_tables_and_noise_when_set_up_on_the_host(
     import framefarm.renderers.models as models
 
     # The SD1.5 scheduler config framefarm ships for single-file checkpoints.
-    config = json.loads((Path(models.__file__).parent / "configs" / "sd15" / "scheduler" / "scheduler_config.json").read_text())
+    packaged = Path(models.__file__).parent / "configs" / "sd15" / "scheduler" / "scheduler_config.json"
+    config = json.loads(packaged.read_text())
     plain, ours = make_scheduler(sampler, config), host_copies.sync_free_schedule(make_scheduler(sampler, config))
     for scheduler in (plain, ours):
         scheduler.set_timesteps(7, device="cpu")

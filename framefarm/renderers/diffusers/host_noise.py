@@ -22,6 +22,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from framefarm.renderers.host_copies import pinned_copy
+
 # Off: diffusers' own copies (the GPU benchmark times both in one process).
 ENABLED = True
 
@@ -54,8 +56,7 @@ def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
     if target is None or target.type != "cuda" or not on_cpu or not torch.cuda.is_available():
         return original(shape, generator=generator, device=device, dtype=dtype, layout=layout)
     host = original(shape, generator=generator, device=torch.device("cpu"), dtype=dtype, layout=layout)
-    # The caching host allocator keeps the pinned block until the copy has run, so it is never reused early.
-    return host.pin_memory().to(target, non_blocking=True)
+    return pinned_copy(host, target)
 
 
 _scan: tuple[int, list] = (-1, [])  # (len(sys.modules) when scanned, the diffusers modules using randn_tensor)
