@@ -259,7 +259,7 @@ class Bench:
     compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
     compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
     compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
-    compare_host_copies: bool = False  # --compare-host-copies: video2video and Deforum chain also with them flipped
+    compare_host_copies: bool = False  # --compare-host-copies: jobs also timed with host copies flipped
     v2v_chunk: int | None = None  # --v2v-chunk: video2video frames per chunk (None: the planner's automatic size)
 
     def job_frames(self, kind: str, frames: int) -> int:
@@ -498,11 +498,13 @@ def profiled_functions() -> tuple[list[tuple[object, str]], list[tuple[object, s
     from framefarm.renderers import samplers
     from framefarm.renderers.diffusers import denoise
     from framefarm.renderers.diffusers.kinds import video2video
+    from framefarm.renderers.diffusers.kinds.animatediff import clip, renderer as animatediff
 
     pipelines = (StableDiffusionControlNetImg2ImgPipeline, StableDiffusionImg2ImgPipeline)
     phases = ([(video2video, "unit_control_images"), (denoise, "encode_sources"), (denoise, "queue_decode")]
-              + [(cls, "__call__") for cls in pipelines])
+              + [(cls, "__call__") for cls in pipelines] + [(animatediff, "_denoise"), (animatediff, "queue_decode")])
     inner = ([(denoise, name) for name in ("encode_pairs", "to_tensor")] + [(samplers, "make_scheduler")]
+             + [(clip, "clip_conditioning"), (clip, "_denoise_loop"), (animatediff, "_controls")]
              + [(cls, name) for cls in pipelines for name in ("check_inputs", "prepare_control_image",
                                                               "get_timesteps", "prepare_latents")
                 if name in vars(cls)]
@@ -1191,11 +1193,20 @@ def job_animatediff(b: Bench) -> dict:
 
     # A long job cut into segments of clip_frames − 1 frames, each extended by one frame into the next: every
     # segment is one clip_frames window, the baseline clip's arithmetic (one frame in clip_frames is shared).
+    from framefarm.animation.plan import auto_chunk_size
+
     segment = s.clip_frames - 1
     job_frames = b.job_frames("animatediff", (s.clips + 1) * segment + 1)
+    # Chunked as the planner chunks such a job (its automatic size, whole segments: 60 frames of a 1 500-frame job):
+    # the renderer queues a chunk's next segment before it waits for the last one's pixels, so a chunk of one
+    # segment (calls 1–26) left the GPU idle between segments as a farm's chunks don't. Warm-up: the first chunk;
+    # timed: the next two chunks' worth of a fresh job.
+    chunk = -(-auto_chunk_size(job_frames) // segment) * segment
+    frames = 2 * chunk
+    job_frames = max(job_frames, frames + 1)
 
-    def job_for(seed: int):
-        data = {"name": f"ad-{seed}", "kind": "animatediff", "width": w, "height": w, "fps": 16,
+    def job_for(seed: int, name: str = ""):
+        data = {"name": name or f"ad-{seed}", "kind": "animatediff", "width": w, "height": w, "fps": 16,
                 "frames": job_frames, "seed": seed, "prompts": {"0": PROMPT}, "negative_prompt": NEGATIVE,
                 "model": {"models_dir": b.models["models_dir"], "checkpoint": "bench-sd15", "steps": s.steps,
                           "sampler": "Euler", "dtype": "float32" if s.tiny else "float16"},
@@ -1207,19 +1218,24 @@ def job_animatediff(b: Bench) -> dict:
     started = time.perf_counter()
     motion_setup(job_for(0))
     load_s = time.perf_counter() - started
-    warm_s = b.timed(lambda: _chunk_job(b, job_for(100), segment, segment))
-    seconds = b.timed(lambda: _chunk_job(b, job_for(1), s.clips * segment, segment))
-    compile_s = max(0.0, warm_s - seconds / s.clips)
-    frames = s.clips * segment
-    extra = {}
+    warm_s = b.timed(lambda: _chunk_job(b, job_for(100), chunk, chunk))
+    seconds = b.timed(lambda: _chunk_job(b, job_for(1), frames, chunk))
+    compile_s = max(0.0, warm_s - seconds * chunk / frames)
+    extra = {"chunk_size": chunk}
     if b.profile_dir is not None and b.device == "cuda":
         profile_jobs = iter(range(200, 10_000))
         try:
             extra["profile"] = profile_batch(
-                b, lambda: _chunk_job(b, job_for(next(profile_jobs)), segment, segment), "animatediff",
-                seconds / s.clips)
+                b, lambda: _chunk_job(b, job_for(next(profile_jobs)), chunk, chunk), "animatediff",
+                seconds * chunk / frames)
         except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
             extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if b.compare_host_copies:
+        flipped_s = with_host_copies_flipped(lambda: b.timed(
+            lambda: _chunk_job(b, job_for(1, "ad-host-copies-flipped"), frames, chunk)))
+        extra["host_copies_flipped"] = flipped_record(
+            b, {"seconds": flipped_s}, frames=frames, flop=flop, default_fps=frames / seconds,
+            jobs=("ad-1", "ad-host-copies-flipped"), compared=range(min(16, frames)))
     if b.check_eager:
         extra["eager_check"] = eager_check(b, job_for(1), list(range(segment)),
                                            lambda j: _chunk_job(b, j, segment, segment))
@@ -1280,8 +1296,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="video2video frames per chunk (default: the planner's automatic size for the job; "
                              "the batch size gives one batch per chunk, as calls 1–26 measured)")
     parser.add_argument("--compare-host-copies", action="store_true",
-                        help="video2video, deforum_chain: also time the job with framefarm.renderers.host_copies "
-                             "flipped from its default (pixels compared)")
+                        help="video2video, deforum_chain, animatediff: also time the job with "
+                             "framefarm.renderers.host_copies flipped from its default (pixels compared)")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)

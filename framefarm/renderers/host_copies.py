@@ -28,9 +28,9 @@ from typing import Any
 
 # Device types whose copies go through pinned memory. The CPU tests add "cpu" to run the same code paths here.
 PINNED_TARGETS = ("cuda",)
-# Off by default until the GPU benchmark has measured it (``bench_gpu.py --compare-host-copies``: both in one
-# process, pixels compared): off, prompts and schedulers copy as torch and diffusers do.
-ENABLED = False
+# On by default (``bench_gpu.py --compare-host-copies`` times each job both ways in one process and compares the
+# pixels); off, prompts, schedulers and AnimateDiff's segment set-up copy as torch and diffusers do.
+ENABLED = True
 
 
 def _pinned_target(device) -> bool:

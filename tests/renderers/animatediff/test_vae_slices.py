@@ -33,8 +33,9 @@ def _frames(job, monkeypatch, slice_size: int | None, per_frame: bool = False) -
         if slice_size is not None:
             patch.setattr(renderer, "vae_slice", lambda width, height: slice_size)
         if per_frame:  # the renderer before VAE slices: decode_latents, one frame per call
-            patch.setattr(renderer, "decode_frames", lambda vae, latents, frames, slice_size: {
-                f: vae_module.decode_latents(vae, latents[k:k + 1], frame=f) for k, f in enumerate(frames)})
+            patch.setattr(renderer, "queue_decode", lambda vae, latents, frames, slice_size, lock: (
+                vae_module.PendingFrames.ready({f: vae_module.decode_latents(vae, latents[k:k + 1], frame=f)
+                                                for k, f in enumerate(frames)})))
         renderer.clear_segment_cache()
         plan = plan_job(job, renderer=DiffusersRenderer().id)
         return dict(renderer.render(plan.chunks[0], list(range(job.frames)), RenderContext.for_job(job)))

@@ -21,8 +21,8 @@ import contextlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 
+from framefarm.renderers import host_copies
 from framefarm.renderers.diffusers.kinds.animatediff.windows import context_windows, window_weights
 
 
@@ -177,7 +177,7 @@ def denoise_segment(setup: MotionSetup, *, frames: list[int], seeds: list[int], 
         latents = torch.stack(noise) * scheduler.init_noise_sigma
     else:
         latents = scheduler.add_noise(init.float(), torch.stack(noise), timesteps[:1].repeat(len(frames)))
-    index = torch.tensor(frames)
+    index = host_copies.to_device(torch.tensor(frames), cond.device)
     conditioning = (cond[index], uncond[index], None if pooled is None else pooled[index],
                     None if pooled_uncond is None else pooled_uncond[index], (height, width))
     window_args = dict(context_length=context_length, context_overlap=context_overlap, weighting=weighting,
@@ -244,8 +244,10 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
     """The denoising steps. Latents, the windows' weighted sums and the scheduler step stay on the device, and
     nothing the steps need is copied from pageable host memory (such a copy makes the CUDA stream wait for all
     queued work, so the GPU would idle while the CPU queues the next UNet call): the windows' frame indices and
-    weights, the models' timesteps and the control images go to the device once, and each frame's step noise from
-    its CPU generator goes through pinned memory (:func:`~framefarm.renderers.diffusers.host_noise.pinned_noise`)."""
+    weights, the models' timesteps and the control images go to the device once (with the segment's start latents,
+    through pinned memory where :mod:`~framefarm.renderers.host_copies` is on, so a segment's set-up queues behind
+    the previous segment's work instead of draining it), and each frame's step noise from its CPU generator goes
+    through pinned memory (:func:`~framefarm.renderers.diffusers.host_noise.pinned_noise`)."""
     import torch
 
     from framefarm.renderers.diffusers.host_noise import pinned_noise
@@ -253,7 +255,7 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
     unet, base = setup.unet, setup.base
     device = base.device
     cond_f, uncond_f, pooled_f, pooled_uncond_f, size = conditioning
-    latents = latents.to(device)
+    latents = host_copies.to_device(latents, device)
     count = latents.shape[0]
     height, width = size
     per_call = windows_per_call(width, height)
@@ -263,11 +265,13 @@ def _denoise_loop(setup, latents, timesteps, scheduler, generators, conditioning
         key = tuple(window)
         if key not in window_cache:
             weights = torch.from_numpy(window_weights(len(window), weighting)).view(-1, 1, 1, 1)
-            window_cache[key] = (torch.tensor(window, device=device), weights.to(device))
+            window_cache[key] = (host_copies.to_device(torch.tensor(window), device),
+                                 host_copies.to_device(weights, device))
         return window_cache[key]
 
-    model_timesteps = timesteps.to(device)  # the models' copy; the scheduler keeps its CPU timesteps
-    controls = tuple(replace(c, images=c.images.to(base.device, base.dtype)) for c in controls)
+    # The models' copy of the timesteps; the scheduler keeps its CPU ones.
+    model_timesteps = host_copies.to_device(timesteps, device)
+    controls = tuple(replace(c, images=host_copies.to_device(c.images, device).to(base.dtype)) for c in controls)
     with pinned_noise():
         for step, t in enumerate(timesteps):
             # a. Each context window predicts its frames' noise; a frame's prediction is the weighted mean.
@@ -367,7 +371,3 @@ def _control_residuals(controls, x, t, states, windows, progress: float, base) -
     if down is None:
         return {}
     return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
-
-
-def to_numpy(latents) -> np.ndarray:
-    return latents.detach().float().cpu().numpy()

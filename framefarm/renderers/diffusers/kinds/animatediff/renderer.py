@@ -25,7 +25,7 @@ from framefarm.renderers.diffusers.conditioning import prompt_encoder, split_net
 from framefarm.renderers.diffusers.controls import fixed_image, unit_control_images
 from framefarm.renderers.diffusers.kinds.animatediff.windows import Segment, owners, segments
 from framefarm.renderers.diffusers.patches import Networks
-from framefarm.renderers.diffusers.vae import decode_frames, vae_slice
+from framefarm.renderers.diffusers.vae import PendingFrames, queue_decode, vae_slice
 
 _setups: OrderedDict[str, Any] = OrderedDict()
 _latents: OrderedDict[tuple[str, int], Any] = OrderedDict()
@@ -47,9 +47,13 @@ def job_segments(job) -> list[Segment]:
 
 
 def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(frame, RGB uint8)`` for the requested frames of an AnimateDiff chunk, in order."""
-    import torch
+    """Yield ``(frame, RGB uint8)`` for the requested frames of an AnimateDiff chunk, in order.
 
+    Pipelined one VAE slice deep: a slice's decode and the copy of its pixels are queued, then the next slice's work
+    (decode, or the next segment's whole denoise) is queued before the host waits for those pixels. The host's
+    set-up of a segment and the writing of the previous slice's frames so run while the GPU is busy, and a segment's
+    latents never leave the device.
+    """
     job = context.job
     wanted = sorted(set(frames))
     if not wanted:
@@ -59,16 +63,34 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
     # Decoded in VAE slices (one frame per call left the GPU idle, and diffusers' own AnimateDiff pipeline
     # decodes 16 at a time). Which frames share a slice is fixed by the job alone (decode_groups), never by the
     # chunk or by which frames are still missing, so a frame's pixels don't depend on how the job was cut.
+    pending = None
     for group in decode_groups(wanted, segs, vae_slice(job.width, job.height)):
-        z = np.stack([sum(weight * _segment_latents(setup, job, seg, context)[seg.frames.index(frame)]
-                          for seg, weight in owners(frame, segs)) for frame in group])
-        latents = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
-        with setup.base.lock:
-            setup.components.select_compiled(setup.unet)
-            images = decode_frames(setup.vae, latents.to(setup.base.dtype), group, slice_size=len(group))
-        for frame in group:
-            if frame in wanted:
-                yield frame, images[frame]
+        queued = _queue_slice(setup, job, segs, group, context)
+        if pending is not None:
+            yield from _slice_frames(pending, wanted)
+        pending = queued
+    yield from _slice_frames(pending, wanted)
+
+
+def _queue_slice(setup, job, segs: list[Segment], group: list[int], context: RenderContext) -> PendingFrames:
+    """The slice's latents (cross-faded at a seam) on the device and its decode queued; nothing waited for."""
+    import torch
+
+    latents = torch.stack([
+        sum(weight * _segment_latents(setup, job, seg, context)[seg.frames.index(frame)]
+            for seg, weight in owners(frame, segs))
+        for frame in group])
+    with setup.base.lock:
+        setup.components.select_compiled(setup.unet)
+        return queue_decode(setup.vae, latents.to(setup.base.dtype), group, slice_size=len(group),
+                            lock=setup.base.lock)
+
+
+def _slice_frames(pending: PendingFrames, wanted: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    images = pending.result()
+    for frame in pending.frames:
+        if frame in wanted:
+            yield frame, images[frame]
 
 
 def decode_groups(wanted: Sequence[int], segs: list[Segment], slice_size: int) -> list[list[int]]:
@@ -172,8 +194,8 @@ def motion_setup(job):
 # Segments
 
 
-def _segment_latents(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
-    """The segment's final latents ``[F, C, h, w]``: from the process cache, or denoised now (once per key, also
+def _segment_latents(setup, job, seg: Segment, context: RenderContext):
+    """The segment's final latents ``[F, C, h, w]``, float32 on the device: from the process cache, or denoised now (once per key, also
     when two chunk tasks of this process ask for it at the same time)."""
     key = (canonical_hash({"setup": setup.key, "job": job.model_dump(mode="json")}), seg.index)
     with _cache_lock:
@@ -220,7 +242,7 @@ def _tags(networks: Networks) -> str:
 
 def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
     from framefarm.renderers.diffusers.kinds.animatediff.clip import (
-        clip_conditioning, denoise_segment, to_numpy,
+        clip_conditioning, denoise_segment,
     )
     from framefarm.renderers.diffusers.vae import encode_means
     from framefarm.renderers.samplers import make_scheduler
@@ -252,7 +274,7 @@ def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
             context_overlap=ad.context_overlap, weighting=ad.context_weighting, loop_windows=whole_loop,
             init=init, strength=ad.strength, controls=controls, freeinit=ad.freeinit_iterations,
             freeinit_cutoff=ad.freeinit_cutoff)
-    return to_numpy(latents)
+    return latents  # float32, left on the device: its slices are decoded there
 
 
 def _controls(components, job, seg: Segment, context: RenderContext, seeds) -> tuple:
