@@ -474,8 +474,10 @@ def framefarm_job(b: Bench, *, checkpoint: str, width: int, frames: int, batch: 
     extra = {"eager_check": check} if b.check_eager else {}
     if b.profile_dir is not None and b.device == "cuda":
         try:
-            # A whole chunk (its first batch waits for its inputs, the next ones' are made ahead), as timed.
-            extra["profile"] = profile_batch(b, lambda: run(0, per_chunk), job_name, chunk_s)
+            # Two whole chunks, as timed: the GPU's time between one chunk's last kernel and the next one's first
+            # (the chunk's end and start on the host) lies inside the profile's window, where its idle-gap
+            # attribution sees it; a chunk's first batch waits for its inputs, the next ones' are made ahead.
+            extra["profile"] = profile_batch(b, lambda: run(0, 2 * per_chunk), job_name, 2 * chunk_s)
         except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
             extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
     return {**extra, "seconds": seconds, "chunk_size": per_chunk, "load_s": round(load_s, 2),
