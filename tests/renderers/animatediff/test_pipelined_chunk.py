@@ -70,3 +70,34 @@ def test_next_slice_is_queued_before_a_slice_is_fetched(monkeypatch, models_dir,
     # Chunks of one segment each (nothing to pipeline across segments) render the same frames.
     alone = _render(job, monkeypatch, chunk_size=8)
     assert all(np.array_equal(pipelined[f], alone[f]) for f in range(24))
+
+
+def test_a_failed_segment_keeps_the_slice_decoded_before_it(monkeypatch, models_dir, motion_models):
+    """The next segment's denoise is queued before the previous slice's frames are handed over; if it fails (out of
+    memory, an interrupt), those frames still come out before the error, so the chunk's writer stores them."""
+    import pytest
+
+    from framefarm.animation.plan import plan_job
+    from framefarm.errors import RenderError
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
+
+    job = ad_job(models_dir, "frames=24", "animatediff.segment_frames=8", "animatediff.segment_overlap=2")
+    denoise = renderer._denoise
+
+    def second_fails(setup, job, seg, context):
+        if seg.start == 8:
+            raise RenderError("out of memory (injected)")
+        return denoise(setup, job, seg, context)
+
+    monkeypatch.setattr(renderer, "vae_slice", lambda width, height: 4)
+    monkeypatch.setattr(renderer, "_denoise", second_fails)
+    renderer.clear_segment_cache()
+    chunk = plan_job(job, renderer=DiffusersRenderer().id, chunk_size=24).chunks[0]
+    got = []
+    with pytest.raises(RenderError, match="injected"):
+        for frame, image in renderer.render(chunk, list(chunk.frames), RenderContext.for_job(job)):
+            got.append(frame)
+    renderer.clear_segment_cache()
+    assert got == list(range(8))  # both slices of the first segment, the second fetched only because of the error

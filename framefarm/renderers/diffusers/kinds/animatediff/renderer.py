@@ -65,7 +65,14 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
     # chunk or by which frames are still missing, so a frame's pixels don't depend on how the job was cut.
     pending = None
     for group in decode_groups(wanted, segs, vae_slice(job.width, job.height)):
-        queued = _queue_slice(setup, job, segs, group, context)
+        try:
+            queued = _queue_slice(setup, job, segs, group, context)
+        except BaseException:
+            # The next segment's denoise (or this slice's decode) failed; the slice before is decoded: keep its
+            # frames (they are written before the error ends the chunk, so a retry does not render them again).
+            if pending is not None:
+                yield from _slice_frames(pending, wanted)
+            raise
         if pending is not None:
             yield from _slice_frames(pending, wanted)
         pending = queued
