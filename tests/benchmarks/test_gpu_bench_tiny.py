@@ -36,9 +36,12 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
     # Chunked as the planner chunks such a job (whole batches), as a farm's render processes take them.
     assert record["chunk_size"] % bench.TINY.v2v_batch == 0 and record["chunk_size"] >= bench.TINY.v2v_batch
     assert record["unet_attention"] == {"FusedAttnProcessor2_0": 20}  # the default levers reached the UNet
-    # The same job again with host copies on (off by default): same pixels (on a CPU no copy is pinned).
+    # The same job again with host copies flipped from their default (on): same pixels (on a CPU no copy is pinned).
+    from framefarm.renderers import host_copies
+
     flipped = record["host_copies_flipped"]
-    assert flipped["host_copies"] is True and flipped["max_pixel_diff"] == 0 and flipped["frames_per_s"] > 0
+    assert host_copies.ENABLED is True  # put back after the flipped run
+    assert flipped["host_copies"] is False and flipped["max_pixel_diff"] == 0 and flipped["frames_per_s"] > 0
 
 
 def test_tiny_deforum_lockstep_run_renders_every_chain(tmp_path, monkeypatch):
