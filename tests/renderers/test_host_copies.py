@@ -105,3 +105,32 @@ def test_img2img_with_host_copies_is_diffusers_own_img2img(models_dir, tiny_libr
     diff = np.abs(ours.astype(int) - theirs)
     print(f"max |framefarm with host copies − StableDiffusionImg2ImgPipeline| = {diff.max()}")
     assert ours.shape == (64, 64, 3) and diff.max() <= PIXEL_TOLERANCE
+
+
+def test_animatediff_segment_set_up_through_host_copies_keeps_the_frames(models_dir, motion_models, monkeypatch,
+                                                                         copies):
+    """AnimateDiff's segment set-up (start latents, window indices and weights, timesteps, prompt rows) goes through
+    the host copies; the clip's frames are those of plain copies."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
+    from tests.renderers.animatediff.conftest import ad_job
+
+    job = ad_job(models_dir, "frames=12")
+    chunk = plan_job(job, renderer=DiffusersRenderer().id).chunks[0]
+
+    def clip() -> dict[int, np.ndarray]:
+        renderer.clear_segment_cache()
+        try:
+            return dict(renderer.render(chunk, list(chunk.frames), RenderContext.for_job(job)))
+        finally:
+            renderer.clear_segment_cache()
+
+    pinned = clip()
+    # The start latents, the frames' rows of the prompt table, and a context window's frame indices.
+    assert {("cpu", (12, 4, 8, 8)), ("cpu", (12,)), ("cpu", (8,))} <= set(copies)
+    monkeypatch.setattr(host_copies, "ENABLED", False)
+    plain = clip()
+    assert sorted(pinned) == sorted(plain) == list(range(12))
+    assert all(np.array_equal(pinned[f], plain[f]) for f in plain)
