@@ -21,7 +21,6 @@ import contextlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-
 from framefarm.renderers import host_copies
 from framefarm.renderers.diffusers.kinds.animatediff.windows import context_windows, window_weights
 

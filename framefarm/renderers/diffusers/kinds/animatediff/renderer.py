@@ -63,7 +63,7 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
     # Decoded in VAE slices (one frame per call left the GPU idle, and diffusers' own AnimateDiff pipeline
     # decodes 16 at a time). Which frames share a slice is fixed by the job alone (decode_groups), never by the
     # chunk or by which frames are still missing, so a frame's pixels don't depend on how the job was cut.
-    pending = None
+    pending, wanted_set = None, set(wanted)
     for group in decode_groups(wanted, segs, vae_slice(job.width, job.height)):
         try:
             queued = _queue_slice(setup, job, segs, group, context)
@@ -71,12 +71,12 @@ def render(chunk: ChunkSpec, frames: Sequence[int], context: RenderContext) -> I
             # The next segment's denoise (or this slice's decode) failed; the slice before is decoded: keep its
             # frames (they are written before the error ends the chunk, so a retry does not render them again).
             if pending is not None:
-                yield from _slice_frames(pending, wanted)
+                yield from _slice_frames(pending, wanted_set)
             raise
         if pending is not None:
-            yield from _slice_frames(pending, wanted)
+            yield from _slice_frames(pending, wanted_set)
         pending = queued
-    yield from _slice_frames(pending, wanted)
+    yield from _slice_frames(pending, wanted_set)
 
 
 def _queue_slice(setup, job, segs: list[Segment], group: list[int], context: RenderContext) -> PendingFrames:
@@ -93,7 +93,8 @@ def _queue_slice(setup, job, segs: list[Segment], group: list[int], context: Ren
                             lock=setup.base.lock)
 
 
-def _slice_frames(pending: PendingFrames, wanted: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+def _slice_frames(pending: PendingFrames, wanted: set[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """The slice's wanted frames, once its pixels are on the host (a slice is whole, so it may hold others)."""
     images = pending.result()
     for frame in pending.frames:
         if frame in wanted:
@@ -202,8 +203,8 @@ def motion_setup(job):
 
 
 def _segment_latents(setup, job, seg: Segment, context: RenderContext):
-    """The segment's final latents ``[F, C, h, w]``, float32 on the device: from the process cache, or denoised now (once per key, also
-    when two chunk tasks of this process ask for it at the same time)."""
+    """The segment's final latents ``[F, C, h, w]``, float32 on the model's device: from the process cache, or
+    denoised now (once per key, also when two chunk tasks of this process ask for it at the same time)."""
     key = (canonical_hash({"setup": setup.key, "job": job.model_dump(mode="json")}), seg.index)
     with _cache_lock:
         if key in _latents:
@@ -247,7 +248,7 @@ def _tags(networks: Networks) -> str:
     return " ".join(tags) or "none"
 
 
-def _denoise(setup, job, seg: Segment, context: RenderContext) -> np.ndarray:
+def _denoise(setup, job, seg: Segment, context: RenderContext):
     from framefarm.renderers.diffusers.kinds.animatediff.clip import (
         clip_conditioning, denoise_segment,
     )
