@@ -22,11 +22,17 @@ CLI_LIKE = textwrap.dedent("""
 """)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_server_ignores_sigint_to_the_group_and_dies_with_its_parent(tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path)}
     env.pop("PREFECT_API_URL", None)
+    # SIGINT as a terminal's foreground process has it: a suite started in the background of a non-interactive
+    # shell (`make test &`) ignores SIGINT, and an ignored signal stays ignored in every child it starts.
     parent = subprocess.Popen([sys.executable, "-c", CLI_LIKE], stdout=subprocess.PIPE, text=True, env=env,
-                              start_new_session=True)
+                              start_new_session=True, preexec_fn=_default_sigint)
     try:
         pid, url = parent.stdout.readline().split()
         server = psutil.Process(int(pid))
