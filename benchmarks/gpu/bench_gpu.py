@@ -993,6 +993,15 @@ def with_host_copies_flipped(run):
         host_copies.ENABLED = default
 
 
+def chunks_with_host_copies_flipped(b: Bench, job, frames: int, chunk_size: int, *, flop: float,
+                                    default_fps: float, default_job: str, compared) -> dict:
+    """``job`` (the timed job again, under another name) rendered chunk by chunk with host copies flipped, timed,
+    and compared with the default run's frames (:func:`flipped_record`)."""
+    seconds = with_host_copies_flipped(lambda: b.timed(lambda: _chunk_job(b, job, frames, chunk_size)))
+    return flipped_record(b, {"seconds": seconds}, frames=frames, flop=flop, default_fps=default_fps,
+                          jobs=(default_job, job.name), compared=compared)
+
+
 def flipped_record(b: Bench, run: dict, *, frames: int, flop: float, default_fps: float, jobs: tuple[str, str],
                    compared) -> dict:
     """A job timed again with host copies flipped: its speed, the default's over it, and the largest pixel
@@ -1052,11 +1061,9 @@ def job_deforum_chain(b: Bench) -> dict:
         extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
                                  "ahead_over_inline": round(inline_s / seconds, 3)}
     if b.compare_host_copies:
-        flipped_s = with_host_copies_flipped(lambda: b.timed(
-            lambda: _chunk_job(b, job_for("chain-host-copies-flipped"), s.chain_job_frames, 16)))
-        extra["host_copies_flipped"] = flipped_record(
-            b, {"seconds": flipped_s}, frames=frames, flop=flop, default_fps=frames / seconds,
-            jobs=("chain", "chain-host-copies-flipped"), compared=range(min(8, frames)))
+        extra["host_copies_flipped"] = chunks_with_host_copies_flipped(
+            b, job_for("chain-host-copies-flipped"), frames, 16, flop=flop, default_fps=frames / seconds,
+            default_job="chain", compared=range(min(8, frames)))
     return b.record("deforum_chain",
                     "framefarm Deforum chain renderer (zoom-tunnel preset, init image) through render_chunk_frames "
                     "(chunk work of a render process: renderer + FrameWriterPool + manifest)",
@@ -1233,11 +1240,9 @@ def job_animatediff(b: Bench) -> dict:
         except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
             extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
     if b.compare_host_copies:
-        flipped_s = with_host_copies_flipped(lambda: b.timed(
-            lambda: _chunk_job(b, job_for(1, "ad-host-copies-flipped"), frames, chunk)))
-        extra["host_copies_flipped"] = flipped_record(
-            b, {"seconds": flipped_s}, frames=frames, flop=flop, default_fps=frames / seconds,
-            jobs=("ad-1", "ad-host-copies-flipped"), compared=range(min(16, frames)))
+        extra["host_copies_flipped"] = chunks_with_host_copies_flipped(
+            b, job_for(1, "ad-host-copies-flipped"), frames, chunk, flop=flop, default_fps=frames / seconds,
+            default_job="ad-1", compared=range(min(16, frames)))
     if b.check_eager:
         extra["eager_check"] = eager_check(b, job_for(1), list(range(segment)),
                                            lambda j: _chunk_job(b, j, segment, segment))

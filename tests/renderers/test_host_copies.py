@@ -111,26 +111,14 @@ def test_animatediff_segment_set_up_through_host_copies_keeps_the_frames(models_
                                                                          copies):
     """AnimateDiff's segment set-up (start latents, window indices and weights, timesteps, prompt rows) goes through
     the host copies; the clip's frames are those of plain copies."""
-    from framefarm.animation.plan import plan_job
-    from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers.kinds.animatediff import renderer
-    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
-    from tests.renderers.animatediff.conftest import ad_job
+    from tests.renderers.animatediff.conftest import ad_job, render_clip
 
     job = ad_job(models_dir, "frames=12")
-    chunk = plan_job(job, renderer=DiffusersRenderer().id).chunks[0]
 
-    def clip() -> dict[int, np.ndarray]:
-        renderer.clear_segment_cache()
-        try:
-            return dict(renderer.render(chunk, list(chunk.frames), RenderContext.for_job(job)))
-        finally:
-            renderer.clear_segment_cache()
-
-    pinned = clip()
+    pinned = render_clip(job)
     # The start latents, the frames' rows of the prompt table, and a context window's frame indices.
     assert {("cpu", (12, 4, 8, 8)), ("cpu", (12,)), ("cpu", (8,))} <= set(copies)
     monkeypatch.setattr(host_copies, "ENABLED", False)
-    plain = clip()
+    plain = render_clip(job)
     assert sorted(pinned) == sorted(plain) == list(range(12))
     assert all(np.array_equal(pinned[f], plain[f]) for f in plain)

@@ -21,3 +21,22 @@ def ad_job(models_dir: str, *extra: str, frames: int = 12, module: str = "tiny-m
         path, value = parse_override(assignment)
         data = apply_override(data, path, value)
     return validate_job(data)
+
+
+def render_clip(job, *, chunk_size: int | None = None, source=None) -> dict:
+    """Every frame of ``job`` through the AnimateDiff renderer, chunk by chunk (``chunk_size``; the planner's own
+    size by default), from a fresh segment cache, left empty after."""
+    from framefarm.animation.plan import plan_job
+    from framefarm.renderers.base import RenderContext
+    from framefarm.renderers.diffusers.kinds.animatediff.renderer import clear_segment_cache, render
+    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
+
+    clear_segment_cache()
+    try:
+        plan = plan_job(job, renderer=DiffusersRenderer().id, chunk_size=chunk_size)
+        frames: dict = {}
+        for chunk in plan.chunks:
+            frames.update(render(chunk, list(chunk.frames), RenderContext.for_job(job, source_frame=source)))
+        return frames
+    finally:
+        clear_segment_cache()

@@ -6,58 +6,52 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.renderers.animatediff.conftest import ad_job
+from tests.renderers.animatediff.conftest import ad_job, render_clip
 
 
-def _render(job, monkeypatch, *, chunk_size: int, events: list | None = None) -> dict[int, np.ndarray]:
-    from framefarm.animation.plan import plan_job
-    from framefarm.renderers.base import RenderContext
+def _record_order(monkeypatch, events: list) -> None:
+    """Log each slice's decode being queued, its pixels being fetched, and each segment's denoise (with the type of
+    the latents it returned), in the order they happen."""
     from framefarm.renderers.diffusers.kinds.animatediff import renderer
-    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
 
-    with monkeypatch.context() as patch:
-        patch.setattr(renderer, "vae_slice", lambda width, height: 4)  # two slices per 8-frame segment
-        if events is not None:
-            queue, denoise = renderer.queue_decode, renderer._denoise
+    queue, denoise = renderer.queue_decode, renderer._denoise
 
-            def queued(vae, latents, frames, **kwargs):
-                pending = queue(vae, latents, frames, **kwargs)
-                events.append(("queue", frames[0]))
-                fetch = pending.result
+    def queued(vae, latents, frames, **kwargs):
+        pending = queue(vae, latents, frames, **kwargs)
+        events.append(("queue", frames[0]))
+        fetch = pending.result
 
-                def fetched():
-                    events.append(("fetch", pending.frames[0]))
-                    return fetch()
+        def fetched():
+            events.append(("fetch", pending.frames[0]))
+            return fetch()
 
-                pending.result = fetched
-                return pending
+        pending.result = fetched
+        return pending
 
-            def denoised(setup, job, seg, context):
-                events.append(("denoise", seg.start))
-                return denoise(setup, job, seg, context)
+    def denoised(setup, job, seg, context):
+        latents = denoise(setup, job, seg, context)
+        events.append(("denoise", seg.start))
+        events.append(("latents", type(latents)))
+        return latents
 
-            patch.setattr(renderer, "queue_decode", queued)
-            patch.setattr(renderer, "_denoise", denoised)
-        renderer.clear_segment_cache()
-        plan = plan_job(job, renderer=DiffusersRenderer().id, chunk_size=chunk_size)
-        frames: dict[int, np.ndarray] = {}
-        for chunk in plan.chunks:
-            frames.update(renderer.render(chunk, list(chunk.frames), RenderContext.for_job(job)))
-        cached = list(renderer._latents.values())
-        renderer.clear_segment_cache()
-    if events is not None:
-        events.append(("cached", cached))
-    return frames
+    monkeypatch.setattr(renderer, "queue_decode", queued)
+    monkeypatch.setattr(renderer, "_denoise", denoised)
 
 
 def test_next_slice_is_queued_before_a_slice_is_fetched(monkeypatch, models_dir, motion_models):
     import torch
 
+    from framefarm.renderers.diffusers.kinds.animatediff import renderer
+
     job = ad_job(models_dir, "frames=24", "animatediff.segment_frames=8", "animatediff.segment_overlap=2")
+    monkeypatch.setattr(renderer, "vae_slice", lambda width, height: 4)  # two slices per 8-frame segment
     events: list = []
-    pipelined = _render(job, monkeypatch, chunk_size=24, events=events)
-    cached = events.pop()[1]
-    assert cached and all(isinstance(latents, torch.Tensor) for latents in cached)  # never copied to numpy
+    with monkeypatch.context() as patch:
+        _record_order(patch, events)
+        pipelined = render_clip(job, chunk_size=24)
+    kept = [kind for event, kind in events if event == "latents"]
+    assert kept and all(kind is torch.Tensor for kind in kept)  # never copied to numpy
+    events = [event for event in events if event[0] != "latents"]
     order = {event: position for position, event in enumerate(events)}
     starts = sorted(start for kind, start in events if kind == "queue")
     assert starts == [0, 4, 8, 12, 16, 20] and sorted(f for k, f in events if k == "fetch") == starts
@@ -68,7 +62,7 @@ def test_next_slice_is_queued_before_a_slice_is_fetched(monkeypatch, models_dir,
     assert order[("denoise", 16)] < order[("fetch", 12)]
     assert sorted(pipelined) == list(range(24))
     # Chunks of one segment each (nothing to pipeline across segments) render the same frames.
-    alone = _render(job, monkeypatch, chunk_size=8)
+    alone = render_clip(job, chunk_size=8)
     assert all(np.array_equal(pipelined[f], alone[f]) for f in range(24))
 
 

@@ -7,23 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from framefarm.renderers.diffusers.kinds.animatediff import clip as clip_module
-from tests.renderers.animatediff.conftest import ad_job
+from tests.renderers.animatediff.conftest import ad_job, render_clip
 from tests.renderers.test_diffusers_renderer import DRIFT_BOUND, max_diff
-
-
-def _render(job, *, chunk_size: int, source=None) -> dict[int, np.ndarray]:
-    from framefarm.animation.plan import plan_job
-    from framefarm.renderers.base import RenderContext
-    from framefarm.renderers.diffusers.kinds.animatediff.renderer import clear_segment_cache, render
-    from framefarm.renderers.diffusers.renderer import DiffusersRenderer
-
-    clear_segment_cache()
-    plan = plan_job(job, renderer=DiffusersRenderer().id, chunk_size=chunk_size)
-    frames: dict[int, np.ndarray] = {}
-    for chunk in plan.chunks:
-        frames.update(render(chunk, list(chunk.frames), RenderContext.for_job(job, source_frame=source)))
-    clear_segment_cache()
-    return frames
 
 
 def test_windows_per_call_is_fixed_by_the_frame_size():
@@ -45,18 +30,18 @@ def test_batched_windows_stay_within_the_drift_of_one_window_per_call(monkeypatc
         return predict(unet, base, model_in, t, group, *args)
 
     monkeypatch.setattr(clip_module, "_predict_windows", counted)
-    batched = _render(job, chunk_size=20)
+    batched = render_clip(job, chunk_size=20)
     assert calls and max(calls) > 1  # at 64², every window of a step shares one call
     monkeypatch.setattr(clip_module, "WINDOWS_PER_CALL_512", 0)  # one window per call
     calls.clear()
-    single = _render(job, chunk_size=20)
+    single = render_clip(job, chunk_size=20)
     assert set(calls) == {1}
     drift = max_diff(batched, single)
     print(f"max abs pixel drift, batched windows vs one per call: {drift}")
     assert drift <= DRIFT_BOUND
     # The grouping is the job's: chunking the job never changes a pixel.
     monkeypatch.setattr(clip_module, "WINDOWS_PER_CALL_512", 4)
-    assert all(np.array_equal(a, b) for a, b in zip(batched.values(), _render(job, chunk_size=4).values()))
+    assert all(np.array_equal(a, b) for a, b in zip(batched.values(), render_clip(job, chunk_size=4).values()))
 
 
 def test_controlnet_images_follow_their_windows_in_a_batch(monkeypatch, models_dir, motion_models):
@@ -67,10 +52,10 @@ def test_controlnet_images_follow_their_windows_in_a_batch(monkeypatch, models_d
     job = ad_job(models_dir, "frames=20", 'source={video="testcard"}', "animatediff.strength=1.0",
                  'controlnet=[{model="tiny-canny", preprocessor="canny", weight=1.5}]')
     source = lambda i: source_testcard(i, 64, 64, job.fps)  # noqa: E731 - what prepare_sources stores
-    batched = _render(job, chunk_size=20, source=source)
+    batched = render_clip(job, chunk_size=20, source=source)
     monkeypatch.setattr(clip_module, "WINDOWS_PER_CALL_512", 0)
-    single = _render(job, chunk_size=20, source=source)
-    unguided = _render(ad_job(models_dir, "frames=20", 'source={video="testcard"}', "animatediff.strength=1.0"),
+    single = render_clip(job, chunk_size=20, source=source)
+    unguided = render_clip(ad_job(models_dir, "frames=20", 'source={video="testcard"}', "animatediff.strength=1.0"),
                        chunk_size=20, source=source)
     assert max_diff(batched, single) <= DRIFT_BOUND < max_diff(batched, unguided)
 
