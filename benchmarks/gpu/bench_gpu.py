@@ -259,7 +259,7 @@ class Bench:
     compare_noise_threads: bool = False  # --compare-noise-threads: lockstep chains also with noise made on threads
     compare_lockstep_drivers: bool = False  # --compare-lockstep-drivers: lockstep also without head start / 1 group
     compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
-    compare_host_copies: bool = False  # --compare-host-copies: jobs also timed with host copies flipped
+    compared_switches: tuple = ()  # --compare-host-copies etc.: jobs also timed with these SWITCHES flipped
     v2v_chunk: int | None = None  # --v2v-chunk: video2video frames per chunk (None: the planner's automatic size)
 
     def job_frames(self, kind: str, frames: int) -> int:
@@ -837,13 +837,14 @@ def job_video2video(b: Bench) -> dict:
                                     "frames_per_s": round(paged_fps, 3),
                                     "fraction_of_ceiling": round(flop * paged_fps / 1e12 / b.ceiling_tflops, 4),
                                     "pinned_over_pageable": round(record["frames_per_s"] / paged_fps, 3)}
-    if b.compare_host_copies:
-        flipped = with_host_copies_flipped(lambda: framefarm_job(
+    for switch in b.compared_switches:
+        name = f"v2v-{switch.replace('_', '-')}-flipped"
+        flipped = with_flipped(switch, lambda: framefarm_job(
             b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch, controlnet=True,
-            job_name="v2v-host-copies-flipped"))
-        record["host_copies_flipped"] = flipped_record(
-            b, flipped, frames=s.v2v_frames, flop=flop, default_fps=record["frames_per_s"],
-            jobs=("v2v", "v2v-host-copies-flipped"), compared=range(s.v2v_batch, s.v2v_batch + min(8, s.v2v_frames)))
+            job_name=name))
+        record[f"{switch}_flipped"] = flipped_record(
+            b, switch, flipped, frames=s.v2v_frames, flop=flop, default_fps=record["frames_per_s"],
+            jobs=("v2v", name), compared=range(s.v2v_batch, s.v2v_batch + min(8, s.v2v_frames)))
     if b.compare_sync_decode:
         # Same process, same (compiled) models, same frames: each batch's pixels fetched from the GPU before the
         # next batch is queued (the renderer before PendingFrames), against the deferred fetch measured above.
@@ -980,42 +981,50 @@ def _chain_job(b: Bench, first: np.ndarray, frames: int, *extra: str):
     return job_for
 
 
-def with_host_copies_flipped(run):
-    """``run()`` with framefarm's host copies (pinned prompt ids, scheduler set-up on the host) flipped from their
-    default, put back after."""
-    from framefarm.renderers import host_copies
+# Switches a benchmark can flip in the same process to time a job without (or with) one of framefarm's measures:
+# the module's ``ENABLED`` flag, by the name its records use.
+SWITCHES = {"host_copies": "framefarm.renderers.host_copies",
+            "control_embedding": "framefarm.renderers.diffusers.control_embedding"}
 
-    default = host_copies.ENABLED
-    host_copies.ENABLED = not default
+
+def with_flipped(switch: str, run):
+    """``run()`` with framefarm's ``switch`` (a :data:`SWITCHES` name) flipped from its default, put back after."""
+    import importlib
+
+    module = importlib.import_module(SWITCHES[switch])
+    default = module.ENABLED
+    module.ENABLED = not default
     try:
         return run()
     finally:
-        host_copies.ENABLED = default
+        module.ENABLED = default
 
 
-def chunks_with_host_copies_flipped(b: Bench, job, frames: int, chunk_size: int, *, flop: float,
-                                    default_fps: float, default_job: str, compared) -> dict:
-    """``job`` (the timed job again, under another name) rendered chunk by chunk with host copies flipped, timed,
+def chunks_with_flipped(b: Bench, switch: str, job, frames: int, chunk_size: int, *, flop: float,
+                        default_fps: float, default_job: str, compared) -> dict:
+    """``job`` (the timed job again, under another name) rendered chunk by chunk with ``switch`` flipped, timed,
     and compared with the default run's frames (:func:`flipped_record`)."""
-    seconds = with_host_copies_flipped(lambda: b.timed(lambda: _chunk_job(b, job, frames, chunk_size)))
-    return flipped_record(b, {"seconds": seconds}, frames=frames, flop=flop, default_fps=default_fps,
+    seconds = with_flipped(switch, lambda: b.timed(lambda: _chunk_job(b, job, frames, chunk_size)))
+    return flipped_record(b, switch, {"seconds": seconds}, frames=frames, flop=flop, default_fps=default_fps,
                           jobs=(default_job, job.name), compared=compared)
 
 
-def flipped_record(b: Bench, run: dict, *, frames: int, flop: float, default_fps: float, jobs: tuple[str, str],
-                   compared) -> dict:
-    """A job timed again with host copies flipped: its speed, the default's over it, and the largest pixel
-    difference between the two jobs' frames ``compared`` (same seeds and settings: 0 unless a copy changed a
+def flipped_record(b: Bench, switch: str, run: dict, *, frames: int, flop: float, default_fps: float,
+                   jobs: tuple[str, str], compared) -> dict:
+    """A job timed again with ``switch`` flipped: its speed, the default's over it, and the largest pixel
+    difference between the two jobs' frames ``compared`` (same seeds and settings: 0 unless the switch changed a
     value)."""
-    from framefarm.renderers import host_copies
+    import importlib
+
     from framefarm.storage import FrameStore
 
     fps = frames / run["seconds"]
     stores = [FrameStore(str(b.work / "frames"), job) for job in jobs]
     diff = max(int(np.abs(decode_png(stores[0].read_frame_bytes(f)).astype(int)
                           - decode_png(stores[1].read_frame_bytes(f)).astype(int)).max()) for f in compared)
-    return {"host_copies": not host_copies.ENABLED, "frames": frames, "seconds": round(run["seconds"], 3),
-            "frames_per_s": round(fps, 3), "fraction_of_ceiling": round(flop * fps / 1e12 / b.ceiling_tflops, 4),
+    return {switch: not importlib.import_module(SWITCHES[switch]).ENABLED, "frames": frames,
+            "seconds": round(run["seconds"], 3), "frames_per_s": round(fps, 3),
+            "fraction_of_ceiling": round(flop * fps / 1e12 / b.ceiling_tflops, 4),
             "default_over_flipped": round(default_fps / fps, 3), "max_pixel_diff": diff,
             "profile": run.get("profile")}
 
@@ -1060,9 +1069,9 @@ def job_deforum_chain(b: Bench) -> dict:
             DeforumChains.MAKE_NOISE_AHEAD = True
         extra["inline_noise"] = {"seconds": round(inline_s, 3), "frames_per_s": round(frames / inline_s, 3),
                                  "ahead_over_inline": round(inline_s / seconds, 3)}
-    if b.compare_host_copies:
-        extra["host_copies_flipped"] = chunks_with_host_copies_flipped(
-            b, job_for("chain-host-copies-flipped"), frames, 16, flop=flop, default_fps=frames / seconds,
+    if "host_copies" in b.compared_switches:
+        extra["host_copies_flipped"] = chunks_with_flipped(
+            b, "host_copies", job_for("chain-host-copies-flipped"), frames, 16, flop=flop, default_fps=frames / seconds,
             default_job="chain", compared=range(min(8, frames)))
     return b.record("deforum_chain",
                     "framefarm Deforum chain renderer (zoom-tunnel preset, init image) through render_chunk_frames "
@@ -1239,9 +1248,9 @@ def job_animatediff(b: Bench) -> dict:
                 seconds * chunk / frames)
         except Exception as exc:  # the profile is a diagnosis: never lose the job's figures to it
             extra["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if b.compare_host_copies:
-        extra["host_copies_flipped"] = chunks_with_host_copies_flipped(
-            b, job_for(1, "ad-host-copies-flipped"), frames, chunk, flop=flop, default_fps=frames / seconds,
+    if "host_copies" in b.compared_switches:
+        extra["host_copies_flipped"] = chunks_with_flipped(
+            b, "host_copies", job_for(1, "ad-host-copies-flipped"), frames, chunk, flop=flop, default_fps=frames / seconds,
             default_job="ad-1", compared=range(min(16, frames)))
     if b.check_eager:
         extra["eager_check"] = eager_check(b, job_for(1), list(range(segment)),
@@ -1305,6 +1314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-host-copies", action="store_true",
                         help="video2video, deforum_chain, animatediff: also time the job with "
                              "framefarm.renderers.host_copies flipped from its default (pixels compared)")
+    parser.add_argument("--compare-control-embedding", action="store_true",
+                        help="video2video: also time the job with each ControlNet's conditioning embedding computed "
+                             "at every step (framefarm.renderers.diffusers.control_embedding flipped)")
     parser.add_argument("--compare-sync-decode", action="store_true",
                         help="video2video: also time the job with each batch's pixels fetched before the next batch")
     args = parser.parse_args(argv)
@@ -1364,7 +1376,9 @@ def main(argv: list[str] | None = None) -> int:
                       args.compare_sync_decode, args.compile_spec, args.compare_inline_noise, args.warm_start,
                       {j for j in args.eager.split(",") if j}, args.short_jobs or args.tiny, args.check_eager,
                       args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise,
-                      args.compare_host_copies, args.v2v_chunk)
+                      tuple(switch for switch, on in (("host_copies", args.compare_host_copies),
+                                                      ("control_embedding", args.compare_control_embedding)) if on),
+                      args.v2v_chunk)
         for job in jobs:
             started = time.perf_counter()
             try:

@@ -8,6 +8,7 @@ images, and the settings they share (:class:`FrameSettings`). What happens here,
 2. prompts → conditioning (A1111 weights, embeddings, clip skip);
 3. the pipeline call, each frame's noise (and img2img's VAE sample, and ancestral samplers' step noise) drawn from
    its own CPU generator seeded with the frame's seed — so a frame's pixels do not depend on its group-mates' seeds;
+   each ControlNet's conditioning embedding computed at the first step only (:mod:`.control_embedding`);
 4. decode in slices; the pixels come to the host when the kind asks for them (:class:`~.vae.PendingFrames`).
 
 Batched matmuls are not bit-identical across batch sizes, so *which* frames form a group is the kind's decision and
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from framefarm.renderers.diffusers.conditioning import encode_pairs
+from framefarm.renderers.diffusers.control_embedding import reused_control_embeddings
 from framefarm.renderers.diffusers.controls import control_scales
 from framefarm.renderers.diffusers.host_noise import pinned_noise
 from framefarm.renderers.diffusers.patches import NO_NETWORKS, Networks
@@ -105,7 +107,9 @@ def denoise_group(components, job, group: Group) -> dict[int, np.ndarray | Pendi
                                     **family.conditioning_kwargs(positives, negatives))
         if active:
             call.update(control_scales(settings.control_weights, active), height=job.height, width=job.width)
-        with pinned_noise():  # the seeded CPU noise reaches the GPU without a stream sync per step
+        # The seeded CPU noise reaches the GPU without a stream sync per step; each ControlNet embeds its control
+        # images once per call, not once per step.
+        with pinned_noise(), reused_control_embeddings(m for _, _, m in active):
             if group.init is None:
                 init = None
             elif base.family == SDXL:  # diffusers' SDXL encode (float32 upcast, latents mean/std): left to it
