@@ -188,3 +188,40 @@ def test_only_the_built_in_weight_free_preprocessors_run_on_threads(monkeypatch)
     table = {**preprocessors.BUILTIN, "canny": lambda image, *, seed, settings: image}
     monkeypatch.setattr(preprocessors, "available", lambda: table)
     assert not preprocessors.thread_safe("canny")
+
+
+def test_whole_batches_reach_the_gpu_stacked_on_the_helper_thread_with_the_same_pixels(models_dir, monkeypatch):
+    """A group holding its whole batch gets its source frames and control images stacked (pinned, on a GPU) on the
+    helper thread, so the thread launching the GPU's work only queues the copies: the same pixels as frames stacked
+    where they are used."""
+    import threading
+
+    from framefarm.renderers.diffusers import denoise, vae
+    from framefarm.renderers.diffusers.kinds import video2video
+
+    staged_on, used = [], []
+    real_init, real_to_tensor = vae.StagedFrames.__init__, vae.to_tensor
+
+    def staging(self, images):
+        staged_on.append(threading.current_thread().name)
+        real_init(self, images)
+
+    def to_tensor(images, device=None):
+        used.append(type(images).__name__)
+        return real_to_tensor(images, device)
+
+    monkeypatch.setattr(vae.StagedFrames, "__init__", staging)
+    monkeypatch.setattr(vae, "to_tensor", to_tensor)  # encode_sources' source frames
+    monkeypatch.setattr(denoise, "to_tensor", to_tensor)  # the control images
+    job = v2v_job(models_dir, 'controlnet.0.preprocessor="canny"', frames=8)  # batch size 4: 2 batches
+    staged = render(job, chunk_size=8)
+    # Two batches, each its sources and its one unit's control images: stacked on the helper, used stacked.
+    assert len(staged_on) == 4 and all(name.startswith("batch-inputs") for name in staged_on)
+    assert used == ["StagedFrames"] * 4
+
+    used.clear()
+    monkeypatch.setattr(video2video, "StagedFrames", list)  # batch inputs as plain lists, stacked where used
+    plain = render(job, chunk_size=8)
+    assert used == ["list"] * 4
+    assert sorted(staged) == sorted(plain) == list(range(8))
+    assert all(np.array_equal(staged[i], plain[i]) for i in range(8))

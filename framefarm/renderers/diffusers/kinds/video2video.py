@@ -13,7 +13,8 @@ Seed lock and batching (why frames are byte-identical across chunkings and worke
 
 Overlap: the next batch's source frames and control images (PNG decode, Canny: CPU work that releases the GIL) are
 made on a helper thread while this batch denoises (on an H200 they were 9 % of a batch's wall time with the GPU
-idle), and each batch's pixels are fetched only after the next batch's work is queued behind them
+idle), and stacked there too, ready to copy (:class:`~framefarm.renderers.diffusers.vae.StagedFrames`); each batch's
+pixels are fetched only after the next batch's work is queued behind them
 (:class:`~framefarm.renderers.diffusers.vae.PendingFrames`).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from framefarm.renderers.diffusers.components import Components, load_components
 from framefarm.renderers.diffusers.conditioning import split_networks
 from framefarm.renderers.diffusers.controls import fixed_image, unit_control_images
 from framefarm.renderers.diffusers.denoise import FrameSettings, Group, denoise_group
-from framefarm.renderers.diffusers.vae import PendingFrames, resolve
+from framefarm.renderers.diffusers.vae import PendingFrames, StagedFrames, resolve
 from framefarm.renderers.oom import render_halving_on_oom
 
 
@@ -105,10 +106,15 @@ def frame_settings(job, chunk: ChunkSpec, frame: int) -> tuple[FrameSettings, st
 
 @dataclass(frozen=True)
 class BatchInputs:
-    """What a batch needs before any model runs: its source frames and each unit's control images."""
+    """What a batch needs before any model runs: its source frames and each unit's control images, and both again
+    as :class:`~framefarm.renderers.diffusers.vae.StagedFrames` of the whole batch (stacked on the helper thread, for
+    a group holding the whole batch: the usual one)."""
 
     sources: dict[int, np.ndarray]
     controls: dict[tuple[int, int], np.ndarray]  # (unit index, frame) → control image
+    members: tuple[int, ...] = ()
+    staged_sources: StagedFrames | None = None
+    staged_controls: dict[int, StagedFrames] = field(default_factory=dict)  # unit index → the batch's images
 
 
 def batch_inputs(components: Components, job, chunk: ChunkSpec, members: list[int],
@@ -121,7 +127,8 @@ def batch_inputs(components: Components, job, chunk: ChunkSpec, members: list[in
         # Stored per unit and frame in the job's store: a rerun or resume skips the preprocessor.
         arrays = unit_control_images(components, index, unit, inputs, context.controls)
         controls.update({(index, f): image for f, image in zip(members, arrays)})
-    return BatchInputs(sources, controls)
+    return BatchInputs(sources, controls, tuple(members), StagedFrames([sources[f] for f in members]),
+                       {index: StagedFrames([controls[(index, f)] for f in members]) for index, _, _ in components.units})
 
 
 def render_batch(components: Components, job, chunk: ChunkSpec, members: list[int], prepared: BatchInputs
@@ -135,17 +142,20 @@ def render_batch(components: Components, job, chunk: ChunkSpec, members: list[in
     for settings, items in groups.items():
         def run(part, settings=settings, items=items):
             frames = [frame for frame, _, _ in part]
-            sources = [prepared.sources[f] for f in frames]
             seeds = [chunk.seeds[chunk.local(f)] for f in frames]
             positives, negatives = [p for _, p, _ in part], [n for _, _, n in part]
-            controls = {i: [prepared.controls[(i, f)] for f in frames] for i, _, _ in components.units}
             # Compiled kernels are specialised to the batch size: a short group (the job's last, partial batch) is
             # filled up with copies of its last frame, numbered -1, -2, … and dropped, rather than compiling the
             # models again for one batch. Not when memory forced a halving (``part`` is then a part of ``items``).
             fill = job.batch_size - len(part) if components.compiled is not None and part == items else 0
-            frames += [-k for k in range(1, fill + 1)]
-            for column in (sources, seeds, positives, negatives, *controls.values()):
-                column += column[-1:] * fill
+            if not fill and tuple(frames) == prepared.members:  # the whole batch, stacked on the helper thread
+                sources, controls = prepared.staged_sources, dict(prepared.staged_controls)
+            else:
+                sources = [prepared.sources[f] for f in frames]
+                controls = {i: [prepared.controls[(i, f)] for f in frames] for i, _, _ in components.units}
+                frames += [-k for k in range(1, fill + 1)]
+                for column in (sources, seeds, positives, negatives, *controls.values()):
+                    column += column[-1:] * fill
             result = denoise_group(components, job, Group(
                 frames=frames, seeds=seeds, positives=positives, negatives=negatives, settings=settings,
                 init=sources, controls=controls))
