@@ -1297,6 +1297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-start", action="store_true",
                         help="after video2video: a second process renders one batch from the compile caches")
     parser.add_argument("--probe-warm-start", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--regions", default=None,
+                        help="comma list of block classes regional compilation compiles, in place of "
+                             "accel.REPEATED_BLOCKS (an A/B of the compiled regions; frame keys say 'bench')")
     parser.add_argument("--inductor-options", default=None,
                         help="JSON object replacing framefarm's INDUCTOR_OPTIONS for this run (an A/B of Inductor "
                              "settings; '{}' for none)")
@@ -1323,6 +1326,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.inductor_options is not None:
         # Also read by the warm-start probe, a child process: the environment carries it there.
         os.environ["BENCH_INDUCTOR_OPTIONS"] = args.inductor_options
+    if args.regions is not None:
+        os.environ["BENCH_REGIONS"] = args.regions  # the warm-start probe reads it too
+    if os.environ.get("BENCH_REGIONS"):
+        from framefarm.renderers import accel
+
+        accel.REPEATED_BLOCKS = tuple(name.strip() for name in os.environ["BENCH_REGIONS"].split(",") if name.strip())
+        accel.REGIONS_VERSION = f"bench-{len(accel.REPEATED_BLOCKS)}"
     if os.environ.get("BENCH_INDUCTOR_OPTIONS"):
         from framefarm.renderers import accel
 
@@ -1359,6 +1369,7 @@ def main(argv: list[str] | None = None) -> int:
     from framefarm.renderers import accel
 
     document["inductor_options"] = accel.INDUCTOR_OPTIONS
+    document["compiled_regions"] = list(accel.REPEATED_BLOCKS)
     print(f"{document['device']}: matmul ceiling {document['matmul_ceiling_tflops']} TFLOP/s", flush=True)
     if args.profile and device == "cuda":
         document["sdpa_backends"] = sdpa_backends(torch)

@@ -61,13 +61,18 @@ COMPILE_MODES = (None, "reduce-overhead", "max-autotune", "max-autotune-no-cudag
 VAE_TAG = "vae=slices"
 # The block classes regional compilation compiles one by one, outermost first (a block nested in one already
 # compiled is not compiled again). They repeat with few distinct shapes, so dynamo reuses each compiled graph across
-# instances (ControlNet's down blocks share the UNet's).
-# * The image UNet's, ControlNet's and VAE's down / mid / up blocks are compiled whole (CrossAttnDownBlock2D …
-#   UpDecoderBlock2D): that takes in what lies between their ResNets and transformers — the down- and upsamplers'
-#   convolutions with their bias adds (eager, cuDNN leaves the bias to a separate pass over the output), the VAE's
-#   nearest-neighbour upsampling and padding, the up blocks' skip concatenations. An H100, video2video at batch 32
-#   with one ControlNet, same host and hour: 44.0 % → 45.2 % of the matmul ceiling (11.19 → 11.56 frames/s), with
-#   these blocks added to the regions below; compilation from cold 48 s → 74 s.
+# instances (the ControlNet's ResNets and transformers share the UNet's).
+# * The VAE's blocks and the image UNet's up blocks are compiled whole (DownEncoderBlock2D, UNetMidBlock2D,
+#   UpDecoderBlock2D, CrossAttnUpBlock2D, UpBlock2D): that takes in what lies between their ResNets and
+#   transformers — the down- and upsamplers' convolutions with their bias adds (cuDNN leaves an eager convolution's
+#   bias to a separate pass over its output: at 512² in the VAE, hundreds of MB a slice), the VAE's nearest-neighbour
+#   upsampling and padding, its mid-block attention's GroupNorm, the up blocks' skip concatenations. Measured on
+#   video2video at batch 32 with one ControlNet: on an H100, every down / mid / up block of UNet, ControlNet and VAE
+#   compiled whole took 44.0 % → 45.2 % of the matmul ceiling (11.19 → 11.56 frames/s, same host and hour); on an
+#   H200 that set gave 47.7 % but a second process's warm start of 18.3 s, and this set (without the UNet's and
+#   ControlNet's down and mid blocks, whose samplers are small and whose transformers each block would trace again)
+#   47.5 % with 16.6 s. The motion UNet's own blocks (…BlockMotion) are not in the list: its transformers and ResNets
+#   are, as before.
 # * The spatial transformer is compiled whole (Transformer2DModel: GroupNorm, proj_in, its blocks, proj_out,
 #   residual) where no block around it is: compiling only its inner BasicTransformerBlocks left the GroupNorm and the
 #   NCHW ↔ channels-last copies around the 1×1 projections eager (an H200 profile, video2video batch 32: layout
@@ -75,10 +80,8 @@ VAE_TAG = "vae=slices"
 # * AnimateDiff's motion modules are compiled whole for the same reason (AnimateDiffTransformer3D: GroupNorm over
 #   frames, the permutes to frame sequences and back, proj_in/out around its BasicTransformerBlocks): compiling only
 #   the inner blocks left that GroupNorm eager and its permutes as copies, 0.30 s of 2.62 s of kernel time per
-#   16-frame window (an H100 profile, 92 % busy: the time is in the kernels). The motion UNet's own blocks
-#   (…BlockMotion) are not in the list: its transformers and ResNets are, as before.
-REPEATED_BLOCKS = ("CrossAttnDownBlock2D", "DownBlock2D", "UNetMidBlock2DCrossAttn", "CrossAttnUpBlock2D", "UpBlock2D",
-                   "DownEncoderBlock2D", "UNetMidBlock2D", "UpDecoderBlock2D",
+#   16-frame window (an H100 profile, 92 % busy: the time is in the kernels).
+REPEATED_BLOCKS = ("CrossAttnUpBlock2D", "UpBlock2D", "DownEncoderBlock2D", "UNetMidBlock2D", "UpDecoderBlock2D",
                    "Transformer2DModel", "AnimateDiffTransformer3D", "BasicTransformerBlock", "ResnetBlock2D",
                    "TemporalBasicTransformerBlock")
 # Which regions `blocks` compiles, and with which Inductor settings: part of a compiled job's frame keys
