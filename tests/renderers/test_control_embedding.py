@@ -96,6 +96,8 @@ def test_the_embedding_once_gives_the_same_frame_as_at_every_step(monkeypatch, m
 
 
 def test_scope_computes_once_per_image_and_leaves_no_patch_behind():
+    """Each control-image tensor is embedded once inside the scope (two units may share one ControlNet model);
+    outside it the class's forward runs at every call again."""
     from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 
     from tests.fixtures.tiny_models import build_controlnet, build_sd15
@@ -108,7 +110,8 @@ def test_scope_computes_once_per_image_and_leaves_no_patch_behind():
     first, second = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     with torch.no_grad(), control_embedding.reused_control_embeddings([controlnet]):
         a, again = embedding(first), embedding(first)
-        b = embedding(second)  # another image (the next group's): computed anew
+        b = embedding(second)  # another image (a second unit using the same ControlNet file): computed once too
+        assert embedding(first) is a and embedding(second) is b
     assert again is a and len(ran) == 2
     assert "forward" not in vars(embedding)  # the class's forward again after the call
     with torch.no_grad():

@@ -27,20 +27,21 @@ ENABLED = True
 
 
 class _FirstStepEmbedding:
-    """A conditioning embedding's forward that remembers its last input tensor and output."""
+    """A conditioning embedding's forward that remembers, for each input tensor it was given, its output."""
 
     def __init__(self, forward) -> None:
         self.forward = forward
-        self.image = None
-        self.embedding = None
+        # id → (tensor, embedding). One entry per control image of the call: two units sharing one ControlNet file
+        # (one model in the process cache) each keep theirs. The tensors are held here, so an id cannot be reused
+        # by another tensor while this scope lasts.
+        self.seen: dict[int, tuple] = {}
 
     def __call__(self, conditioning):
         # Identity, not equality: the pipeline hands the very same tensor to every step, and an identity test costs
-        # nothing (comparing values would read the whole image every step). The tensor is held here, so its id
-        # cannot be reused by another tensor while this scope lasts.
-        if conditioning is not self.image:
-            self.image, self.embedding = conditioning, self.forward(conditioning)
-        return self.embedding
+        # nothing (comparing values would read the whole image every step).
+        if id(conditioning) not in self.seen:
+            self.seen[id(conditioning)] = (conditioning, self.forward(conditioning))
+        return self.seen[id(conditioning)][1]
 
 
 @contextlib.contextmanager
