@@ -109,6 +109,14 @@ def take_over(run: Any) -> ChunkClaim | None:
         return _handed_over.pop(run, None)
 
 
+def take_over_all() -> list[ChunkClaim]:
+    """Every claim :func:`hand_over` still keeps: chunks taken whose task has not carried its claim on (yet)."""
+    with _handed_over_lock:
+        claims = list(_handed_over.values())
+        _handed_over.clear()
+        return claims
+
+
 def write_outcome(store: FrameStore, claim: ChunkClaim, **fields: Any) -> None:
     store.write_json(outcome_name(claim.index), {**claim.document, "finished": time.time(), **fields})
 

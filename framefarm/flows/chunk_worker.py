@@ -37,7 +37,7 @@ from prefect.results import ResultStore, get_or_create_default_task_scheduling_s
 from prefect.settings import get_current_settings
 from prefect.task_worker import TaskWorker, read_parameters
 
-from framefarm.flows.chunk_records import ChunkClaim, Dispatch, hand_over, take_over
+from framefarm.flows.chunk_records import ChunkClaim, Dispatch, hand_over, take_over, take_over_all
 from framefarm.flows.chunk_tasks import CHUNK_TASKS, PRIORITY_LEVELS, unpack_chunk
 from framefarm.flows.gpu_slot import DEFAULT_LOOKAHEAD_S, GPU
 from framefarm.flows.tasks import worker_id
@@ -66,6 +66,11 @@ class ChunkWorker(TaskWorker):
     def handle_sigterm(self, signum: int, frame: object) -> None:
         # Set first, so a chunk waiting for the GPU is given back rather than rendered while the process exits.
         self.gpu.stopping.set()
+        # A chunk taken off the server whose task has not started yet has no thread to see ``stopping``, and Prefect's
+        # stop below ends the event loop that would start it: give its claim back now, so the parent queues it again
+        # at once instead of after a stale heartbeat. (A task that starts anyway finds no claim kept for it, writes
+        # its own, sees ``stopping`` before the GPU and gives that back.)
+        give_back_untaken()
         super().handle_sigterm(signum, frame)
 
     async def _subscribe_to_task_scheduling(self) -> None:
@@ -171,8 +176,21 @@ async def serve_chunks(lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
         pass
 
 
+def give_back_untaken() -> None:
+    """Give back the claims of chunks this worker took whose task never carried the claim on."""
+    for claim in take_over_all():
+        try:
+            claim.give_back()
+        except OSError:  # the store is unreachable: the claim's heartbeat has stopped, so it goes stale instead
+            logger.warning("could not give back chunk %d; it is handed out again once its claim is stale",
+                           claim.index, exc_info=True)
+
+
 def main(lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
-    asyncio.run(serve_chunks(lookahead_s))
+    try:
+        asyncio.run(serve_chunks(lookahead_s))
+    finally:
+        give_back_untaken()  # a chunk taken after the stop began, while the event loop wound down
 
 
 if __name__ == "__main__":

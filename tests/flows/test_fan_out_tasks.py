@@ -174,3 +174,30 @@ def test_a_chunk_is_claimed_when_taken_started_on_the_gpu_and_can_be_given_back(
         claim.give_back()
     given_back = json.loads(path.read_text())
     assert given_back["given_back"] and given_back["attempt"] == 1
+
+
+def test_a_stopping_worker_gives_back_the_chunks_it_took_whose_task_never_started(tmp_path):
+    """SIGTERM can come after a chunk worker took a chunk off the server (its claim written and kept for the task)
+    but before that task started; Prefect's stop then ends the event loop that would start it. The worker gives
+    such claims back itself, so the parent queues those chunks again at once; a claim a task carried on is not
+    touched."""
+    import json
+
+    from framefarm.flows.chunk_records import ChunkClaim, Dispatch, claim_name, hand_over, take_over
+    from framefarm.flows.chunk_worker import give_back_untaken
+    from framefarm.storage import FrameStore
+
+    store = FrameStore(str(tmp_path), "job")
+    untaken = ChunkClaim(store, 4, Dispatch(token="t", attempt=2, ready=1.0), "gpu-9")
+    carried = ChunkClaim(store, 5, Dispatch(token="t", attempt=1, ready=1.0), "gpu-9")
+    hand_over("run-4", untaken)
+    hand_over("run-5", carried)
+    assert take_over("run-5") is carried  # its task started and carries the claim on
+    try:
+        give_back_untaken()
+        assert take_over("run-4") is None  # given back: no task can carry it on any more
+        given_back = json.loads((tmp_path / "job" / claim_name(4)).read_text())
+        assert given_back["given_back"] and given_back["attempt"] == 2
+        assert "given_back" not in json.loads((tmp_path / "job" / claim_name(5)).read_text())
+    finally:
+        carried.close()
