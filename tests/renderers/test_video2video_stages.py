@@ -225,3 +225,48 @@ def test_whole_batches_reach_the_gpu_stacked_on_the_helper_thread_with_the_same_
     assert used == ["list"] * 4
     assert sorted(staged) == sorted(plain) == list(range(8))
     assert all(np.array_equal(staged[i], plain[i]) for i in range(8))
+
+
+def test_a_rendered_video2video_frame_is_diffusers_own_controlnet_img2img_frame(models_dir, tiny_library, monkeypatch):
+    """The whole video2video path (batch inputs and stacked frames from the helper thread, the group call, the
+    ControlNet embedding once per call) against diffusers' StableDiffusionControlNetImg2ImgPipeline on the same
+    folder, with each frame's seed, prompt, strength, source frame and Canny image as the plan and the unit give
+    them: the same frames."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionPipeline
+    from PIL import Image
+
+    from framefarm.renderers.accel import ACCEL_ENV, PIXEL_TOLERANCE
+    from framefarm.renderers.models.loader import clear_cache
+    from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
+    from tests.fixtures.tiny_models import build_controlnet
+
+    monkeypatch.setenv(ACCEL_ENV, "none")
+    clear_cache()
+    job = v2v_job(models_dir, 'model.sampler="Euler"', "model.steps=4", "batch_size=1", 'negative_prompt="photo"',
+                  frames=2, checkpoint="tiny-sd15-diffusers")
+    try:
+        ours = render(job, chunk_size=2)
+    finally:
+        clear_cache()
+    (chunk,) = plan_job(job, renderer=get_renderer("diffusers").id, chunk_size=2).chunks
+    unit = job.controlnet[0]
+
+    base = StableDiffusionPipeline.from_pretrained(str(tiny_library.sd15_diffusers), dtype=torch.float32,
+                                                   safety_checker=None, requires_safety_checker=False,
+                                                   local_files_only=True)
+    pipe = StableDiffusionControlNetImg2ImgPipeline(**base.components, controlnet=build_controlnet(base.unet, seed=20))
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    for frame in range(2):
+        source = source_testcard(frame, job.width, job.height, job.fps)
+        control = preprocess(unit.preprocessor, source, seed=chunk.seeds[frame],
+                             settings=PreprocessSettings(threshold_a=unit.threshold_a, threshold_b=unit.threshold_b))
+        theirs = np.asarray(pipe(chunk.prompts[frame], negative_prompt=chunk.negative_prompts[frame],
+                                 image=Image.fromarray(source), control_image=Image.fromarray(control),
+                                 strength=float(chunk.values["strength"][frame]), num_inference_steps=job.model.steps,
+                                 guidance_scale=job.model.cfg_scale, controlnet_conditioning_scale=unit.weight,
+                                 generator=torch.Generator("cpu").manual_seed(chunk.seeds[frame])).images[0])
+        diff = int(np.abs(ours[frame].astype(int) - theirs.astype(int)).max())
+        print(f"frame {frame}: max |framefarm video2video − StableDiffusionControlNetImg2ImgPipeline| = {diff}")
+        assert ours[frame].shape == theirs.shape and diff <= PIXEL_TOLERANCE
