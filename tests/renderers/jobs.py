@@ -34,3 +34,21 @@ def group_frame(monkeypatch, job, group):
         return resolve(denoise_group(load_components(job), job, group))[0]
     finally:
         clear_cache()
+
+
+def diffusers_controlnet_img2img(tiny_library):
+    """The reference for a video2video frame: diffusers' own StableDiffusionControlNetImg2ImgPipeline on the tiny
+    SD1.5 diffusers folder, with Euler, and the ControlNet built as the library's ``tiny-canny`` was (not loaded
+    through framefarm's converter)."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionPipeline
+
+    from tests.fixtures.tiny_models import build_controlnet
+
+    base = StableDiffusionPipeline.from_pretrained(str(tiny_library.sd15_diffusers), dtype=torch.float32,
+                                                   safety_checker=None, requires_safety_checker=False,
+                                                   local_files_only=True)
+    pipe = StableDiffusionControlNetImg2ImgPipeline(**base.components, controlnet=build_controlnet(base.unet, seed=20))
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -53,11 +53,10 @@ def _control_frame(monkeypatch, models_dir):
 
 def test_controlnet_img2img_frame_is_diffusers_own_with_the_embedding_computed_once(
         monkeypatch, models_dir, tiny_library, embeddings_computed):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionPipeline
     from PIL import Image
 
     from framefarm.renderers.accel import PIXEL_TOLERANCE
-    from tests.fixtures.tiny_models import build_controlnet
+    from tests.renderers.jobs import diffusers_controlnet_img2img
 
     monkeypatch.setattr(control_embedding, "ENABLED", True)
     ours, init, control = _control_frame(monkeypatch, models_dir)
@@ -68,12 +67,7 @@ def test_controlnet_img2img_frame_is_diffusers_own_with_the_embedding_computed_o
     # The reference: diffusers' own pipeline, the ControlNet built as the library's tiny-canny was (not loaded through
     # framefarm's converter), the embedding computed at every step.
     embeddings_computed.clear()
-    base = StableDiffusionPipeline.from_pretrained(str(tiny_library.sd15_diffusers), dtype=torch.float32,
-                                                   safety_checker=None, requires_safety_checker=False,
-                                                   local_files_only=True)
-    pipe = StableDiffusionControlNetImg2ImgPipeline(**base.components, controlnet=build_controlnet(base.unet, seed=20))
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_controlnet_img2img(tiny_library)
     theirs = np.asarray(pipe(PROMPT, negative_prompt="", image=Image.fromarray(init),
                              control_image=Image.fromarray(control), strength=STRENGTH, num_inference_steps=STEPS,
                              guidance_scale=CFG, controlnet_conditioning_scale=SCALE,

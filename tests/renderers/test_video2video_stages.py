@@ -233,13 +233,12 @@ def test_a_rendered_video2video_frame_is_diffusers_own_controlnet_img2img_frame(
     folder, with each frame's seed, prompt, strength, source frame and Canny image as the plan and the unit give
     them: the same frames."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionPipeline
     from PIL import Image
 
     from framefarm.renderers.accel import ACCEL_ENV, PIXEL_TOLERANCE
     from framefarm.renderers.models.loader import clear_cache
     from framefarm.renderers.preprocessors import PreprocessSettings, preprocess
-    from tests.fixtures.tiny_models import build_controlnet
+    from tests.renderers.jobs import diffusers_controlnet_img2img
 
     monkeypatch.setenv(ACCEL_ENV, "none")
     clear_cache()
@@ -252,12 +251,7 @@ def test_a_rendered_video2video_frame_is_diffusers_own_controlnet_img2img_frame(
     (chunk,) = plan_job(job, renderer=get_renderer("diffusers").id, chunk_size=2).chunks
     unit = job.controlnet[0]
 
-    base = StableDiffusionPipeline.from_pretrained(str(tiny_library.sd15_diffusers), dtype=torch.float32,
-                                                   safety_checker=None, requires_safety_checker=False,
-                                                   local_files_only=True)
-    pipe = StableDiffusionControlNetImg2ImgPipeline(**base.components, controlnet=build_controlnet(base.unet, seed=20))
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_controlnet_img2img(tiny_library)
     for frame in range(2):
         source = source_testcard(frame, job.width, job.height, job.fps)
         control = preprocess(unit.preprocessor, source, seed=chunk.seeds[frame],
