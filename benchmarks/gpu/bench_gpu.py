@@ -261,6 +261,8 @@ class Bench:
     compare_pageable_noise: bool = False  # --compare-pageable-noise: video2video also with diffusers' own noise copies
     compared_switches: tuple = ()  # --compare-host-copies etc.: jobs also timed with these SWITCHES flipped
     v2v_chunk: int | None = None  # --v2v-chunk: video2video frames per chunk (None: the planner's automatic size)
+    skip_baselines: bool = False  # --skip-baselines: video2video without plain diffusers (an A/B of framefarm only)
+    warm_start_eager_first: bool = False  # --warm-start-eager-first: a second probe that renders one eager batch first
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -296,9 +298,16 @@ class Bench:
         return peak_gib(self.torch, self.device)
 
     def record(self, job: str, through: str, baseline_through: str, frames: int, seconds: float,
-               baseline_frames: int, baseline_seconds: float, flop_per_frame: float, **extra) -> dict:
-        fps, base_fps = frames / seconds, baseline_frames / baseline_seconds
+               baseline_frames: int, baseline_seconds: float | None, flop_per_frame: float, **extra) -> dict:
+        fps = frames / seconds
         achieved = flop_per_frame * fps / 1e12
+        if baseline_seconds is None:  # --skip-baselines: framefarm's side only; no speed-up to report
+            return {"job": job, "measured_through": through, "baseline_through": "skipped", "frames": frames,
+                    "seconds": round(seconds, 3), "frames_per_s": round(fps, 3),
+                    "gflop_per_frame": round(flop_per_frame / 1e9, 1), "achieved_tflops": round(achieved, 2),
+                    "fraction_of_ceiling": round(achieved / self.ceiling_tflops, 4),
+                    "default_levers": job not in self.compile_jobs and job not in (self.eager_jobs or ()), **extra}
+        base_fps = baseline_frames / baseline_seconds
         return {
             "job": job, "measured_through": through, "baseline_through": baseline_through,
             "frames": frames, "seconds": round(seconds, 3), "frames_per_s": round(fps, 3),
@@ -394,11 +403,42 @@ def probe_warm_start(spec: dict) -> dict:
     started = time.perf_counter()
     load_components(job)
     load_s = time.perf_counter() - started
+    eager = {}
+    if spec.get("eager_first"):
+        os.environ["FRAMEFARM_ACCEL"] = "channels_last,fuse_qkv"  # the default levers less compile, for one batch
+        eager_first, eager_steady = batch(), batch()
+        del os.environ["FRAMEFARM_ACCEL"]
+        eager = {"eager_first_batch_s": round(eager_first, 2), "eager_steady_batch_s": round(eager_steady, 2),
+                 "first_use_s": round(max(0.0, eager_first - eager_steady), 2)}
     first, steady = batch(), batch()
-    return {"load_s": round(load_s, 2), "first_batch_s": round(first, 2), "steady_batch_s": round(steady, 2),
+    return {"load_s": round(load_s, 2), **eager, "first_batch_s": round(first, 2), "steady_batch_s": round(steady, 2),
             "compile_from_cache_s": round(max(0.0, first - steady), 2),
             "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job),
-            "compile_phases_s": compile_phases()}
+            "compile_phases_s": compile_phases(), "dynamo_stats": dynamo_stats()}
+
+
+def dynamo_stats() -> dict:
+    """How many frames dynamo compiled and how many graphs it made (its own counters): what the tracing scales with."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return {str(k): int(v) for k, v in counters["stats"].items()}
+    except Exception as exc:  # a diagnosis only
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def run_warm_start_probe(b: Bench, spec: dict) -> dict:
+    """:func:`probe_warm_start` in a process of its own (what it printed, and the process's wall time)."""
+    import subprocess
+
+    started = time.perf_counter()
+    probe = subprocess.run([sys.executable, __file__, "--probe-warm-start", json.dumps(spec)], capture_output=True,
+                           text=True, check=False, env={**os.environ, "FRAMEFARM_DEVICE": b.device})
+    process_s = time.perf_counter() - started
+    lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
+    if probe.returncode != 0 or not lines:
+        return {"error": probe.stderr[-2000:]}
+    return {**json.loads(lines[-1]), "process_s": round(process_s, 2)}
 
 
 def compile_phases() -> dict:
@@ -762,44 +802,46 @@ def job_video2video(b: Bench) -> dict:
             write_png(out / f"b{i:06d}.png", np.asarray(image))
 
     flop = b.flops(lambda: frame(0))
-    frame(0)  # warm-up
-    base_s = b.timed(lambda: [frame(i) for i in range(s.baseline_frames)])
-    n = s.baseline_batch
-    batch(0, n)  # warm-up at this batch size
-    batched_s = b.timed(lambda: [batch(i, n) for i in range(0, s.baseline_frames - n + 1, n)])
-    batched_fps = (s.baseline_frames // n * n) / batched_s
-    base_peak = b.peak()
+    if b.skip_baselines:
+        base_s = base_peak = batched_fps = None
+    else:
+        frame(0)  # warm-up
+        base_s = b.timed(lambda: [frame(i) for i in range(s.baseline_frames)])
+        n = s.baseline_batch
+        batch(0, n)  # warm-up at this batch size
+        batched_s = b.timed(lambda: [batch(i, n) for i in range(0, s.baseline_frames - n + 1, n)])
+        batched_fps = (s.baseline_frames // n * n) / batched_s
+        base_peak = b.peak()
     _free(b, pipe)
     set_levers(b, "video2video")
     ff = framefarm_job(b, checkpoint="bench-sd15", width=w, frames=s.v2v_frames, batch=s.v2v_batch,
                        controlnet=True, job_name="v2v")
+    baseline = {} if batched_fps is None else {
+        "baseline_peak_mem_gib": base_peak,
+        "baseline_batched": {"batch_size": s.baseline_batch, "frames": s.baseline_frames // s.baseline_batch
+                             * s.baseline_batch, "frames_per_s": round(batched_fps, 3)}}
     record = b.record("video2video",
                       "framefarm DiffusersRenderer (video2video, SD1.5 + 1 ControlNet) + FrameWriterPool",
                       "diffusers StableDiffusionControlNetImg2ImgPipeline, 1 frame per call",
                       s.v2v_frames, ff.pop("seconds"), s.baseline_frames, base_s, flop, batch_size=s.v2v_batch,
-                      width=w, height=w, steps=s.steps, strength=0.6, baseline_peak_mem_gib=base_peak,
-                      baseline_batched={"batch_size": n, "frames": s.baseline_frames // n * n,
-                                        "frames_per_s": round(batched_fps, 3)}, **ff)
-    record["speedup_vs_baseline_batched"] = round(record["frames_per_s"] / batched_fps, 2)
+                      width=w, height=w, steps=s.steps, strength=0.6, **baseline, **ff)
+    if batched_fps is not None:
+        record["speedup_vs_baseline_batched"] = round(record["frames_per_s"] / batched_fps, 2)
     if b.warm_start:
         # A second process on this host, as a second worker (or tomorrow's) would start: same models, same levers,
         # the compile caches the first process filled (FRAMEFARM_CACHE_DIR is inherited).
-        import subprocess
-
         spec = {"models_dir": b.models["models_dir"], "checkpoint": "bench-sd15", "width": w, "steps": s.steps,
                 "batch": s.v2v_batch, "job_frames": record["job_frames"], "controlnet": True, "tiny": s.tiny}
-        started = time.perf_counter()
-        probe = subprocess.run([sys.executable, __file__, "--probe-warm-start", json.dumps(spec)], capture_output=True,
-                               text=True, check=False, env={**os.environ, "FRAMEFARM_DEVICE": b.device})
-        process_s = time.perf_counter() - started
-        lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
-        if probe.returncode != 0 or not lines:
-            record["warm_start"] = {"error": probe.stderr[-2000:]}
-        else:
-            record["warm_start"] = {**json.loads(lines[-1]), "process_s": round(process_s, 2)}
-            # What compilation still costs the second process: its first batch over a steady one (model loading,
-            # which every worker start pays with or without compile, is warm_start.load_s).
+        record["warm_start"] = run_warm_start_probe(b, spec)
+        # What compilation still costs the second process: its first batch over a steady one (model loading,
+        # which every worker start pays with or without compile, is warm_start.load_s).
+        if "compile_from_cache_s" in record["warm_start"]:
             record["warm_start_s"] = record["warm_start"]["compile_from_cache_s"]
+        if b.warm_start_eager_first:
+            # A diagnosis, not the record: a third process renders one batch eager before its first compiled one,
+            # so what every first batch pays (CUDA's and cuDNN's first use, the allocator, the text encoder) is
+            # taken apart from what reading back the compilation costs.
+            record["warm_start_eager_first"] = run_warm_start_probe(b, {**spec, "eager_first": True})
     if b.compare_per_frame_vae:
         # Same process, same (compiled) models: the renderer as before the VAE slices (diffusers encodes each frame
         # in its own call, each frame decoded alone with its NaN checks and host copy).
@@ -1296,6 +1338,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="compile scope[:mode] for the --compile jobs, e.g. model:reduce-overhead (CUDA graphs)")
     parser.add_argument("--warm-start", action="store_true",
                         help="after video2video: a second process renders one batch from the compile caches")
+    parser.add_argument("--warm-start-eager-first", action="store_true",
+                        help="with --warm-start: a third process renders one eager batch before its first compiled "
+                             "one (what any first batch pays, apart from reading back the compilation)")
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="video2video: leave plain diffusers out (an A/B of framefarm's side; no speed-ups)")
     parser.add_argument("--probe-warm-start", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--regions", default=None,
                         help="comma list of block classes regional compilation compiles, in place of "
@@ -1389,7 +1436,7 @@ def main(argv: list[str] | None = None) -> int:
                       args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise,
                       tuple(switch for switch, on in (("host_copies", args.compare_host_copies),
                                                       ("control_embedding", args.compare_control_embedding)) if on),
-                      args.v2v_chunk)
+                      args.v2v_chunk, args.skip_baselines, args.warm_start_eager_first)
         for job in jobs:
             started = time.perf_counter()
             try:
@@ -1405,8 +1452,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"{r['job']:15} ERROR {r['error']}")
             continue
-        print(f"{r['job']:15} {r['frames_per_s']:8.2f} {r['baseline_frames_per_s']:8.2f} "
-              f"{r['speedup_vs_baseline']:6.2f} {r['achieved_tflops']:8.1f} {r['fraction_of_ceiling']:8.1%} "
+        print(f"{r['job']:15} {r['frames_per_s']:8.2f} {r.get('baseline_frames_per_s') or 0:8.2f} "
+              f"{r.get('speedup_vs_baseline') or 0:6.2f} {r['achieved_tflops']:8.1f} {r['fraction_of_ceiling']:8.1%} "
               f"{r['peak_mem_gib'] or 0:6.1f}")
     return 0 if all("error" not in r for r in document["records"]) else 1
 
