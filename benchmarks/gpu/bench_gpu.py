@@ -262,7 +262,10 @@ class Bench:
     compared_switches: tuple = ()  # --compare-host-copies etc.: jobs also timed with these SWITCHES flipped
     v2v_chunk: int | None = None  # --v2v-chunk: video2video frames per chunk (None: the planner's automatic size)
     skip_baselines: bool = False  # --skip-baselines: video2video without plain diffusers (an A/B of framefarm only)
-    warm_start_eager_first: bool = False  # --warm-start-eager-first: a second probe that renders one eager batch first
+    # --warm-start-eager-first, --warm-start-variants: more probes after the record's, each {"name", "env",
+    # "eager_first", "cprofile"} (a diagnosis of where a warm start goes; the record's warm_start_s is the first probe)
+    warm_start_variants: tuple = ()
+    profile_out: Path | None = None  # where tables that accompany the JSON go (the --out folder)
 
     def job_frames(self, kind: str, frames: int) -> int:
         """The length of the job whose first ``frames`` frames are timed. By default a job long enough for
@@ -410,11 +413,34 @@ def probe_warm_start(spec: dict) -> dict:
         del os.environ["FRAMEFARM_ACCEL"]
         eager = {"eager_first_batch_s": round(eager_first, 2), "eager_steady_batch_s": round(eager_steady, 2),
                  "first_use_s": round(max(0.0, eager_first - eager_steady), 2)}
-    first, steady = batch(), batch()
+    if spec.get("cprofile"):  # where the first compiled batch's time goes, function by function
+        import cProfile
+
+        profiler = cProfile.Profile()
+        first = profiler.runcall(batch)
+        profiler.dump_stats(spec["cprofile"])
+    else:
+        first = batch()
+    steady = batch()
     return {"load_s": round(load_s, 2), **eager, "first_batch_s": round(first, 2), "steady_batch_s": round(steady, 2),
             "compile_from_cache_s": round(max(0.0, first - steady), 2),
             "levers": os.environ.get("FRAMEFARM_ACCEL", "default"), "compiled": compiled_as(job),
             "compile_phases_s": compile_phases(), "dynamo_stats": dynamo_stats()}
+
+
+def write_cprofile_tables(stats_path: str, stem: Path) -> dict:
+    """A probe's cProfile as two text tables beside the JSON (``<stem>.cumulative.txt``, ``<stem>.tottime.txt``)."""
+    import io
+    import pstats
+
+    written = {}
+    for order, lines in (("cumulative", 120), ("tottime", 60)):
+        text = io.StringIO()
+        pstats.Stats(stats_path, stream=text).sort_stats(order).print_stats(lines)
+        path = stem.with_name(f"{stem.name}.{order}.txt")
+        path.write_text(text.getvalue())
+        written[order] = path.name
+    return written
 
 
 def dynamo_stats() -> dict:
@@ -427,13 +453,21 @@ def dynamo_stats() -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_warm_start_probe(b: Bench, spec: dict) -> dict:
-    """:func:`probe_warm_start` in a process of its own (what it printed, and the process's wall time)."""
+def warm_start_variants(args) -> tuple:
+    """The extra warm-start probes the command line asks for."""
+    variants = [{"name": "eager_first", "eager_first": True}] if args.warm_start_eager_first else []
+    variants += json.loads(args.warm_start_variants) if args.warm_start_variants else []
+    return tuple(variants)
+
+
+def run_warm_start_probe(b: Bench, spec: dict, env: dict | None = None) -> dict:
+    """:func:`probe_warm_start` in a process of its own (what it printed, and the process's wall time); ``env``: more
+    environment variables for it."""
     import subprocess
 
     started = time.perf_counter()
     probe = subprocess.run([sys.executable, __file__, "--probe-warm-start", json.dumps(spec)], capture_output=True,
-                           text=True, check=False, env={**os.environ, "FRAMEFARM_DEVICE": b.device})
+                           text=True, check=False, env={**os.environ, "FRAMEFARM_DEVICE": b.device, **(env or {})})
     process_s = time.perf_counter() - started
     lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
     if probe.returncode != 0 or not lines:
@@ -837,11 +871,13 @@ def job_video2video(b: Bench) -> dict:
         # which every worker start pays with or without compile, is warm_start.load_s).
         if "compile_from_cache_s" in record["warm_start"]:
             record["warm_start_s"] = record["warm_start"]["compile_from_cache_s"]
-        if b.warm_start_eager_first:
-            # A diagnosis, not the record: a third process renders one batch eager before its first compiled one,
-            # so what every first batch pays (CUDA's and cuDNN's first use, the allocator, the text encoder) is
-            # taken apart from what reading back the compilation costs.
-            record["warm_start_eager_first"] = run_warm_start_probe(b, {**spec, "eager_first": True})
+        for variant in b.warm_start_variants:  # diagnoses, not the record: each probe in a process of its own
+            cprofile = str(b.work / f"warm-{variant['name']}.pstats") if variant.get("cprofile") else None
+            result = run_warm_start_probe(b, {**spec, "eager_first": bool(variant.get("eager_first")),
+                                              "cprofile": cprofile}, env=variant.get("env") or {})
+            if cprofile and b.profile_out is not None and Path(cprofile).exists():
+                result["cprofile"] = write_cprofile_tables(cprofile, b.profile_out / f"warm-{variant['name']}")
+            record.setdefault("warm_start_variants", {})[variant["name"]] = {**variant, **result}
     if b.compare_per_frame_vae:
         # Same process, same (compiled) models: the renderer as before the VAE slices (diffusers encodes each frame
         # in its own call, each frame decoded alone with its NaN checks and host copy).
@@ -1341,6 +1377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-start-eager-first", action="store_true",
                         help="with --warm-start: a third process renders one eager batch before its first compiled "
                              "one (what any first batch pays, apart from reading back the compilation)")
+    parser.add_argument("--warm-start-variants", default=None,
+                        help="with --warm-start: a JSON list of more probes, each {\"name\", \"env\": {...}, "
+                             "\"eager_first\": bool, \"cprofile\": bool} (cProfile tables go beside the JSON)")
     parser.add_argument("--skip-baselines", action="store_true",
                         help="video2video: leave plain diffusers out (an A/B of framefarm's side; no speed-ups)")
     parser.add_argument("--probe-warm-start", default=None, help=argparse.SUPPRESS)
@@ -1436,7 +1475,7 @@ def main(argv: list[str] | None = None) -> int:
                       args.compare_noise_threads, args.compare_lockstep_drivers, args.compare_pageable_noise,
                       tuple(switch for switch, on in (("host_copies", args.compare_host_copies),
                                                       ("control_embedding", args.compare_control_embedding)) if on),
-                      args.v2v_chunk, args.skip_baselines, args.warm_start_eager_first)
+                      args.v2v_chunk, args.skip_baselines, warm_start_variants(args), out)
         for job in jobs:
             started = time.perf_counter()
             try:
