@@ -62,17 +62,21 @@ VAE_TAG = "vae=slices"
 # The block classes regional compilation compiles one by one, outermost first (a block nested in one already
 # compiled is not compiled again). They repeat with few distinct shapes, so dynamo reuses each compiled graph across
 # instances (the ControlNet's ResNets and transformers share the UNet's).
-# * The VAE's blocks and the image UNet's up blocks are compiled whole (DownEncoderBlock2D, UNetMidBlock2D,
-#   UpDecoderBlock2D, CrossAttnUpBlock2D, UpBlock2D): that takes in what lies between their ResNets and
-#   transformers — the down- and upsamplers' convolutions with their bias adds (cuDNN leaves an eager convolution's
-#   bias to a separate pass over its output: at 512² in the VAE, hundreds of MB a slice), the VAE's nearest-neighbour
-#   upsampling and padding, its mid-block attention's GroupNorm, the up blocks' skip concatenations. Measured on
-#   video2video at batch 32 with one ControlNet: on an H100, every down / mid / up block of UNet, ControlNet and VAE
-#   compiled whole took 44.0 % → 45.2 % of the matmul ceiling (11.19 → 11.56 frames/s, same host and hour); on an
-#   H200 that set gave 47.7 % but a second process's warm start of 18.3 s, and this set (without the UNet's and
-#   ControlNet's down and mid blocks, whose samplers are small and whose transformers each block would trace again)
-#   47.5 % with 16.6 s. The motion UNet's own blocks (…BlockMotion) are not in the list: its transformers and ResNets
-#   are, as before.
+# * The VAE's blocks are compiled whole (DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D): that takes in what
+#   lies between their ResNets — the down- and upsamplers' convolutions with their bias adds (cuDNN leaves an eager
+#   convolution's bias to a separate pass over its output: at 512², hundreds of MB a slice), the nearest-neighbour
+#   upsampling and padding, the mid-block attention's GroupNorm. Measured on video2video at batch 32 with one
+#   ControlNet: on an H100, every down / mid / up block of UNet, ControlNet and VAE compiled whole took 44.0 % →
+#   45.2 % of the matmul ceiling (same host and hour); on an H200 that set gave 47.7 % but a second process's warm
+#   start of 18.3 s, and the VAE's blocks with the UNet's up blocks 47.5 % with 16.6 s.
+# * The UNet's and ControlNet's blocks are compiled by their parts (transformers and ResNets), not whole: a whole
+#   block traces its transformers again inside its own graph, where the parts share one graph per shape with every
+#   other block (the ControlNet's with the UNet's, the up blocks' transformers with the down blocks'). Dynamo's
+#   tracing is what a warm process still pays for each graph: with the UNet's up blocks whole, the UNet's and
+#   ControlNet's first call took 2.8 s more to trace (full-size SD1.5, measured on a CPU with backend "eager",
+#   which times dynamo alone: 28 graphs, 9.5 s in dynamo against 32 graphs, 6.7 s), for the skip concatenations
+#   and three upsamplers at ≤ 64².
+#   The motion UNet's own blocks (…BlockMotion) are not in the list either: its transformers and ResNets are.
 # * The spatial transformer is compiled whole (Transformer2DModel: GroupNorm, proj_in, its blocks, proj_out,
 #   residual) where no block around it is: compiling only its inner BasicTransformerBlocks left the GroupNorm and the
 #   NCHW ↔ channels-last copies around the 1×1 projections eager (an H200 profile, video2video batch 32: layout
@@ -81,13 +85,12 @@ VAE_TAG = "vae=slices"
 #   frames, the permutes to frame sequences and back, proj_in/out around its BasicTransformerBlocks): compiling only
 #   the inner blocks left that GroupNorm eager and its permutes as copies, 0.30 s of 2.62 s of kernel time per
 #   16-frame window (an H100 profile, 92 % busy: the time is in the kernels).
-REPEATED_BLOCKS = ("CrossAttnUpBlock2D", "UpBlock2D", "DownEncoderBlock2D", "UNetMidBlock2D", "UpDecoderBlock2D",
-                   "Transformer2DModel", "AnimateDiffTransformer3D", "BasicTransformerBlock", "ResnetBlock2D",
-                   "TemporalBasicTransformerBlock")
+REPEATED_BLOCKS = ("DownEncoderBlock2D", "UNetMidBlock2D", "UpDecoderBlock2D", "Transformer2DModel",
+                   "AnimateDiffTransformer3D", "BasicTransformerBlock", "ResnetBlock2D", "TemporalBasicTransformerBlock")
 # Which regions `blocks` compiles, and with which Inductor settings: part of a compiled job's frame keys
 # (compile_key), since another set of regions or kernels rounds differently; raise it whenever REPEATED_BLOCKS or
 # INDUCTOR_OPTIONS changes.
-REGIONS_VERSION = 3
+REGIONS_VERSION = 4
 # Inductor settings for compiles in torch.compile's default mode (the regions of video2video and AnimateDiff).
 INDUCTOR_OPTIONS: dict[str, Any] = {}
 

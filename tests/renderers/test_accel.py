@@ -429,10 +429,10 @@ def test_motion_modules_are_compiled_whole_and_the_region_set_is_in_the_keys(mon
     assert compile_key(_deforum(240)) == "model:reduce-overhead"  # the whole model: no region set
 
 
-def test_image_unet_up_blocks_and_vae_blocks_are_compiled_whole_down_blocks_by_their_parts():
-    """Regional compilation of an SD1.5 UNet and VAE: the UNet's up blocks and every VAE block are compiled whole
-    (their samplers' convolutions, bias adds and the skip concatenations inside one graph), the UNet's down and mid
-    blocks by their transformers and ResNets; no module is compiled inside another compiled one."""
+def test_vae_blocks_are_compiled_whole_unet_blocks_by_their_parts():
+    """Regional compilation of an SD1.5 UNet and VAE: every VAE block is compiled whole (its samplers' convolutions,
+    bias adds and upsampling inside one graph), every UNet block by its transformers and ResNets (graphs shared
+    across blocks of one shape); no module is compiled inside another compiled one."""
     from framefarm.renderers.accel import use_compiled
     from tests.fixtures.tiny_models import build_sd15
 
@@ -441,9 +441,11 @@ def test_image_unet_up_blocks_and_vae_blocks_are_compiled_whole_down_blocks_by_t
         use_compiled(model, ("blocks", None))
     compiled = [m for model in (unet, vae) for m in model.modules() if m._compiled_call_impl is not None]
     names = {type(m).__name__ for m in compiled}
-    assert {"CrossAttnUpBlock2D", "UpBlock2D", "DownEncoderBlock2D", "UNetMidBlock2D", "UpDecoderBlock2D"} <= names
-    assert all(block._compiled_call_impl is not None for block in unet.up_blocks)
-    assert all(block._compiled_call_impl is None for block in (*unet.down_blocks, unet.mid_block))
-    assert all(part._compiled_call_impl is not None for block in unet.down_blocks for part in block.resnets)
+    assert {"DownEncoderBlock2D", "UNetMidBlock2D", "UpDecoderBlock2D", "Transformer2DModel", "ResnetBlock2D"} <= names
+    assert all(block._compiled_call_impl is not None for block in (*vae.encoder.down_blocks, *vae.decoder.up_blocks))
+    unet_blocks = (*unet.down_blocks, unet.mid_block, *unet.up_blocks)
+    assert all(block._compiled_call_impl is None for block in unet_blocks)
+    assert all(part._compiled_call_impl is not None for block in unet_blocks for part in block.resnets)
+    assert all(part._compiled_call_impl is not None for block in unet_blocks for part in getattr(block, "attentions", ()))
     for module in compiled:
         assert all(inner._compiled_call_impl is None for inner in module.modules() if inner is not module)
