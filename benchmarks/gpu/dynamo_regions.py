@@ -26,26 +26,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def measure(regions: tuple[str, ...], size: int = 128, frames: int = 2) -> dict:
+def measure(regions: tuple[str, ...], size: int = 128, frames: int = 2, tiny: bool = False) -> dict:
+    """Dynamo's seconds for each model's first call with ``regions`` compiled (``tiny``: the test suite's toy
+    channel counts, for a smoke run)."""
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-    from torch._dynamo.utils import compile_times, counters
+    from torch._dynamo.utils import compilation_time_metrics, compile_times, counters
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_gpu import _config
+    from bench_gpu import TINY_UNET, TINY_VAE, _config
 
     from framefarm.renderers import accel
 
     accel.REPEATED_BLOCKS = regions
     torch._dynamo.reset()
+    counters.clear()  # the process's earlier compilations (a test suite's) must not count here
+    compilation_time_metrics.clear()
     compile_ = torch.compile
     # framefarm's own region walk, with the eager backend: dynamo's tracing and guards, no Inductor.
     torch.compile = lambda fn, **options: compile_(fn, backend="eager", dynamic=False)
     try:
         torch.manual_seed(0)
-        unet = UNet2DConditionModel.from_config(_config("sd15", "unet")).eval()
-        vae = AutoencoderKL.from_config(_config("sd15", "vae")).eval()
+        unet = UNet2DConditionModel.from_config({**_config("sd15", "unet"), **(TINY_UNET if tiny else {})}).eval()
+        vae = AutoencoderKL.from_config({**_config("sd15", "vae"), **(TINY_VAE if tiny else {})}).eval()
         controlnet = ControlNetModel.from_unet(unet).eval()
         for model in (unet, vae, controlnet):
             model.to(memory_format=torch.channels_last)
@@ -58,7 +62,7 @@ def measure(regions: tuple[str, ...], size: int = 128, frames: int = 2) -> dict:
 
     images = torch.randn(frames, 3, size, size)
     latents = torch.randn(2 * frames, 4, size // 8, size // 8)  # classifier-free guidance doubles the batch
-    text = torch.randn(2 * frames, 77, 768)
+    text = torch.randn(2 * frames, 77, unet.config.cross_attention_dim)
     control = torch.randn(2 * frames, 3, size, size)
 
     def stages():
@@ -90,7 +94,7 @@ def measure(regions: tuple[str, ...], size: int = 128, frames: int = 2) -> dict:
         "tracing_s": round(phases.get("bytecode_tracing", 0.0), 2),
         "build_guards_s": round(phases.get("build_guards", 0.0), 2),
         "unique_graphs": int(counters["stats"]["unique_graphs"]),
-        "torch": torch.__version__, "frame_size": size, "frames": frames,
+        "torch": torch.__version__, "frame_size": size, "frames": frames, "tiny": tiny,
     }
 
 
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regions", default=None, help="comma list of block classes (default: framefarm's)")
     parser.add_argument("--out", default=None, help="folder for dynamo_regions.json")
+    parser.add_argument("--tiny", action="store_true", help="toy channel counts (a smoke run, not a measure)")
     args = parser.parse_args(argv)
     import torch
 
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from framefarm.renderers.accel import REPEATED_BLOCKS
 
     regions = tuple(r.strip() for r in args.regions.split(",") if r.strip()) if args.regions else REPEATED_BLOCKS
-    result = measure(regions)
+    result = measure(regions, size=64 if args.tiny else 128, tiny=args.tiny)
     line = json.dumps(result)
     print(line, flush=True)
     if args.out:

@@ -79,3 +79,41 @@ def test_the_speed_table_is_built_from_the_records():
                         "model:reduce-overhead | 11.24 | 2.19 | 5.13× | 36.8% |")
     assert lines[2] == ("| video2video, 1 ControlNet, 20 steps @0.6, batch 32 | default, blocks:default | 10.50 | "
                         "1.50 (batch 1) · 4.20 (batch 8) | 7.00× · 2.50× | 45.1% |")
+
+
+def test_tiny_video2video_ab_run_without_baselines_and_with_more_warm_start_probes(tmp_path, monkeypatch):
+    """``--skip-baselines`` (an A/B of framefarm's side) records no speed-ups; each ``--warm-start-variants`` probe
+    and ``--warm-start-eager-first`` runs in a process of its own and is recorded by name."""
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_gpu", bench)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
+    variants = json.dumps([{"name": "profiled", "cprofile": True, "env": {"FRAMEFARM_PROBE_MARK": "1"}}])
+    assert bench.main(["--tiny", "--jobs", "video2video", "--out", str(tmp_path), "--name", "ab", "--skip-baselines",
+                       "--warm-start", "--warm-start-eager-first", "--warm-start-variants", variants]) == 0
+    (record,) = json.loads((tmp_path / "ab.json").read_text())["records"]
+    assert "error" not in record and record["baseline_through"] == "skipped"
+    assert "speedup_vs_baseline" not in record and "speedup_vs_baseline_batched" not in record
+    assert record["frames_per_s"] > 0 and record["fraction_of_ceiling"] > 0
+    assert record["warm_start_s"] >= 0
+    eager, profiled = record["warm_start_variants"]["eager_first"], record["warm_start_variants"]["profiled"]
+    assert eager["eager_first_batch_s"] > 0 and eager["first_use_s"] >= 0 and eager["first_batch_s"] > 0
+    assert profiled["env"] == {"FRAMEFARM_PROBE_MARK": "1"} and profiled["first_batch_s"] > 0
+    table = (tmp_path / profiled["cprofile"]["cumulative"]).read_text()
+    assert "render_batch" in table  # the renderer's own functions are in the first batch's profile
+
+
+def test_dynamo_regions_measures_each_models_first_call_with_shared_graphs():
+    """The CPU tool that times dynamo's share of a warm start: framefarm's own region walk (eager backend), each
+    model's first call timed; blocks of one shape share one graph, so there are fewer graphs than regions."""
+    spec = importlib.util.spec_from_file_location("dynamo_regions", SCRIPT.with_name("dynamo_regions.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from framefarm.renderers.accel import REPEATED_BLOCKS
+
+    result = tool.measure(REPEATED_BLOCKS, size=64, tiny=True)
+    assert set(result["dynamo_s_by_model"]) == {"vae_encoder", "controlnet", "unet", "vae_decoder"}
+    assert result["dynamo_s"] > 0 and result["tracing_s"] > 0
+    assert 0 < result["unique_graphs"] < sum(result["compiled_regions"].values())
