@@ -304,24 +304,22 @@ class Bench:
                baseline_frames: int, baseline_seconds: float | None, flop_per_frame: float, **extra) -> dict:
         fps = frames / seconds
         achieved = flop_per_frame * fps / 1e12
-        if baseline_seconds is None:  # --skip-baselines: framefarm's side only; no speed-up to report
-            return {"job": job, "measured_through": through, "baseline_through": "skipped", "frames": frames,
-                    "seconds": round(seconds, 3), "frames_per_s": round(fps, 3),
-                    "gflop_per_frame": round(flop_per_frame / 1e9, 1), "achieved_tflops": round(achieved, 2),
-                    "fraction_of_ceiling": round(achieved / self.ceiling_tflops, 4),
-                    "default_levers": job not in self.compile_jobs and job not in (self.eager_jobs or ()), **extra}
-        base_fps = baseline_frames / baseline_seconds
-        return {
+        record = {
             "job": job, "measured_through": through, "baseline_through": baseline_through,
             "frames": frames, "seconds": round(seconds, 3), "frames_per_s": round(fps, 3),
-            "baseline_frames": baseline_frames, "baseline_seconds": round(baseline_seconds, 3),
-            "baseline_frames_per_s": round(base_fps, 3), "speedup_vs_baseline": round(fps / base_fps, 2),
             "gflop_per_frame": round(flop_per_frame / 1e9, 1), "achieved_tflops": round(achieved, 2),
-            "baseline_achieved_tflops": round(flop_per_frame * base_fps / 1e12, 2),
             "fraction_of_ceiling": round(achieved / self.ceiling_tflops, 4),
-            "baseline_fraction_of_ceiling": round(flop_per_frame * base_fps / 1e12 / self.ceiling_tflops, 4),
             # The levers a worker gets with FRAMEFARM_ACCEL unset (compile=auto), or opt-in / opt-out ones.
             "default_levers": job not in self.compile_jobs and job not in (self.eager_jobs or ()),
+        }
+        if baseline_seconds is None:  # --skip-baselines: framefarm's side only; no speed-up to report
+            return {**record, "baseline_through": "skipped", **extra}
+        base_fps = baseline_frames / baseline_seconds
+        return {
+            **record, "baseline_frames": baseline_frames, "baseline_seconds": round(baseline_seconds, 3),
+            "baseline_frames_per_s": round(base_fps, 3), "speedup_vs_baseline": round(fps / base_fps, 2),
+            "baseline_achieved_tflops": round(flop_per_frame * base_fps / 1e12, 2),
+            "baseline_fraction_of_ceiling": round(flop_per_frame * base_fps / 1e12 / self.ceiling_tflops, 4),
             **extra,
         }
 
@@ -408,9 +406,15 @@ def probe_warm_start(spec: dict) -> dict:
     load_s = time.perf_counter() - started
     eager = {}
     if spec.get("eager_first"):
+        saved = os.environ.get("FRAMEFARM_ACCEL")
         os.environ["FRAMEFARM_ACCEL"] = "channels_last,fuse_qkv"  # the default levers less compile, for one batch
-        eager_first, eager_steady = batch(), batch()
-        del os.environ["FRAMEFARM_ACCEL"]
+        try:
+            eager_first, eager_steady = batch(), batch()
+        finally:
+            if saved is None:
+                del os.environ["FRAMEFARM_ACCEL"]
+            else:
+                os.environ["FRAMEFARM_ACCEL"] = saved
         eager = {"eager_first_batch_s": round(eager_first, 2), "eager_steady_batch_s": round(eager_steady, 2),
                  "first_use_s": round(max(0.0, eager_first - eager_steady), 2)}
     if spec.get("cprofile"):  # where the first compiled batch's time goes, function by function

@@ -11,13 +11,19 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "bench_gpu.py"
 
 
-def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
+def load_bench(tmp_path, monkeypatch):
+    """The benchmark script as a module, with its caches in ``tmp_path`` and a worker's default levers."""
     spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_gpu", bench)  # dataclasses look their module up there
     spec.loader.exec_module(bench)
     monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
+    return bench
+
+
+def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
+    bench = load_bench(tmp_path, monkeypatch)
     assert bench.main(["--tiny", "--jobs", "video2video", "--out", str(tmp_path), "--name", "smoke",
                        "--warm-start", "--compare-host-copies"]) == 0
     document = json.loads((tmp_path / "smoke.json").read_text())
@@ -45,12 +51,7 @@ def test_tiny_video2video_run_writes_a_complete_record(tmp_path, monkeypatch):
 
 
 def test_tiny_deforum_lockstep_run_renders_every_chain(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_gpu", bench)
-    spec.loader.exec_module(bench)
-    monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
+    bench = load_bench(tmp_path, monkeypatch)
     assert bench.main(["--tiny", "--jobs", "deforum_lockstep", "--out", str(tmp_path), "--name", "smoke"]) == 0
     (record,) = json.loads((tmp_path / "smoke.json").read_text())["records"]
     assert record["job"] == "deforum_lockstep" and "error" not in record
@@ -84,12 +85,7 @@ def test_the_speed_table_is_built_from_the_records():
 def test_tiny_video2video_ab_run_without_baselines_and_with_more_warm_start_probes(tmp_path, monkeypatch):
     """``--skip-baselines`` (an A/B of framefarm's side) records no speed-ups; each ``--warm-start-variants`` probe
     and ``--warm-start-eager-first`` runs in a process of its own and is recorded by name."""
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_gpu", bench)
-    spec.loader.exec_module(bench)
-    monkeypatch.setenv("FRAMEFARM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FRAMEFARM_ACCEL", raising=False)
+    bench = load_bench(tmp_path, monkeypatch)
     variants = json.dumps([{"name": "profiled", "cprofile": True, "env": {"FRAMEFARM_PROBE_MARK": "1"}}])
     assert bench.main(["--tiny", "--jobs", "video2video", "--out", str(tmp_path), "--name", "ab", "--skip-baselines",
                        "--warm-start", "--warm-start-eager-first", "--warm-start-variants", variants]) == 0
