@@ -384,6 +384,9 @@ def probe_warm_start(spec: dict) -> dict:
     from framefarm.renderers.base import RenderContext
     from framefarm.renderers.diffusers.components import load_components
 
+    if spec["tiny"]:
+        # As the first process (main): the CPU's thread count enters Inductor's kernels and so its cache keys.
+        torch.set_num_threads(1)
     job = image_job(spec["models_dir"], checkpoint=spec["checkpoint"], width=spec["width"], steps=spec["steps"],
                     frames=spec["job_frames"], batch=spec["batch"], controlnet=spec["controlnet"], name="warm-start",
                     tiny=spec["tiny"])
