@@ -89,6 +89,7 @@ def test_a_worker_takes_its_next_chunk_ahead_renders_one_at_a_time_and_loses_non
             # queue, but that chunk is claimed, so the parent leaves it to gpu-2, which renders it.
             kept, _ = wait_for(lambda: waiting_claim(runs, "gpu-2"), "gpu-2 to hold a chunk waiting for its GPU",
                                farm, every=0.1)
+            restarted = time.time()
             farm.stop_server()
             farm.start_server()
 
@@ -103,8 +104,14 @@ def test_a_worker_takes_its_next_chunk_ahead_renders_one_at_a_time_and_loses_non
             assert done["worker"] == "gpu-2" and done["attempt"] > lost["attempt"]
         done = outcome(runs, kept["index"])
         assert done["worker"] == "gpu-2" and done["attempt"] == kept["attempt"] and "error" not in done, done
-        # A given-back chunk is queued again at the parent's next look, not after a stale heartbeat.
-        assert outcome(runs, stopped["index"])["ready"] - given_back["given_back"] < 5
+        # A given-back chunk is queued again at the parent's next look, not after a stale heartbeat. Unless that
+        # hand-out still waited in the server's queue when the server restarted (gpu-2, the only worker left, had
+        # taken another chunk ahead): then it was lost with the queue and handed out once more after the restart.
+        again = outcome(runs, stopped["index"])
+        if again["attempt"] == stopped["attempt"] + 1:
+            assert again["ready"] - given_back["given_back"] < 5
+        else:
+            assert again["attempt"] == stopped["attempt"] + 2 and again["ready"] > restarted, again
         done = outcome(runs, finishing["index"])  # the chunk on gpu-1's GPU when it was stopped: finished there
         assert done["worker"] == "gpu-1" and done["attempt"] == finishing["attempt"] and "error" not in done, done
 
