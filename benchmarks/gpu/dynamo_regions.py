@@ -39,13 +39,14 @@ def measure(regions: tuple[str, ...], size: int = 128, frames: int = 2, tiny: bo
 
     from framefarm.renderers import accel
 
-    accel.REPEATED_BLOCKS = regions
     torch._dynamo.reset()
     counters.clear()  # the process's earlier compilations (a test suite's) must not count here
     compilation_time_metrics.clear()
-    compile_ = torch.compile
-    # framefarm's own region walk, with the eager backend: dynamo's tracing and guards, no Inductor.
+    compile_, framefarm_regions = torch.compile, accel.REPEATED_BLOCKS
+    # framefarm's own region walk over ``regions``, with the eager backend: dynamo's tracing and guards, no Inductor.
+    # Both are put back once the regions are chosen, so a process that goes on (a test suite) keeps framefarm's.
     torch.compile = lambda fn, **options: compile_(fn, backend="eager", dynamic=False)
+    accel.REPEATED_BLOCKS = regions
     try:
         torch.manual_seed(0)
         unet = UNet2DConditionModel.from_config({**_config("sd15", "unet"), **(TINY_UNET if tiny else {})}).eval()
@@ -58,7 +59,7 @@ def measure(regions: tuple[str, ...], size: int = 128, frames: int = 2, tiny: bo
         graphs = {name: accel.use_compiled(model, ("blocks", None))
                   for name, model in (("unet", unet), ("vae", vae), ("controlnet", controlnet))}
     finally:
-        torch.compile = compile_
+        torch.compile, accel.REPEATED_BLOCKS = compile_, framefarm_regions
 
     images = torch.randn(frames, 3, size, size)
     latents = torch.randn(2 * frames, 4, size // 8, size // 8)  # classifier-free guidance doubles the batch
