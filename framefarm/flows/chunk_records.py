@@ -94,7 +94,9 @@ class ChunkClaim:
 
 
 _handed_over: dict[Any, ChunkClaim] = {}
-_handed_over_lock = threading.Lock()
+# Re-entrant: a stopping worker's signal handler takes them all (``take_over_all``) on the main thread, which may
+# have been interrupted inside ``take_over``.
+_handed_over_lock = threading.RLock()
 
 
 def hand_over(run: Any, claim: ChunkClaim) -> None:

@@ -17,6 +17,7 @@ import os
 from dataclasses import asdict
 
 from prefect import task
+from prefect.states import Cancelled
 
 from framefarm.animation.plan import ChunkSpec
 from framefarm.errors import RenderError
@@ -104,8 +105,11 @@ def _task_run_id():
 
 
 def _level_task(level: int):
-    def run(label: str, chunk: str, job_ref: str, backend: str, store_root: str, dispatch: dict) -> int:
-        return render_dispatched_chunk(chunk, job_ref, backend, store_root, dispatch)
+    def run(label: str, chunk: str, job_ref: str, backend: str, store_root: str, dispatch: dict):
+        try:
+            return render_dispatched_chunk(chunk, job_ref, backend, store_root, dispatch)
+        except GpuWaitStopped as stopped:  # given back, and queued again by the parent: a stop, not a failure
+            return Cancelled(message=str(stopped))
 
     # The task key is the function's qualified name plus a hash of its code: a name per level, a queue per level.
     run.__name__ = run.__qualname__ = f"render_chunk_priority_{level}"

@@ -20,7 +20,9 @@ Start one per GPU (``framefarm chunk-worker``, ``CUDA_VISIBLE_DEVICES=i``). Thre
   a chunk only when the GPU is free (and limit 1).
 
 Stopping (SIGTERM, SIGINT): no new chunk is taken; a chunk waiting for the GPU is given back (its claim says so
-and the parent queues it again at once); the chunk on the GPU is left to finish, as before look-ahead.
+and the parent queues it again at once); the chunk on the GPU is left to finish, as before look-ahead, and the
+process exits 0. A second signal stops at once: the chunk on the GPU is handed out again once its claim is stale, and
+the frames it finished are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import threading
 
@@ -62,16 +65,38 @@ class ChunkWorker(TaskWorker):
         self.lookahead_s = float(lookahead_s)
         self.gpu = GPU
         self.gpu.stopping.clear()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._receiving: asyncio.Task | None = None  # the wait for the server's next chunk, while it waits
 
     def handle_sigterm(self, signum: int, frame: object) -> None:
+        """Stop taking chunks; let the one on the GPU finish; exit once it has. A second signal exits at once.
+
+        Not Prefect's own stop: it raises ``StopTaskWorker`` out of the signal handler into whatever the event loop
+        was doing (a claim half taken, a task run being submitted), ends the loop with a logged traceback, and
+        leaves it to chance which of this worker's records are written. Here the loop winds down by itself: only
+        the wait for a new chunk is cancelled, before anything arrived."""
+        if self.gpu.stopping.is_set():
+            logger.warning("stopping now: the chunk on the GPU is handed out again once its claim is stale")
+            give_back_untaken()
+            os._exit(128 + signum)
         # Set first, so a chunk waiting for the GPU is given back rather than rendered while the process exits.
         self.gpu.stopping.set()
-        # A chunk taken off the server whose task has not started yet has no thread to see ``stopping``, and Prefect's
-        # stop below ends the event loop that would start it: give its claim back now, so the parent queues it again
-        # at once instead of after a stale heartbeat. (A task that starts anyway finds no claim kept for it, writes
-        # its own, sees ``stopping`` before the GPU and gives that back.)
+        self.stopping = True  # Prefect's flag, which its status page shows
+        # A warning so that it shows at Prefect's default log level: the operator who sent the signal sees it taken.
+        logger.warning("stopping: no new chunk is taken, a chunk waiting for the GPU is given back, the one on it "
+                       "finishes first (signal again to stop at once)")
+        # A chunk taken off the server whose task has not started yet has no thread to see ``stopping``: give its
+        # claim back now, so the parent queues it again at once instead of after a stale heartbeat. (A task that
+        # starts anyway finds no claim kept for it, writes its own, sees ``stopping`` before the GPU and gives that
+        # back.)
         give_back_untaken()
-        super().handle_sigterm(signum, frame)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop_receiving)  # signal-safe: it wakes the loop by its self-pipe
+
+    def _stop_receiving(self) -> None:
+        """On the event loop: cancel the wait for a new chunk, if the loop is in it (nothing taken yet)."""
+        if self._receiving is not None:
+            self._receiving.cancel()
 
     async def _subscribe_to_task_scheduling(self) -> None:
         base_url = get_current_settings().api.url
@@ -81,6 +106,7 @@ class ChunkWorker(TaskWorker):
             # Ctrl-C stops like SIGTERM: asyncio's own handler would cancel the loop and leave a chunk waiting for
             # the GPU to render on while the process winds down.
             signal.signal(signal.SIGINT, self.handle_sigterm)
+        self._loop = asyncio.get_running_loop()
         logger.info("taking chunks of priority 1…%d, one at a time, the next %g s ahead", PRIORITY_LEVELS,
                     self.lookahead_s)
         while not self.gpu.stopping.is_set():
@@ -93,10 +119,16 @@ class ChunkWorker(TaskWorker):
                 break
             try:
                 task_run = await self._next_task_run(base_url)  # … then take one chunk off the server's queues
+            except asyncio.CancelledError:
+                if self.gpu.stopping.is_set():  # the stop cancelled the wait: nothing was taken
+                    break
+                raise
             except Exception as exc:  # noqa: BLE001 - a server restarting answers in many ways: try again
                 logger.warning("no connection to the Prefect server (%s); trying again", exc)
                 await asyncio.sleep(RECONNECT_S)
                 continue
+            if self.gpu.stopping.is_set():  # the stop came while it was taken: its claim was given back
+                break
             self.gpu.taken(task_run.id)  # waiting for the GPU until its task says otherwise
             if await self._acquire_token(task_run.id):
                 self._runs_task_group.start_soon(self._safe_submit_scheduled_task_run, task_run)
@@ -128,7 +160,15 @@ class ChunkWorker(TaskWorker):
                                     keys=self.ordered_keys, client_id=self.client_id, base_url=base_url)
         try:
             await subscription._ensure_connected()
-            task_run = TaskRun.model_validate_json(await subscription.websocket.recv())
+            receive = asyncio.ensure_future(subscription.websocket.recv())
+            self._receiving = receive  # the stop may cancel it until something arrives, not after
+            if self.gpu.stopping.is_set():  # the stop came while it connected, before there was a wait to cancel
+                receive.cancel()
+            try:
+                message = await receive
+            finally:
+                self._receiving = None
+            task_run = TaskRun.model_validate_json(message)
             claim = await self._claim(task_run)
             try:
                 await subscription.websocket.send(json.dumps({"type": "ack"}))
@@ -158,12 +198,23 @@ class ChunkWorker(TaskWorker):
             parameters = (await read_parameters(store, parameters_id)).get("parameters", {})
             chunk = unpack_chunk(parameters["chunk"])
             dispatch = Dispatch(**parameters["dispatch"])
-            claim = await asyncio.to_thread(ChunkClaim, FrameStore(parameters["store_root"], chunk.job), chunk.index,
-                                            dispatch, worker_id())
+            store = FrameStore(parameters["store_root"], chunk.job)
+            return await asyncio.to_thread(self._write_claim, task_run.id, store, chunk.index, dispatch)
         except Exception:  # noqa: BLE001 - the task itself reports what is wrong with the run
             logger.warning("could not claim task run %s before taking it", task_run.id, exc_info=True)
             return None
-        hand_over(task_run.id, claim)
+
+    def _write_claim(self, run: object, store: FrameStore, index: int, dispatch: Dispatch) -> ChunkClaim:
+        """Write a chunk's claim and keep it for its task, on a thread of its own.
+
+        Kept on the same thread that published it: a stop that comes before the event loop resumes (SIGTERM ends
+        the loop) still finds the claim and gives it back, where a claim handed over on the loop would be left to
+        go stale. The stop sets ``stopping`` before it gives claims back, so a claim kept after that look is
+        given back here."""
+        claim = ChunkClaim(store, index, dispatch, worker_id())
+        hand_over(run, claim)
+        if self.gpu.stopping.is_set():
+            give_back_untaken()
         return claim
 
 

@@ -201,3 +201,31 @@ def test_a_stopping_worker_gives_back_the_chunks_it_took_whose_task_never_starte
         assert "given_back" not in json.loads((tmp_path / "job" / claim_name(5)).read_text())
     finally:
         carried.close()
+
+
+def test_a_claim_published_as_the_worker_begins_to_stop_is_given_back_not_left_to_go_stale(tmp_path):
+    """The stop's handler gives back the claims it finds; a claim still being written on its thread when the stop
+    came (the handler looked before it was kept for its task) is given back by that thread, so the parent never
+    waits for its heartbeat to go stale. The handler may also interrupt the main thread while it holds the lock
+    of the kept claims: taking them all again there must not deadlock."""
+    import asyncio
+    import json
+
+    from framefarm.flows.chunk_records import Dispatch, _handed_over_lock, claim_name, take_over
+    from framefarm.flows.chunk_worker import ChunkWorker, give_back_untaken
+    from framefarm.storage import FrameStore
+
+    async def make():  # Prefect's TaskWorker is made inside an event loop
+        return ChunkWorker(lookahead_s=5)
+
+    worker = asyncio.run(make())
+    try:
+        worker.gpu.stopping.set()
+        claim = worker._write_claim("run-7", FrameStore(str(tmp_path), "job"), 7, Dispatch("t", 3, 1.0))
+        assert take_over("run-7") is None  # given back, not kept for a task that will not start
+        document = json.loads((tmp_path / "job" / claim_name(7)).read_text())
+        assert document["given_back"] and document["attempt"] == 3 and claim.document["given_back"]
+        with _handed_over_lock:  # the main thread inside take_over when the signal's handler runs
+            give_back_untaken()
+    finally:
+        worker.gpu.stopping.clear()
