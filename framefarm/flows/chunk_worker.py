@@ -207,9 +207,10 @@ class ChunkWorker(TaskWorker):
     def _write_claim(self, run: object, store: FrameStore, index: int, dispatch: Dispatch) -> ChunkClaim:
         """Write a chunk's claim and keep it for its task, on a thread of its own.
 
-        Kept on the same thread that published it: a stop that comes before the event loop resumes (SIGTERM ends
-        the loop) still finds the claim and gives it back, where a claim handed over on the loop would be left to
-        go stale. The stop sets ``stopping`` before it gives claims back, so a claim kept after that look is
+        Kept on the same thread that published it, so no moment exists in which a published claim is neither kept
+        (where the stop's handler gives it back) nor checked against ``stopping`` here. Kept later, on the event
+        loop, a claim published just before a stop was missed by both and left to go stale: the parent waited out
+        its heartbeat. The stop sets ``stopping`` before it gives claims back, so a claim kept after that look is
         given back here."""
         claim = ChunkClaim(store, index, dispatch, worker_id())
         hand_over(run, claim)
