@@ -229,3 +229,38 @@ def test_a_claim_published_as_the_worker_begins_to_stop_is_given_back_not_left_t
             give_back_untaken()
     finally:
         worker.gpu.stopping.clear()
+
+
+def test_a_second_stop_signal_gives_back_what_waits_and_exits_at_once(tmp_path, monkeypatch):
+    """The first SIGTERM/Ctrl-C lets the chunk on the GPU finish; a second one exits at once, with the shell's
+    status for that signal, after giving back the chunks taken whose task never started."""
+    import asyncio
+    import json
+    import signal
+
+    from framefarm.flows import chunk_worker
+    from framefarm.flows.chunk_records import ChunkClaim, Dispatch, claim_name, hand_over
+    from framefarm.storage import FrameStore
+
+    async def make():  # Prefect's TaskWorker is made inside an event loop
+        return chunk_worker.ChunkWorker(lookahead_s=5)
+
+    class Exited(Exception):
+        pass
+
+    def exit_now(status):
+        raise Exited(status)
+
+    monkeypatch.setattr(chunk_worker.os, "_exit", exit_now)
+    worker = asyncio.run(make())
+    try:
+        worker.handle_sigterm(signal.SIGTERM, None)  # the first: a stop, the process goes on
+        assert worker.gpu.stopping.is_set() and worker.stopping
+        taken = ChunkClaim(FrameStore(str(tmp_path), "job"), 2, Dispatch("t", 1, 1.0), "gpu-9")
+        hand_over("run-2", taken)
+        with pytest.raises(Exited) as exited:
+            worker.handle_sigterm(signal.SIGINT, None)
+        assert exited.value.args == (128 + signal.SIGINT,)  # 130, as for Ctrl-C anywhere else
+        assert json.loads((tmp_path / "job" / claim_name(2)).read_text())["given_back"]
+    finally:
+        worker.gpu.stopping.clear()
