@@ -18,6 +18,18 @@ def small_job():
     return validate_job({"kind": "deforum", "name": "fan", "frames": 12, "width": 64, "height": 64}, source="test")
 
 
+def new_chunk_worker(**options):
+    """A ChunkWorker, made inside an event loop as Prefect's TaskWorker must be."""
+    import asyncio
+
+    from framefarm.flows.chunk_worker import ChunkWorker
+
+    async def make():
+        return ChunkWorker(**options)
+
+    return asyncio.run(make())
+
+
 def test_every_priority_level_has_a_task_key_of_its_own():
     keys = [CHUNK_TASKS[level].task_key for level in range(1, PRIORITY_LEVELS + 1)]
     assert len(set(keys)) == PRIORITY_LEVELS
@@ -28,20 +40,10 @@ def test_every_priority_level_has_a_task_key_of_its_own():
 
 
 def test_the_chunk_worker_subscribes_to_the_levels_most_urgent_first():
-    import asyncio
-
-    from framefarm.flows.chunk_worker import ChunkWorker
-
-    async def make():  # Prefect's TaskWorker is made inside an event loop
-        return ChunkWorker()
-
-    async def make_without_lookahead():
-        return ChunkWorker(lookahead_s=0)
-
-    worker = asyncio.run(make())
+    worker = new_chunk_worker()
     assert worker.ordered_keys == [CHUNK_TASKS[level].task_key for level in range(1, PRIORITY_LEVELS + 1)]
     assert worker.limit == 2  # the chunk on the GPU and, with look-ahead, the next one waiting for it
-    assert asyncio.run(make_without_lookahead()).limit == 1  # without: one chunk in hand at a time
+    assert new_chunk_worker(lookahead_s=0).limit == 1  # without: one chunk in hand at a time
 
 
 def test_the_gpu_slot_says_when_to_take_the_next_chunk():
@@ -208,17 +210,13 @@ def test_a_claim_published_as_the_worker_begins_to_stop_is_given_back_not_left_t
     came (the handler looked before it was kept for its task) is given back by that thread, so the parent never
     waits for its heartbeat to go stale. The handler may also interrupt the main thread while it holds the lock
     of the kept claims: taking them all again there must not deadlock."""
-    import asyncio
     import json
 
     from framefarm.flows.chunk_records import Dispatch, _handed_over_lock, claim_name, take_over
-    from framefarm.flows.chunk_worker import ChunkWorker, give_back_untaken
+    from framefarm.flows.chunk_worker import give_back_untaken
     from framefarm.storage import FrameStore
 
-    async def make():  # Prefect's TaskWorker is made inside an event loop
-        return ChunkWorker(lookahead_s=5)
-
-    worker = asyncio.run(make())
+    worker = new_chunk_worker(lookahead_s=5)
     try:
         worker.gpu.stopping.set()
         claim = worker._write_claim("run-7", FrameStore(str(tmp_path), "job"), 7, Dispatch("t", 3, 1.0))
@@ -234,16 +232,12 @@ def test_a_claim_published_as_the_worker_begins_to_stop_is_given_back_not_left_t
 def test_a_second_stop_signal_gives_back_what_waits_and_exits_at_once(tmp_path, monkeypatch):
     """The first SIGTERM/Ctrl-C lets the chunk on the GPU finish; a second one exits at once, with the shell's
     status for that signal, after giving back the chunks taken whose task never started."""
-    import asyncio
     import json
     import signal
 
     from framefarm.flows import chunk_worker
     from framefarm.flows.chunk_records import ChunkClaim, Dispatch, claim_name, hand_over
     from framefarm.storage import FrameStore
-
-    async def make():  # Prefect's TaskWorker is made inside an event loop
-        return chunk_worker.ChunkWorker(lookahead_s=5)
 
     class Exited(Exception):
         pass
@@ -252,7 +246,7 @@ def test_a_second_stop_signal_gives_back_what_waits_and_exits_at_once(tmp_path, 
         raise Exited(status)
 
     monkeypatch.setattr(chunk_worker.os, "_exit", exit_now)
-    worker = asyncio.run(make())
+    worker = new_chunk_worker(lookahead_s=5)
     try:
         worker.handle_sigterm(signal.SIGTERM, None)  # the first: a stop, the process goes on
         assert worker.gpu.stopping.is_set() and worker.stopping
